@@ -1,4 +1,7 @@
-"""covergan: class-conditional GAN augmentation of CQT spectrograms for cover-song identification."""
+"""covergan: class-conditional GAN augmentation of CQT spectrograms for cover-song identification.
+
+The public API is re-exported here, one hop from every name.
+"""
 
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ __all__ = [
     "CoverGANError",
     "CoverGANWarning",
     "DatasetError",
+    "ExtractionError",
     "NotFittedError",
     "ParameterError",
     "UnknownSongError",
@@ -67,3 +68,11 @@ class UnknownSongError(CoverGANError, KeyError):
 
 class CoverGANWarning(UserWarning):
     """A result may be unreliable (too few samples, shrinkage applied, ...)."""
+
+
+class ExtractionError(AudioLoadError):
+    """One or more files of a batch extraction failed; ``failures`` lists each path and why."""
+
+    def __init__(self, message: str, failures: Iterable[object] = ()) -> None:
+        super().__init__(message)
+        self.failures = list(failures)

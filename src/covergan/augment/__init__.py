@@ -1,0 +1,1 @@
+"""CQT-domain augmentation: differentiable ops for GAN training and classic CSI transforms."""

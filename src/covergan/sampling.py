@@ -1,0 +1,596 @@
+"""Class balancing: a per-song sampler, a disk-backed bank of synthetic CQTs, and a
+dataset that mixes real and synthetic items.
+
+The pieces plug into an unchanged PyTorch training loop::
+
+    bank = SyntheticBank.build(augmenter, augmenter.plan("median"), "bank/", index=train.index)
+    mixed = AugmentedDataset(train, bank)                 # items: (x, song_class, is_synthetic)
+    loader = DataLoader(mixed, batch_size=32, sampler=ClassBalancedSampler(mixed))
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol, cast
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import Dataset, Sampler
+
+from covergan.data import SongId, SongIndex, Transform
+from covergan.errors import DatasetError, ParameterError
+
+__all__ = [
+    "AugmentedDataset",
+    "ClassBalancedSampler",
+    "SampleSource",
+    "SyntheticBank",
+]
+
+logger = logging.getLogger(__name__)
+
+_BANK_FORMAT = "covergan.bank"
+_BANK_VERSION = 1
+
+
+class SampleSource(Protocol):
+    """Anything that draws synthetic CQTs per song (an ``Augmenter`` is one)."""
+
+    def sample_many(
+        self, counts: Mapping[SongId, int], *, space: str = ..., seed: int | None = ...
+    ) -> dict[SongId, torch.Tensor]:
+        """``{song: Tensor[n, 1, n_bins, n_frames]}`` for ``{song: n}``."""
+        ...
+
+
+# --------------------------------------------------------------------------------------
+# Synthetic bank
+# --------------------------------------------------------------------------------------
+
+
+class SyntheticBank(Dataset[tuple[torch.Tensor, int]]):
+    """Pre-generated synthetic CQTs stored on disk and read through a memory map.
+
+    Items are ``(x, class_index)`` with ``x`` a float32 tensor ``[1, n_bins, n_frames]``
+    and ``class_index`` in the numbering of ``index`` (the real training set's
+    :class:`~covergan.data.SongIndex`), so bank items and real items share labels.
+    Reading an item is a memory copy; :meth:`refresh` draws new samples between epochs.
+
+    Build with :meth:`build`, reopen with :meth:`open`.
+
+    Attributes
+    ----------
+    path : Path
+        Folder holding ``samples.npy`` (``[N, 1, n_bins, n_frames]``), ``labels.npy``
+        and ``bank.json``.
+    labels : np.ndarray [shape=(N,), dtype=int64]
+    song_ids : list of str or int
+    index : SongIndex
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, transform: Transform | None = None) -> None:
+        self.path = Path(path).expanduser()
+        self.transform = transform
+        self._load()
+
+    def _load(self) -> None:
+        meta_path = self.path / "bank.json"
+        if not meta_path.is_file():
+            raise DatasetError(f"no synthetic bank at {self.path} (bank.json missing)")
+        try:
+            meta = json.loads(meta_path.read_text())
+            if meta.get("format") != _BANK_FORMAT:
+                raise DatasetError(f"{meta_path} is not a covergan synthetic bank")
+            if int(meta.get("version", 0)) > _BANK_VERSION:
+                raise DatasetError(
+                    f"{meta_path} has bank format version {meta['version']}, newer than this "
+                    f"covergan reads ({_BANK_VERSION}); upgrade covergan"
+                )
+            self.meta: dict[str, Any] = meta
+            self.index = SongIndex.from_dict(meta["index"])
+            self.samples = np.load(self.path / meta["samples"], mmap_mode="r")
+            self.labels = np.load(self.path / meta["labels"], allow_pickle=False)
+        except (OSError, ValueError, KeyError, ParameterError) as error:
+            raise DatasetError(f"cannot read synthetic bank {self.path}: {error}") from error
+        if self.samples.ndim != 4 or len(self.samples) != len(self.labels):
+            raise DatasetError(f"synthetic bank {self.path} is inconsistent; rebuild it")
+        self.seed = int(meta["seed"])
+        self.space = str(meta["space"])
+        self.counts: dict[SongId, int] = {
+            self.index.ids[int(c)]: int(n)
+            for c, n in zip(*np.unique(self.labels, return_counts=True), strict=True)
+        }
+
+    @classmethod
+    def open(
+        cls, path: str | os.PathLike[str], *, transform: Transform | None = None
+    ) -> SyntheticBank:
+        """Reopen a bank written by :meth:`build`.
+
+        Raises
+        ------
+        DatasetError
+            No bank at ``path``, a foreign or newer-format folder, or inconsistent files.
+        """
+        return cls(path, transform=transform)
+
+    @classmethod
+    def build(
+        cls,
+        source: SampleSource,
+        counts: Mapping[SongId, int],
+        path: str | os.PathLike[str],
+        *,
+        index: SongIndex,
+        seed: int = 0,
+        space: str = "features",
+        transform: Transform | None = None,
+    ) -> SyntheticBank:
+        """Generate ``counts[song]`` samples per song and store them under ``path``.
+
+        Parameters
+        ----------
+        source : SampleSource
+            Usually a fitted :class:`~covergan.Augmenter`.
+        counts : mapping song id -> int
+            Samples per song (e.g. ``augmenter.plan("median")``); zero counts are skipped.
+        path : str or PathLike
+            Folder for the bank (created; an existing bank there is replaced atomically).
+        index : SongIndex
+            The class numbering of the real dataset the bank is mixed with.
+        seed : int
+            Seed of the draw; :meth:`refresh` changes it.
+        space : {"features", "model"}
+            Stored in the extractor's feature format (default, like real features) or in
+            the GAN's [-1, 1] model space.
+
+        Raises
+        ------
+        ParameterError
+            A count is negative or not an int, all counts are zero, or a song is not in
+            ``index``.
+        """
+        clean = _check_counts(counts, index)
+        target = Path(path).expanduser()
+        _write_bank(source, clean, target, index=index, seed=seed, space=space)
+        return cls(target, transform=transform)
+
+    def refresh(self, seed: int | None = None) -> None:
+        """Replace every sample with a new draw (same counts), atomically.
+
+        Parameters
+        ----------
+        seed : int, optional
+            Seed of the new draw; default: the previous seed + 1.
+
+        Notes
+        -----
+        Needs the ``source`` the bank was built from; pass it once with
+        :meth:`attach_source` after :meth:`open` (``build`` attaches it).
+        """
+        source = getattr(self, "source", None)
+        if source is None:
+            raise ParameterError(
+                "this bank has no sample source; call attach_source(augmenter) first"
+            )
+        new_seed = self.seed + 1 if seed is None else int(seed)
+        _write_bank(
+            source, self.counts, self.path, index=self.index, seed=new_seed, space=self.space
+        )
+        self._load()
+
+    def attach_source(self, source: SampleSource) -> SyntheticBank:
+        """Remember where new samples come from, for :meth:`refresh`; returns ``self``."""
+        self.source = source
+        return self
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        x = torch.from_numpy(np.array(self.samples[i], dtype=np.float32))
+        if self.transform is not None:
+            x = self.transform(x)
+        return x, int(self.labels[i])
+
+    @property
+    def song_ids(self) -> list[SongId]:
+        """Song id of each item."""
+        return self.index.decode(self.labels)
+
+    def __repr__(self) -> str:
+        return (
+            f"SyntheticBank({len(self)} samples of {len(self.counts)} songs, "
+            f"shape {tuple(self.samples.shape[1:])}, space={self.space!r}, seed={self.seed}, "
+            f"path={str(self.path)!r})"
+        )
+
+
+def _check_counts(counts: Mapping[SongId, int], index: SongIndex) -> dict[SongId, int]:
+    clean: dict[SongId, int] = {}
+    for song, n in counts.items():
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise ParameterError(f"count for song {song!r} must be a non-negative int, got {n!r}")
+        if song not in index:
+            raise ParameterError(f"song {song!r} is not in the real dataset's index")
+        if n:
+            clean[song] = int(n)
+    if not clean:
+        raise ParameterError("every count is zero: nothing to generate")
+    return clean
+
+
+def _write_bank(
+    source: SampleSource,
+    counts: Mapping[SongId, int],
+    target: Path,
+    *,
+    index: SongIndex,
+    seed: int,
+    space: str,
+) -> None:
+    drawn = source.sample_many(counts, space=space, seed=seed)
+    songs = list(counts)
+    shapes = {tuple(drawn[s].shape[1:]) for s in songs}
+    if len(shapes) != 1:
+        raise ParameterError(f"samples of different shapes cannot share a bank: {shapes}")
+    total = sum(counts.values())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        data = np.lib.format.open_memmap(
+            staging / "samples.npy", mode="w+", dtype=np.float32, shape=(total, *shapes.pop())
+        )
+        labels = np.empty(total, dtype=np.int64)
+        at = 0
+        for song in songs:
+            block = drawn[song].detach().cpu().numpy()
+            data[at : at + len(block)] = block
+            labels[at : at + len(block)] = index.index(song)
+            at += len(block)
+        data.flush()
+        del data
+        np.save(staging / "labels.npy", labels)
+        meta = {
+            "format": _BANK_FORMAT,
+            "version": _BANK_VERSION,
+            "samples": "samples.npy",
+            "labels": "labels.npy",
+            "seed": int(seed),
+            "space": space,
+            "index": index.to_dict(),
+        }
+        (staging / "bank.json").write_text(json.dumps(meta))
+        _swap_dirs(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _swap_dirs(staging: Path, target: Path) -> None:
+    """Put ``staging`` at ``target``; a previous bank there is removed only afterwards."""
+    if target.exists():
+        if not (target / "bank.json").is_file() and any(target.iterdir()):
+            raise ParameterError(
+                f"{target} exists and is not a synthetic bank; refusing to replace it"
+            )
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+        os.replace(staging, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, target)
+
+
+# --------------------------------------------------------------------------------------
+# Real + synthetic dataset
+# --------------------------------------------------------------------------------------
+
+
+class AugmentedDataset(Dataset[Any]):
+    """Real items followed by synthetic ones, labelled in the real dataset's numbering.
+
+    Items are ``(x, class_index, is_synthetic)`` (or ``(x, class_index)`` with
+    ``return_flag=False``, for loops that unpack two values). Real items come from
+    ``real[i]`` unchanged; synthetic item ``j`` is ``len(real) + j``.
+
+    Parameters
+    ----------
+    real : Dataset
+        Items ``(x, class_index)``; must expose ``labels`` (int array) and ``index``
+        (``SongIndex``), as :class:`~covergan.data.CQTDataset` does.
+    synthetic : Dataset
+        Items ``(x, class_index)`` in the same numbering, with a ``labels`` array
+        (a :class:`SyntheticBank` or an in-memory :class:`torch.utils.data.TensorDataset`
+        wrapped by :meth:`from_tensors`).
+    return_flag : bool
+        Return the ``is_synthetic`` flag as a third element.
+
+    Attributes
+    ----------
+    labels : np.ndarray [shape=(n_real + n_synthetic,), dtype=int64]
+    is_synthetic : np.ndarray [shape=(n_real + n_synthetic,), dtype=bool]
+    """
+
+    def __init__(self, real: Any, synthetic: Any, *, return_flag: bool = True) -> None:
+        for name, part in (("real", real), ("synthetic", synthetic)):
+            if not hasattr(part, "labels"):
+                raise ParameterError(f"the {name} dataset must have a 'labels' array")
+        if not isinstance(getattr(real, "index", None), SongIndex):
+            raise ParameterError(
+                "the real dataset must have a SongIndex 'index' (use a CQTDataset)"
+            )
+        bank_index = getattr(synthetic, "index", None)
+        if isinstance(bank_index, SongIndex) and bank_index.ids != real.index.ids:
+            raise ParameterError(
+                "the synthetic bank was built for another song index; build it with "
+                "index=real_dataset.index"
+            )
+        self.real = real
+        self.synthetic = synthetic
+        self.return_flag = return_flag
+        self.index: SongIndex = real.index
+        real_labels = np.asarray(real.labels, dtype=np.int64)
+        synth_labels = np.asarray(synthetic.labels, dtype=np.int64)
+        if synth_labels.size and (synth_labels.min() < 0 or synth_labels.max() >= len(self.index)):
+            raise ParameterError("synthetic labels fall outside the real dataset's classes")
+        self.labels = np.concatenate([real_labels, synth_labels])
+        self.is_synthetic = np.concatenate(
+            [np.zeros(len(real_labels), dtype=bool), np.ones(len(synth_labels), dtype=bool)]
+        )
+        self._n_real = len(real_labels)
+
+    @classmethod
+    def from_tensors(
+        cls,
+        real: Any,
+        samples: Mapping[SongId, torch.Tensor],
+        *,
+        transform: Transform | None = None,
+        return_flag: bool = True,
+    ) -> AugmentedDataset:
+        """Mix ``real`` with in-memory synthetic samples ``{song: Tensor[n, 1, H, W]}``."""
+        songs = [s for s, x in samples.items() if len(x)]
+        if not songs:
+            return cls(
+                real,
+                _TensorItems(torch.empty(0), np.empty(0, np.int64), transform),
+                return_flag=return_flag,
+            )
+        xs = torch.cat([samples[s].detach().cpu().float() for s in songs])
+        labels = np.concatenate([np.full(len(samples[s]), real.index.index(s)) for s in songs])
+        return cls(
+            real, _TensorItems(xs, labels.astype(np.int64), transform), return_flag=return_flag
+        )
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> Any:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} items")
+        i %= len(self)
+        synthetic = i >= self._n_real
+        x, y = (self.synthetic[i - self._n_real] if synthetic else self.real[i])[:2]
+        return (x, int(y), synthetic) if self.return_flag else (x, int(y))
+
+    def class_counts(self, *, synthetic: bool | None = None) -> dict[SongId, int]:
+        """Items per song: all (``None``), only synthetic (``True``) or only real (``False``)."""
+        mask = (
+            np.ones(len(self), dtype=bool) if synthetic is None else self.is_synthetic == synthetic
+        )
+        counts = np.bincount(self.labels[mask], minlength=len(self.index))
+        return {s: int(counts[c]) for c, s in enumerate(self.index.ids)}
+
+    def __repr__(self) -> str:
+        return (
+            f"AugmentedDataset({self._n_real} real + {len(self) - self._n_real} synthetic items, "
+            f"{len(self.index)} songs)"
+        )
+
+
+class _TensorItems(Dataset[tuple[torch.Tensor, int]]):
+    def __init__(self, xs: torch.Tensor, labels: np.ndarray, transform: Transform | None) -> None:
+        self.xs, self.labels, self.transform = xs, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        x = self.xs[i]
+        return (self.transform(x) if self.transform else x), int(self.labels[i])
+
+
+# --------------------------------------------------------------------------------------
+# Sampler
+# --------------------------------------------------------------------------------------
+
+
+class ClassBalancedSampler(Sampler[int]):
+    """Draw items so that every song gets the same (or a chosen) share of each epoch.
+
+    Each epoch is a list of ``num_samples`` dataset indices:
+
+    1. *Songs*: song ``c`` gets ``round(num_samples * w_c)`` draws (largest remainders
+       decide the rounding; ``w`` = ``weights`` normalised, equal by default), and the
+       draws are shuffled.
+    2. *Items*: a song's draws walk through a fresh shuffle of its items and reshuffle
+       when they run out, so an item repeats within an epoch only after every item of
+       its song has been drawn (the duplicate policy). A song with one recording repeats
+       that recording.
+    3. *Synthetic top-up*: when the dataset has an ``is_synthetic`` flag (an
+       :class:`AugmentedDataset`), a song with fewer than ``top_up_below`` real
+       recordings draws synthetic items with probability ``synthetic / (real + synthetic)``
+       from ``ratio=(real, synthetic)``; other songs draw only real items.
+
+    Everything is drawn from ``torch.Generator().manual_seed(seed + epoch)``: the same
+    on every rank, so with ``num_replicas > 1`` each rank takes the disjoint shard
+    ``indices[rank::num_replicas]`` (the list is first padded by wrapping to a multiple
+    of ``num_replicas``, as ``DistributedSampler`` does). Call :meth:`set_epoch` before
+    each epoch.
+
+    Parameters
+    ----------
+    data : Dataset with ``labels`` (and optionally ``is_synthetic``), or int labels
+        [shape=(n_items,)].
+    weights : mapping class index -> float, sequence of float [shape=(n_classes,)], optional
+        Relative share of each song; default equal.
+    num_samples : int, optional
+        Draws per epoch over all ranks; default: the number of real items.
+    ratio : (float, float)
+        ``(real, synthetic)`` mix for topped-up songs; ``(1, 1)`` = half synthetic.
+    top_up_below : int, optional
+        Songs with fewer real recordings than this get synthetic items; default: the
+        median real count. Ignored without synthetic items.
+    num_replicas, rank : int, optional
+        Distributed world size and this rank; default from ``torch.distributed`` when it
+        is initialised, else 1 and 0.
+    seed : int
+
+    Raises
+    ------
+    ParameterError
+        Empty or negative labels, bad weights (negative, all zero, wrong length),
+        ``num_samples <= 0``, a bad ``ratio`` or ``rank``, or a weighted song with no
+        item to draw.
+    """
+
+    def __init__(
+        self,
+        data: Any,
+        *,
+        weights: Mapping[int, float] | Sequence[float] | None = None,
+        num_samples: int | None = None,
+        ratio: tuple[float, float] = (1.0, 1.0),
+        top_up_below: int | None = None,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        labels = np.asarray(getattr(data, "labels", data))
+        if labels.ndim != 1 or labels.size == 0 or not np.issubdtype(labels.dtype, np.integer):
+            raise ParameterError("ClassBalancedSampler needs a non-empty 1-D array of int labels")
+        if labels.min() < 0:
+            raise ParameterError("labels must be class indices >= 0")
+        flags = getattr(data, "is_synthetic", None)
+        synthetic = np.zeros(labels.size, dtype=bool) if flags is None else np.asarray(flags, bool)
+        n_classes = int(labels.max()) + 1
+        index = getattr(data, "index", None)
+        if isinstance(index, SongIndex):
+            n_classes = max(n_classes, len(index))
+
+        self.real_items = [np.flatnonzero((labels == c) & ~synthetic) for c in range(n_classes)]
+        self.synthetic_items = [np.flatnonzero((labels == c) & synthetic) for c in range(n_classes)]
+        self.weights = _class_weights(weights, n_classes)
+        for c in np.flatnonzero(self.weights):
+            if not (len(self.real_items[c]) or len(self.synthetic_items[c])):
+                raise ParameterError(f"class {c} has weight {self.weights[c]:.3g} but no items")
+
+        n_real = int((~synthetic).sum())
+        self.num_samples = n_real if num_samples is None else num_samples
+        if (
+            isinstance(self.num_samples, bool)
+            or not isinstance(self.num_samples, (int, np.integer))
+            or self.num_samples <= 0
+        ):
+            raise ParameterError(f"num_samples={num_samples!r} must be a positive integer")
+        real_w, synth_w = ratio
+        if real_w < 0 or synth_w < 0 or real_w + synth_w <= 0:
+            raise ParameterError(f"ratio={ratio!r} must be two non-negative numbers, not both 0")
+        real_counts = np.array([len(r) for r in self.real_items])
+        if top_up_below is None:
+            top_up_below = int(np.ceil(np.median(real_counts[real_counts > 0]))) if n_real else 1
+        self.top_up_below = int(top_up_below)
+        p_synth = synth_w / (real_w + synth_w)
+        self.p_synthetic = np.array(
+            [
+                (1.0 if not len(r) else p_synth) if len(s) and len(r) < self.top_up_below else 0.0
+                for r, s in zip(self.real_items, self.synthetic_items, strict=True)
+            ]
+        )
+
+        if num_replicas is None:
+            num_replicas = (
+                dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+            )
+        if rank is None:
+            rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        if num_replicas < 1 or not 0 <= rank < num_replicas:
+            raise ParameterError(f"rank={rank} must be in [0, num_replicas={num_replicas})")
+        self.num_replicas, self.rank = int(num_replicas), int(rank)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the draw of ``epoch`` (call before each epoch, on every rank)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return -(-self.num_samples // self.num_replicas)
+
+    def __iter__(self) -> Any:
+        return iter(self.epoch_indices()[self.rank :: self.num_replicas].tolist())
+
+    def epoch_indices(self) -> np.ndarray:
+        """Indices of the whole epoch over all ranks, padded to a multiple of ``num_replicas``."""
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        counts = _apportion(self.weights, self.num_samples)
+        songs = np.repeat(np.arange(len(counts)), counts)
+        songs = songs[torch.randperm(len(songs), generator=g).numpy()]
+        out = np.empty(len(songs), dtype=np.int64)
+        use_synth = torch.rand(len(songs), generator=g, dtype=torch.float64).numpy()
+        for c in np.flatnonzero(counts):
+            at = np.flatnonzero(songs == c)
+            synth = use_synth[at] < self.p_synthetic[c]
+            out[at[~synth]] = _cycle(self.real_items[c], int((~synth).sum()), g)
+            out[at[synth]] = _cycle(self.synthetic_items[c], int(synth.sum()), g)
+        total = len(self) * self.num_replicas
+        if total > len(out):
+            out = np.concatenate([out, out[: total - len(out)]])
+        return out
+
+
+def _class_weights(
+    weights: Mapping[int, float] | Sequence[float] | None, n_classes: int
+) -> np.ndarray:
+    if weights is None:
+        w = np.ones(n_classes)
+    elif isinstance(weights, Mapping):
+        w = np.zeros(n_classes)
+        for c, v in weights.items():
+            if not 0 <= int(c) < n_classes:
+                raise ParameterError(f"weight given for class {c}, outside [0, {n_classes})")
+            w[int(c)] = float(v)
+    else:
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != (n_classes,):
+            raise ParameterError(f"weights has {w.size} entries for {n_classes} classes")
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise ParameterError("weights must be finite, non-negative and not all zero")
+    return cast(np.ndarray, w / w.sum())
+
+
+def _apportion(weights: np.ndarray, total: int) -> np.ndarray:
+    """Integer counts summing to ``total`` closest to ``weights * total`` (largest remainder)."""
+    raw = weights * total
+    counts: np.ndarray = np.floor(raw).astype(np.int64)
+    short = total - int(counts.sum())
+    if short:
+        counts[np.argsort(-(raw - counts), kind="stable")[:short]] += 1
+    return counts
+
+
+def _cycle(items: np.ndarray, n: int, g: torch.Generator) -> np.ndarray:
+    """``n`` items from repeated fresh shuffles of ``items``."""
+    if n == 0:
+        return np.empty(0, dtype=np.int64)
+    rounds = -(-n // len(items))
+    order = [items[torch.randperm(len(items), generator=g).numpy()] for _ in range(rounds)]
+    return np.concatenate(order)[:n]

@@ -14,6 +14,7 @@ from covergan.errors import ParameterError
 from covergan.plots import (
     plot_bin_statistics,
     plot_cqt_grid,
+    plot_features,
     plot_losses,
     plot_value_histograms,
     save_figure,
@@ -128,3 +129,21 @@ def test_losses_errors() -> None:
         plot_losses({"g": []})
     with pytest.raises(ParameterError, match="smooth=0"):
         plot_losses({"g": [1.0]}, smooth=0)
+
+
+def test_plot_features_writes_png(tmp_path: Path) -> None:
+    from covergan.cqt import CQTConfig
+
+    rng = np.random.default_rng(1)
+    items = [("work A, version 1", rng.random((12, 30))), ("work B", torch.rand(12, 18))]
+    fig = plot_features(items, config=CQTConfig(), title="versions", path=tmp_path / "v.png")
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 4  # two images and their colour bars
+    _check_png(tmp_path / "v.png")
+
+
+def test_plot_features_errors() -> None:
+    with pytest.raises(ParameterError, match="at least one"):
+        plot_features([])
+    with pytest.raises(ParameterError, match="NaN"):
+        plot_features([("bad", np.full((4, 4), np.nan))])

@@ -24,6 +24,7 @@ from covergan.errors import ParameterError
 __all__ = [
     "plot_bin_statistics",
     "plot_cqt_grid",
+    "plot_features",
     "plot_losses",
     "plot_value_histograms",
     "save_figure",
@@ -90,6 +91,62 @@ def _as_cqts(x: ArrayLike, *, name: str) -> npt.NDArray[np.float64]:
     if not np.isfinite(arr).all():
         raise ParameterError(f"{name} contains NaN or inf values")
     return arr
+
+
+def plot_features(
+    items: Sequence[tuple[str, ArrayLike]],
+    *,
+    config: Any = None,
+    top_db: float = 60.0,
+    cmap: str = "magma",
+    title: str | None = None,
+    path: PathLike | None = None,
+) -> Figure:
+    """Full-length CQT features side by side, one row each, on a dB colour scale.
+
+    Parameters
+    ----------
+    items : sequence of (label, np.ndarray or torch.Tensor [shape=(n_bins, n_frames)])
+        Features in the extractor's format (magnitudes; dB features are shown as they are).
+    config : CQTConfig, optional
+        Used to label the axes in seconds and note names.
+    top_db : float
+        Dynamic range shown for magnitude features.
+    title : str, optional
+    path : str or PathLike, optional
+        Write a PNG there.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ParameterError
+        No items, or an item that is not 2-D / not finite.
+    """
+    if not items:
+        raise ParameterError("plot_features needs at least one (label, features) item")
+    arrays = [
+        (label, _as_cqts(np.asarray(x)[None], name=f"features {label!r}")[0]) for label, x in items
+    ]
+    is_db = config is not None and getattr(config, "scale", "") == "db"
+    fig = Figure(figsize=(10, 2.2 * len(arrays) + 0.4), layout="constrained")
+    axes = fig.subplots(len(arrays), 1, squeeze=False)[:, 0]
+    rate = float(config.frame_rate) if config is not None else 1.0
+    for ax, (label, x) in zip(axes, arrays, strict=True):
+        if not is_db:
+            x = 20.0 * np.log10(np.maximum(x, 1e-12) / max(float(x.max()), 1e-12))
+            x = np.maximum(x, -top_db)
+        extent = (0.0, x.shape[1] / rate, -0.5, x.shape[0] - 0.5)
+        image = ax.imshow(x, origin="lower", aspect="auto", cmap=cmap, extent=extent)
+        ax.set_title(label, fontsize=9, loc="left")
+        ax.set_ylabel("CQT bin")
+        fig.colorbar(image, ax=ax, label="dB", pad=0.01)
+    axes[-1].set_xlabel("time (s)" if config is not None else "frame")
+    if title:
+        fig.suptitle(title)
+    return _finish(fig, path)
 
 
 def plot_cqt_grid(

@@ -302,3 +302,11 @@ def test_split_recordings_keeps_songs_seen(ds: CQTDataset) -> None:
         split_recordings(ds, min_recordings=5)
     with pytest.raises(ParameterError, match="holdout"):
         split_recordings(ds, holdout=2, min_recordings=2)
+
+
+def test_unknown_song_error_survives_pickling() -> None:
+    import pickle
+
+    error = pickle.loads(pickle.dumps(UnknownSongError("song-42", ["song-042"])))
+    assert isinstance(error, UnknownSongError) and isinstance(error, KeyError)
+    assert error.suggestions == ["song-042"] and "did you mean" in str(error)

@@ -410,9 +410,9 @@ class CQTExtractor:
             Worker processes (joblib semantics: ``-1`` uses every core). ``1`` runs in
             this process.
         cache_dir : str or PathLike, optional
-            Cache folder. Entries are keyed by the SHA-256 of the file's content and
-            :meth:`CQTConfig.digest`, so renaming a file still hits the cache and a
-            changed file or config never does. Entries are written atomically
+            Cache folder. Entries are keyed by the SHA-256 of the file's content,
+            :meth:`CQTConfig.digest` and librosa's minor version, so renaming a file
+            still hits the cache and a changed file, config or librosa never does. Entries are written atomically
             (temporary file + rename): a crash never leaves a half-written entry.
         progress : bool
             Show a tqdm progress bar.
@@ -470,7 +470,7 @@ def _extract_one(extractor: CQTExtractor, path: Path, cache: Path | None) -> _Ou
     try:
         entry = None
         if cache is not None:
-            entry = cache / f"{_file_digest(path)}-{extractor.config.digest()}.npy"
+            entry = cache / f"{_file_digest(path)}-{_cache_key(extractor.config)}.npy"
             if entry.is_file():
                 try:
                     return np.load(entry, allow_pickle=False), None, True
@@ -482,6 +482,14 @@ def _extract_one(extractor: CQTExtractor, path: Path, cache: Path | None) -> _Ou
         return feats, None, False
     except Exception as error:  # reported per file; the batch goes on
         return None, (type(error).__name__, str(error)), False
+
+
+def _cache_key(config: CQTConfig) -> str:
+    # librosa's minor version is part of the key: a new CQT implementation may change values
+    import librosa
+
+    version = ".".join(librosa.__version__.split(".")[:2])
+    return hashlib.sha256(f"{config.digest()}-librosa{version}".encode()).hexdigest()[:16]
 
 
 def _file_digest(path: Path) -> str:

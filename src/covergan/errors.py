@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Hashable, Iterable
+from typing import Any
 
 __all__ = [
     "AudioLoadError",
@@ -64,6 +65,19 @@ class UnknownSongError(CoverGANError, KeyError):
 
     def __str__(self) -> str:  # KeyError.__str__ would quote the whole message
         return str(self.args[0])
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # survive pickling (errors travel back from joblib/Dask/Ray workers)
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(
+    cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]
+) -> BaseException:
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class CoverGANWarning(UserWarning):

@@ -66,10 +66,17 @@ def test_bank_build_read_and_reopen(real: CQTDataset, tmp_path: Path) -> None:
 
 def test_bank_refresh_draws_new_samples_atomically(real: CQTDataset, tmp_path: Path) -> None:
     source = FakeSource()
-    bank = SyntheticBank.build(source, {"s2": 2}, tmp_path / "bank", index=real.index, seed=1)
-    bank.attach_source(source)
+    bank = SyntheticBank.build(
+        source, {"s3": 1, "s2": 2}, tmp_path / "bank", index=real.index, seed=1
+    )
+    labels = bank.labels.copy()
+    bank.refresh()  # build attached the source
+    np.testing.assert_array_equal(bank.labels, labels)  # same order, same labels
+    bank.refresh(seed=2)
+    assert bank.seed == 2 and float(bank[1][0][0, 0, 0]) == 202.0
+    bank.refresh(seed=1)
     bank.refresh()
-    assert bank.seed == 2 and float(bank[0][0][0, 0, 0]) == 202.0
+    assert bank.seed == 2 and float(bank[1][0][0, 0, 0]) == 202.0
     bank.refresh(seed=10)
     assert float(bank[1][0][0, 0, 0]) == 210.0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bank"]
@@ -242,8 +249,8 @@ def test_synthetic_top_up(real: CQTDataset) -> None:
     assert not flags[labels == 1].any()  # s1 has 3, not below 3
     for c in (2, 3):  # below the threshold: about 3/4 synthetic
         assert flags[labels == c].mean() == pytest.approx(0.75, abs=0.05)
-    default = ClassBalancedSampler(mixed)
-    assert default.top_up_below == 3  # the median real count (6, 3, 1, 2)
+    default = ClassBalancedSampler(mixed)  # every song with synthetic items, its own share
+    np.testing.assert_allclose(default.p_synthetic, [4 / 10, 0.0, 4 / 5, 4 / 6])
 
 
 @pytest.mark.parametrize(
@@ -254,6 +261,8 @@ def test_synthetic_top_up(real: CQTDataset) -> None:
         ({"weights": {9: 1.0}}, "class 9"),
         ({"weights": [0, 0, 0, 0]}, "not all zero"),
         ({"ratio": (0, 0)}, "ratio"),
+        ({"ratio": (1, -1)}, "ratio"),
+        ({"top_up_below": 2.5}, "top_up_below"),
         ({"rank": 2, "num_replicas": 2}, "rank=2"),
     ],
 )

@@ -103,9 +103,11 @@ class SyntheticBank(Dataset[tuple[torch.Tensor, int]]):
             raise DatasetError(f"synthetic bank {self.path} is inconsistent; rebuild it")
         self.seed = int(meta["seed"])
         self.space = str(meta["space"])
+        # songs in the order they are stored, so a refresh writes the same labels again
+        classes, first, sizes = np.unique(self.labels, return_index=True, return_counts=True)
+        order = np.argsort(first)
         self.counts: dict[SongId, int] = {
-            self.index.ids[int(c)]: int(n)
-            for c, n in zip(*np.unique(self.labels, return_counts=True), strict=True)
+            self.index.ids[int(classes[k])]: int(sizes[k]) for k in order
         }
 
     @classmethod
@@ -160,7 +162,7 @@ class SyntheticBank(Dataset[tuple[torch.Tensor, int]]):
         clean = _check_counts(counts, index)
         target = Path(path).expanduser()
         _write_bank(source, clean, target, index=index, seed=seed, space=space)
-        return cls(target, transform=transform)
+        return cls(target, transform=transform).attach_source(source)
 
     def refresh(self, seed: int | None = None) -> None:
         """Replace every sample with a new draw (same counts), atomically.
@@ -172,8 +174,9 @@ class SyntheticBank(Dataset[tuple[torch.Tensor, int]]):
 
         Notes
         -----
-        Needs the ``source`` the bank was built from; pass it once with
-        :meth:`attach_source` after :meth:`open` (``build`` attaches it).
+        Needs the ``source`` the bank was built from: :meth:`build` attaches it; after
+        :meth:`open`, pass it once with :meth:`attach_source`. Items keep their order and
+        labels, so datasets and samplers built on the bank stay valid.
         """
         source = getattr(self, "source", None)
         if source is None:
@@ -426,9 +429,11 @@ class ClassBalancedSampler(Sampler[int]):
        its song has been drawn (the duplicate policy). A song with one recording repeats
        that recording.
     3. *Synthetic top-up*: when the dataset has an ``is_synthetic`` flag (an
-       :class:`AugmentedDataset`), a song with fewer than ``top_up_below`` real
-       recordings draws synthetic items with probability ``synthetic / (real + synthetic)``
-       from ``ratio=(real, synthetic)``; other songs draw only real items.
+       :class:`AugmentedDataset`), each draw of a song picks a synthetic item with
+       probability ``s / (r + s)`` for ``ratio=(r, s)``, or, by default
+       (``ratio=None``), with the song's share of synthetic items (so its real and
+       synthetic items are drawn alike). Only songs with synthetic items and fewer than
+       ``top_up_below`` real recordings are topped up; the others draw real items only.
 
     Everything is drawn from ``torch.Generator().manual_seed(seed + epoch)``: the same
     on every rank, so with ``num_replicas > 1`` each rank takes the disjoint shard
@@ -444,11 +449,12 @@ class ClassBalancedSampler(Sampler[int]):
         Relative share of each song; default equal.
     num_samples : int, optional
         Draws per epoch over all ranks; default: the number of real items.
-    ratio : (float, float)
-        ``(real, synthetic)`` mix for topped-up songs; ``(1, 1)`` = half synthetic.
+    ratio : (float, float), optional
+        ``(real, synthetic)`` mix for topped-up songs; ``(1, 1)`` = half synthetic. Default:
+        each song's own share of synthetic items.
     top_up_below : int, optional
-        Songs with fewer real recordings than this get synthetic items; default: the
-        median real count. Ignored without synthetic items.
+        Only songs with fewer real recordings than this are topped up; default: every
+        song that has synthetic items. Ignored without synthetic items.
     num_replicas, rank : int, optional
         Distributed world size and this rank; default from ``torch.distributed`` when it
         is initialised, else 1 and 0.
@@ -468,7 +474,7 @@ class ClassBalancedSampler(Sampler[int]):
         *,
         weights: Mapping[int, float] | Sequence[float] | None = None,
         num_samples: int | None = None,
-        ratio: tuple[float, float] = (1.0, 1.0),
+        ratio: tuple[float, float] | None = None,
         top_up_below: int | None = None,
         num_replicas: int | None = None,
         rank: int | None = None,
@@ -501,20 +507,26 @@ class ClassBalancedSampler(Sampler[int]):
             or self.num_samples <= 0
         ):
             raise ParameterError(f"num_samples={num_samples!r} must be a positive integer")
-        real_w, synth_w = ratio
-        if real_w < 0 or synth_w < 0 or real_w + synth_w <= 0:
+        if ratio is not None and (
+            len(ratio) != 2 or min(ratio) < 0 or sum(ratio) <= 0 or not np.all(np.isfinite(ratio))
+        ):
             raise ParameterError(f"ratio={ratio!r} must be two non-negative numbers, not both 0")
-        real_counts = np.array([len(r) for r in self.real_items])
-        if top_up_below is None:
-            top_up_below = int(np.ceil(np.median(real_counts[real_counts > 0]))) if n_real else 1
-        self.top_up_below = int(top_up_below)
-        p_synth = synth_w / (real_w + synth_w)
-        self.p_synthetic = np.array(
-            [
-                (1.0 if not len(r) else p_synth) if len(s) and len(r) < self.top_up_below else 0.0
-                for r, s in zip(self.real_items, self.synthetic_items, strict=True)
-            ]
-        )
+        if top_up_below is not None and (
+            isinstance(top_up_below, bool) or not isinstance(top_up_below, (int, np.integer))
+        ):
+            raise ParameterError(f"top_up_below={top_up_below!r} must be an int or None")
+        self.ratio = ratio
+        self.top_up_below = top_up_below
+        self.p_synthetic = np.zeros(n_classes)
+        for c, (r, s) in enumerate(zip(self.real_items, self.synthetic_items, strict=True)):
+            if not len(s) or (top_up_below is not None and len(r) >= top_up_below):
+                continue
+            if not len(r):
+                self.p_synthetic[c] = 1.0
+            elif ratio is None:
+                self.p_synthetic[c] = len(s) / (len(r) + len(s))
+            else:
+                self.p_synthetic[c] = ratio[1] / (ratio[0] + ratio[1])
 
         if num_replicas is None:
             num_replicas = (

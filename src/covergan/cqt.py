@@ -412,8 +412,9 @@ class CQTExtractor:
         cache_dir : str or PathLike, optional
             Cache folder. Entries are keyed by the SHA-256 of the file's content,
             :meth:`CQTConfig.digest` and librosa's minor version, so renaming a file
-            still hits the cache and a changed file, config or librosa never does. Entries are written atomically
-            (temporary file + rename): a crash never leaves a half-written entry.
+            still hits the cache and a changed file, config or librosa never does. Entries
+            are written atomically (temporary file + rename): a crash never leaves a
+            half-written entry.
         progress : bool
             Show a tqdm progress bar.
         on_error : {"raise", "skip"}
@@ -486,9 +487,9 @@ def _extract_one(extractor: CQTExtractor, path: Path, cache: Path | None) -> _Ou
 
 def _cache_key(config: CQTConfig) -> str:
     # librosa's minor version is part of the key: a new CQT implementation may change values
-    import librosa
+    from importlib.metadata import version as dist_version
 
-    version = ".".join(librosa.__version__.split(".")[:2])
+    version = ".".join(dist_version("librosa").split(".")[:2])
     return hashlib.sha256(f"{config.digest()}-librosa{version}".encode()).hexdigest()[:16]
 
 

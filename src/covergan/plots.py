@@ -150,8 +150,8 @@ def plot_features(
 
 
 def plot_cqt_grid(
-    real_by_song: Mapping[Hashable, ArrayLike],
-    fake_by_song: Mapping[Hashable, ArrayLike],
+    real_by_song: Mapping[Any, ArrayLike],
+    fake_by_song: Mapping[Any, ArrayLike],
     *,
     songs: Sequence[Hashable] | None = None,
     n_per_song: int = 3,

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Literal, Protocol, cast
 
 import numpy as np
 import torch
@@ -26,6 +26,8 @@ from torch.utils.data import Dataset, Sampler
 
 from covergan.data import SongId, SongIndex, Transform
 from covergan.errors import DatasetError, ParameterError
+
+Space = Literal["features", "model"]
 
 __all__ = [
     "AugmentedDataset",
@@ -44,7 +46,11 @@ class SampleSource(Protocol):
     """Anything that draws synthetic CQTs per song (an ``Augmenter`` is one)."""
 
     def sample_many(
-        self, counts: Mapping[SongId, int], *, space: str = ..., seed: int | None = ...
+        self,
+        counts: Mapping[SongId, int],
+        *,
+        space: Space = ...,
+        seed: int | None = ...,
     ) -> dict[SongId, torch.Tensor]:
         """``{song: Tensor[n, 1, n_bins, n_frames]}`` for ``{song: n}``."""
         ...
@@ -102,7 +108,7 @@ class SyntheticBank(Dataset[tuple[torch.Tensor, int]]):
         if self.samples.ndim != 4 or len(self.samples) != len(self.labels):
             raise DatasetError(f"synthetic bank {self.path} is inconsistent; rebuild it")
         self.seed = int(meta["seed"])
-        self.space = str(meta["space"])
+        self.space: Space = "model" if meta["space"] == "model" else "features"
         # songs in the order they are stored, so a refresh writes the same labels again
         classes, first, sizes = np.unique(self.labels, return_index=True, return_counts=True)
         order = np.argsort(first)
@@ -132,7 +138,7 @@ class SyntheticBank(Dataset[tuple[torch.Tensor, int]]):
         *,
         index: SongIndex,
         seed: int = 0,
-        space: str = "features",
+        space: Space = "features",
         transform: Transform | None = None,
     ) -> SyntheticBank:
         """Generate ``counts[song]`` samples per song and store them under ``path``.
@@ -237,7 +243,7 @@ def _write_bank(
     *,
     index: SongIndex,
     seed: int,
-    space: str,
+    space: Space,
 ) -> None:
     drawn = source.sample_many(counts, space=space, seed=seed)
     songs = list(counts)
@@ -518,15 +524,15 @@ class ClassBalancedSampler(Sampler[int]):
         self.ratio = ratio
         self.top_up_below = top_up_below
         self.p_synthetic = np.zeros(n_classes)
-        for c, (r, s) in enumerate(zip(self.real_items, self.synthetic_items, strict=True)):
+        for k, (r, s) in enumerate(zip(self.real_items, self.synthetic_items, strict=True)):
             if not len(s) or (top_up_below is not None and len(r) >= top_up_below):
                 continue
             if not len(r):
-                self.p_synthetic[c] = 1.0
+                self.p_synthetic[k] = 1.0
             elif ratio is None:
-                self.p_synthetic[c] = len(s) / (len(r) + len(s))
+                self.p_synthetic[k] = len(s) / (len(r) + len(s))
             else:
-                self.p_synthetic[c] = ratio[1] / (ratio[0] + ratio[1])
+                self.p_synthetic[k] = ratio[1] / (ratio[0] + ratio[1])
 
         if num_replicas is None:
             num_replicas = (

@@ -1,0 +1,668 @@
+"""The user-facing facade: fit a conditional GAN on song-labelled CQTs, sample per song.
+
+>>> aug = Augmenter(seed=0).fit(dataset)        # CQTDataset, pairs, mapping or audio folder
+>>> extra = aug.sample("song-042", n=16)        # Tensor [16, 1, 84, W], real feature format
+>>> mixed = aug.balance(train)                  # real + synthetic items for a DataLoader
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import pickle
+import secrets
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from covergan.cqt import CQTConfig, CQTExtractor, CQTNormalizer
+from covergan.data import CQTDataset, SongId, SongIndex
+from covergan.errors import (
+    CheckpointError,
+    DatasetError,
+    NotFittedError,
+    ParameterError,
+)
+from covergan.gan import Callback, ConditionalDCGAN, GANConfig
+from covergan.sampling import AugmentedDataset, SyntheticBank
+
+__all__ = ["Augmenter", "DatasetLike"]
+
+logger = logging.getLogger(__name__)
+
+AUGMENTER_FORMAT = "covergan.augmenter"
+AUGMENTER_FORMAT_VERSION = 1
+
+#: What :meth:`Augmenter.fit` accepts as a dataset.
+DatasetLike = (
+    "CQTDataset | Sequence[tuple[np.ndarray, SongId]] | Mapping[SongId, Sequence[np.ndarray]] "
+    "| str | os.PathLike[str]"
+)
+Space = Literal["features", "model"]
+Target = Literal["max", "median"] | int
+
+#: The longest default GAN window, in pooled frames (CQTNet's training crop).
+MAX_AUTO_WINDOW = 200
+
+
+class Augmenter:
+    """Learn per-song CQT distributions with a conditional GAN and sample synthetic versions.
+
+    Follows the scikit-learn estimator contract: ``__init__`` only stores its arguments,
+    :meth:`fit` learns and returns ``self``, fitted state lives in attributes ending in
+    ``_`` and using them before ``fit`` raises :class:`~covergan.errors.NotFittedError`.
+
+    Parameters
+    ----------
+    extractor : CQTExtractor, optional
+        Turns audio into features when ``fit`` gets a folder of audio; its config is the
+        feature format of samples. Default ``CQTExtractor()`` (the CQTNet recipe). For a
+        :class:`~covergan.data.CQTDataset` the dataset's own config wins.
+    preset : {"default", "thesis"}
+        GAN architecture and recipe (see :class:`~covergan.ConditionalDCGAN`).
+    gan : GANConfig or mapping, optional
+        GAN hyper-parameters, or overrides of the preset's (``{"lr_g": 1e-4}``). The
+        image size is always ``(n_bins, window)``.
+    window : int, optional
+        Width (pooled frames) of training windows and samples. Default: the median
+        track length, capped at 200 and rounded down to a multiple of 4 (a window much
+        longer than most tracks would be mostly padding).
+    steps : int
+        GAN generator updates.
+    pretrain_steps : int, optional
+        Autoencoder updates that initialise the generator before adversarial training
+        (BAGAN-style, :meth:`ConditionalDCGAN.pretrain_autoencoder`). Default: ``steps // 5``
+        for the ``"default"`` preset (it reached a lower per-song distance for the same CPU
+        time, see ``docs/gan.md``) and 0 for ``"thesis"`` (the baseline as published).
+    batch_size : int, optional
+        Default: the GAN config's.
+    device : str or torch.device
+        ``"auto"`` (CUDA, then MPS, then CPU) or explicit.
+    n_jobs : int
+        Extraction processes for audio folders.
+    cache_dir : str or PathLike, optional
+        Feature cache for audio folders.
+    progress : bool
+        tqdm bars for extraction and training.
+    seed : int, optional
+        Seeds crops, initialisation and training: on CPU the same seed gives the same
+        model. ``None`` draws one (kept in ``seed_``).
+
+    Attributes
+    ----------
+    songs_ : SongIndex
+        The songs the GAN knows, with their recording counts.
+    gan_ : ConditionalDCGAN
+    normalizer_ : CQTNormalizer
+        Features <-> the GAN's [-1, 1] model space.
+    config_ : CQTConfig
+        Feature format of the training data and of samples in ``space="features"``.
+    window_ : int
+    history_ : dict of str to list of float
+        Per-step GAN losses.
+    seed_ : int
+    """
+
+    def __init__(
+        self,
+        *,
+        extractor: CQTExtractor | None = None,
+        preset: str = "default",
+        gan: GANConfig | Mapping[str, Any] | None = None,
+        window: int | None = None,
+        steps: int = 3000,
+        pretrain_steps: int | None = None,
+        batch_size: int | None = None,
+        device: str | torch.device = "auto",
+        n_jobs: int = 1,
+        cache_dir: str | os.PathLike[str] | None = None,
+        progress: bool = True,
+        seed: int | None = None,
+    ) -> None:
+        self.extractor = extractor
+        self.preset = preset
+        self.gan = gan
+        self.window = window
+        self.steps = steps
+        self.pretrain_steps = pretrain_steps
+        self.batch_size = batch_size
+        self.device = device
+        self.n_jobs = n_jobs
+        self.cache_dir = cache_dir
+        self.progress = progress
+        self.seed = seed
+
+    def __repr__(self) -> str:
+        state = f"fitted on {len(self.songs_)} songs" if self.is_fitted else "not fitted"
+        return f"Augmenter(preset={self.preset!r}, steps={self.steps}, seed={self.seed}; {state})"
+
+    # ---------------------------------------------------------------------------- fitting
+
+    @property
+    def is_fitted(self) -> bool:
+        """Whether :meth:`fit` (or :meth:`load`) has run."""
+        return hasattr(self, "gan_")
+
+    def fit(self, dataset: Any, *, callbacks: Sequence[Callback] = ()) -> Augmenter:
+        """Fit the normaliser and train the conditional GAN; refitting starts from scratch.
+
+        Parameters
+        ----------
+        dataset : CQTDataset, sequence of (features, song_id), mapping song_id -> arrays, or
+            a folder path
+            Features are ``[n_bins, n_frames]`` arrays in the extractor's format; a folder
+            is read with :meth:`CQTDataset.from_folder` (audio extracted and cached).
+            Songs with a single recording are fine (see ``docs/augmenter.md`` for what to
+            expect of their samples).
+        callbacks : sequence of Callback
+            Passed to :meth:`ConditionalDCGAN.fit` (checkpoints, snapshots).
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        DatasetError
+            Empty dataset, or fewer than two songs (nothing to balance).
+        ParameterError
+            Bad constructor arguments or malformed items.
+        """
+        self._check_params()
+        data = self._as_dataset(dataset)
+        if data.n_songs < 2:
+            raise DatasetError(
+                f"the dataset has {data.n_songs} song; an Augmenter balances songs and needs "
+                "at least 2 (for one song, train a ConditionalDCGAN(n_classes=0) directly)"
+            )
+        for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
+            delattr(self, attr)  # refit from scratch
+        seed = self.seed if self.seed is not None else secrets.randbits(31)
+        config = data.config if data.config is not None else self._extractor().config
+        window = self.window if self.window is not None else _auto_window(data.lengths())
+        normalizer = CQTNormalizer.for_config(config).fit(data)
+        gan_config = self._gan_config(image_size=(data.n_bins, window), config=config)
+        gan = ConditionalDCGAN(
+            data.n_songs,
+            preset=self.preset,
+            config=gan_config,
+            classes=list(data.index.ids),
+            device=self.device,
+            seed=seed,
+        )
+        train = data.windows(window, crop="random", seed=seed, transform=normalizer)
+        batch = self.batch_size if self.batch_size is not None else gan_config.batch_size
+        batch = min(batch, len(train))
+        logger.info(
+            "training the %s GAN on %d recordings of %d songs, %d x %d windows, %d steps",
+            self.preset,
+            len(train),
+            train.n_songs,
+            data.n_bins,
+            window,
+            self.steps,
+        )
+        pretrain = self._pretrain_steps()
+        if pretrain:
+            gan.pretrain_autoencoder(
+                train, steps=pretrain, batch_size=batch, progress=self.progress, seed=seed
+            )
+        gan.fit(
+            train,
+            steps=self.steps,
+            batch_size=batch,
+            callbacks=callbacks,
+            progress=self.progress,
+            seed=seed,
+        )
+        self.songs_ = data.index
+        self.config_ = config
+        self.normalizer_ = normalizer
+        self.window_ = window
+        self.seed_ = seed
+        self.gan_ = gan
+        self.history_ = gan.history
+        return self
+
+    def _check_params(self) -> None:
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise ParameterError(f"steps={self.steps!r} must be a positive integer")
+        if self.pretrain_steps is not None and (
+            isinstance(self.pretrain_steps, bool)
+            or not isinstance(self.pretrain_steps, int)
+            or self.pretrain_steps < 0
+        ):
+            raise ParameterError(
+                f"pretrain_steps={self.pretrain_steps!r} must be a non-negative integer or None"
+            )
+        if self.window is not None and (
+            isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 2
+        ):
+            raise ParameterError(f"window={self.window!r} must be an integer >= 2 or None")
+        if self.extractor is not None and not isinstance(self.extractor, CQTExtractor):
+            raise ParameterError(f"extractor must be a CQTExtractor, got {type(self.extractor)}")
+        if self.gan is not None and not isinstance(self.gan, (GANConfig, Mapping)):
+            raise ParameterError(
+                f"gan must be a GANConfig or a mapping of overrides, got {type(self.gan)}"
+            )
+        if self.seed is not None and (
+            isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0
+        ):
+            raise ParameterError(f"seed={self.seed!r} must be a non-negative integer or None")
+
+    def _pretrain_steps(self) -> int:
+        if self.pretrain_steps is not None:
+            return self.pretrain_steps
+        return self.steps // 5 if self.preset == "default" else 0
+
+    def _extractor(self) -> CQTExtractor:
+        return self.extractor if self.extractor is not None else CQTExtractor()
+
+    def _gan_config(self, *, image_size: tuple[int, int], config: CQTConfig) -> GANConfig:
+        overrides: dict[str, Any] = {"image_size": image_size}
+        if self.preset != "thesis":
+            overrides["bins_per_semitone"] = config.bins_per_semitone
+        if isinstance(self.gan, GANConfig):
+            return dataclasses.replace(self.gan, **overrides)
+        return GANConfig.for_preset(self.preset, **{**dict(self.gan or {}), **overrides})
+
+    def _as_dataset(self, dataset: Any) -> CQTDataset:
+        if isinstance(dataset, CQTDataset):
+            return dataset
+        if isinstance(dataset, (str, os.PathLike)):
+            return CQTDataset.from_folder(
+                dataset,
+                extractor=self._extractor(),
+                n_jobs=self.n_jobs,
+                cache_dir=self.cache_dir,
+                progress=self.progress,
+            )
+        config = self._extractor().config
+        if isinstance(dataset, Mapping):
+            feats = [x for song in dataset for x in dataset[song]]
+            songs = [song for song in dataset for _ in dataset[song]]
+            return CQTDataset.from_arrays(feats, songs, config=config)
+        if isinstance(dataset, Sequence) and not isinstance(dataset, (str, bytes)):
+            pairs = list(dataset)
+            if pairs and not all(isinstance(p, (tuple, list)) and len(p) == 2 for p in pairs):
+                raise ParameterError("a sequence dataset must hold (features, song_id) pairs")
+            return CQTDataset.from_arrays(
+                [p[0] for p in pairs], [p[1] for p in pairs], config=config
+            )
+        raise ParameterError(
+            "dataset must be a CQTDataset, a sequence of (features, song_id) pairs, a mapping "
+            f"song_id -> list of feature arrays, or a folder path; got {type(dataset).__name__}"
+        )
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise NotFittedError(
+                "this Augmenter is not fitted yet; call fit(dataset) or Augmenter.load(path)"
+            )
+
+    # ---------------------------------------------------------------------------- sampling
+
+    def sample(
+        self,
+        song_id: SongId,
+        n: int,
+        *,
+        space: Space = "features",
+        seed: int | None = None,
+        truncation: float | None = None,
+    ) -> torch.Tensor:
+        """Synthetic CQT windows of one song.
+
+        Parameters
+        ----------
+        song_id : str or int
+            A song the augmenter was fitted on.
+        n : int
+            Number of samples (> 0).
+        space : {"features", "model"}
+            ``"features"``: exactly the extractor's feature format (same bins, pooling and
+            scale as the real features, e.g. non-negative max-normalised magnitudes);
+            ``"model"``: the GAN's ``[-1, 1]`` space.
+        seed : int, optional
+            Same seed, same samples. ``None`` draws from torch's global generator.
+        truncation : float, optional
+            Redraw noise entries with ``|z| > truncation`` (less diverse, more typical).
+
+        Returns
+        -------
+        torch.Tensor [shape=(n, 1, n_bins, window), dtype=float32, device=cpu]
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+        UnknownSongError
+            ``song_id`` is not a fitted song (a ``KeyError``; the message suggests close ids).
+        ParameterError
+            ``n <= 0`` or not an int, or an unknown ``space``.
+        """
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
+            raise ParameterError(f"n={n!r} must be a positive integer")
+        samples = self.sample_many({song_id: n}, space=space, seed=seed, truncation=truncation)
+        return samples[song_id]
+
+    def sample_many(
+        self,
+        counts: Mapping[SongId, int],
+        *,
+        space: Space = "features",
+        seed: int | None = None,
+        truncation: float | None = None,
+    ) -> dict[SongId, torch.Tensor]:
+        """Synthetic samples for many songs in one batched pass.
+
+        Parameters
+        ----------
+        counts : mapping song id -> int
+            Samples per song (>= 0; a :meth:`plan` can be passed as it is, songs with 0
+            get an empty ``[0, 1, n_bins, window]`` tensor).
+        space, seed, truncation
+            As in :meth:`sample`.
+
+        Returns
+        -------
+        dict song id -> torch.Tensor [shape=(n, 1, n_bins, window)]
+
+        Raises
+        ------
+        NotFittedError, UnknownSongError, ParameterError
+            As in :meth:`sample`; also an empty ``counts``.
+        """
+        self._check_fitted()
+        if space not in ("features", "model"):
+            raise ParameterError(f"space={space!r} must be 'features' or 'model'")
+        if not counts:
+            raise ParameterError("counts is empty: ask for at least one song")
+        labels: list[int] = []
+        for song, n in counts.items():
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+                raise ParameterError(f"n={n!r} for song {song!r} must be an integer >= 0")
+            labels += [self.songs_.index(song)] * int(n)
+        height, width = self.gan_.image_size
+        if labels:
+            x = self.gan_.generate(labels, generator=seed, truncation=truncation)
+        else:
+            x = torch.empty(0, 1, height, width)
+        if space == "features":
+            x = self.normalizer_.inverse(x)
+        out: dict[SongId, torch.Tensor] = {}
+        at = 0
+        for song, n in counts.items():
+            out[song] = x[at : at + int(n)]
+            at += int(n)
+        return out
+
+    # ---------------------------------------------------------------------------- balancing
+
+    def plan(
+        self, target: Target = "median", *, max_ratio: float | None = None
+    ) -> dict[SongId, int]:
+        """How many synthetic samples each song needs to reach ``target`` recordings.
+
+        Parameters
+        ----------
+        target : "max", "median" or int
+            Recordings per song to reach: the largest song's count, the median count, or
+            a number.
+        max_ratio : float, optional
+            At most ``floor(max_ratio * n_real)`` synthetic samples per song (a song with
+            one recording and ``max_ratio=4`` gets at most 4).
+
+        Returns
+        -------
+        dict song id -> int
+            Every fitted song, in class order; 0 for songs already at or above target.
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+        ParameterError
+            An unknown target, a negative int target, or ``max_ratio < 0``.
+        """
+        self._check_fitted()
+        return _plan_counts(self.songs_.class_counts(), target, max_ratio)
+
+    def balance(
+        self,
+        dataset: CQTDataset,
+        *,
+        target: Target = "median",
+        max_ratio: float | None = None,
+        seed: int | None = None,
+        bank_dir: str | os.PathLike[str] | None = None,
+        return_flag: bool = True,
+    ) -> AugmentedDataset:
+        """The real ``dataset`` plus synthetic samples for the songs below ``target``.
+
+        Parameters
+        ----------
+        dataset : CQTDataset
+            The real training set (items in the feature format, with its own windows and
+            transform, e.g. classic augmentation); its window must equal ``window_``. A
+            dataset without a window gets a random-crop view of ``window_`` frames.
+            Synthetic items get the same ``transform``.
+        target, max_ratio
+            As in :meth:`plan`, counted on ``dataset``'s recordings.
+        seed : int, optional
+            Seed of the synthetic draw.
+        bank_dir : str or PathLike, optional
+            Store the samples in a memory-mapped :class:`SyntheticBank` there (refreshable)
+            instead of in memory.
+        return_flag : bool
+            Items are ``(x, label, is_synthetic)``; ``False`` gives ``(x, label)``.
+
+        Returns
+        -------
+        AugmentedDataset
+            Labels in ``dataset``'s numbering.
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+        ParameterError
+            The dataset's window differs from ``window_``, or its bins from the model's.
+        UnknownSongError
+            A song of ``dataset`` that needs samples is unknown to the augmenter.
+        """
+        self._check_fitted()
+        if not isinstance(dataset, CQTDataset):
+            raise ParameterError(f"balance needs a CQTDataset, got {type(dataset).__name__}")
+        if dataset.n_bins != self.config_.n_bins:
+            raise ParameterError(
+                f"the dataset has {dataset.n_bins} bins, the augmenter makes {self.config_.n_bins}"
+            )
+        if dataset.window is None:
+            dataset = dataset.windows(self.window_, crop="random")
+        elif dataset.window != self.window_:
+            raise ParameterError(
+                f"the dataset's window is {dataset.window} frames but synthetic samples are "
+                f"{self.window_}; use dataset.windows({self.window_}) or refit with window="
+                f"{dataset.window}"
+            )
+        counts = _plan_counts(dataset.class_counts(), target, max_ratio)
+        needed = {s: n for s, n in counts.items() if n > 0}
+        if not needed:
+            return AugmentedDataset.from_tensors(dataset, {}, return_flag=return_flag)
+        if bank_dir is not None:
+            bank = SyntheticBank.build(
+                self,
+                needed,
+                bank_dir,
+                index=dataset.index,
+                seed=seed or 0,
+                transform=dataset.transform,
+            )
+            return AugmentedDataset(dataset, bank, return_flag=return_flag)
+        samples = self.sample_many(needed, seed=seed)
+        return AugmentedDataset.from_tensors(
+            dataset, samples, transform=dataset.transform, return_flag=return_flag
+        )
+
+    # ---------------------------------------------------------------------------- persistence
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write everything needed to sample (and resume training) into one file, atomically.
+
+        The file holds the feature config, the song index, the normaliser, the GAN (EMA
+        generator, generator, discriminator, optimiser states), the constructor
+        parameters and the covergan version. An existing file is replaced only once the
+        new one is completely written.
+
+        Returns
+        -------
+        Path
+            The file written.
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+        """
+        self._check_fitted()
+        from covergan import __version__
+
+        target = Path(path).expanduser()
+        state = {
+            "format": AUGMENTER_FORMAT,
+            "format_version": AUGMENTER_FORMAT_VERSION,
+            "covergan_version": __version__,
+            "params": {
+                "preset": self.preset,
+                "window": self.window,
+                "steps": self.steps,
+                "batch_size": self.batch_size,
+                "seed": self.seed,
+            },
+            "cqt_config": self.config_.to_dict(),
+            "songs": self.songs_.to_dict(),
+            "normalizer": self.normalizer_.state_dict(),
+            "window_": self.window_,
+            "seed_": self.seed_,
+            "gan": self.gan_.state_dict(),
+        }
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                torch.save(state, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return target
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], *, device: str | torch.device = "auto"
+    ) -> Augmenter:
+        """Rebuild a fitted augmenter from :meth:`save` output, safely.
+
+        The file is read with ``torch.load(weights_only=True)``: only tensors and plain
+        containers, so a crafted file cannot run code. ``sample`` after ``load`` equals
+        ``sample`` before ``save`` for the same seed.
+
+        Raises
+        ------
+        CheckpointError
+            Missing, truncated or corrupt file; not an augmenter file (e.g. a GAN
+            checkpoint or a foreign torch file); a newer format version; inconsistent
+            contents.
+        """
+        source = Path(path).expanduser()
+        if not source.is_file():
+            raise CheckpointError(f"no augmenter file at {source}")
+        try:
+            state = torch.load(source, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as error:
+            raise CheckpointError(
+                f"{source} was refused by the weights-only loader: it is corrupt or holds "
+                f"objects other than tensors and plain containers: {error}"
+            ) from error
+        except Exception as error:  # torch raises many types for junk (struct.error, ...)
+            raise CheckpointError(
+                f"{source} is not a readable augmenter file (truncated, corrupt or not a torch "
+                f"file): {error}"
+            ) from error
+        if not isinstance(state, dict) or state.get("format") != AUGMENTER_FORMAT:
+            hint = ""
+            if isinstance(state, dict) and state.get("format") == "covergan.gan":
+                hint = "; it is a GAN checkpoint: use ConditionalDCGAN.load"
+            raise CheckpointError(f"{source} is not a covergan augmenter file{hint}")
+        version = state.get("format_version")
+        if not isinstance(version, int) or version < 1:
+            raise CheckpointError(f"{source} has an unknown format_version={version!r}")
+        if version > AUGMENTER_FORMAT_VERSION:
+            raise CheckpointError(
+                f"{source} has format_version={version}, newer than the "
+                f"{AUGMENTER_FORMAT_VERSION} this covergan reads (written by covergan "
+                f"{state.get('covergan_version', '?')}); upgrade covergan"
+            )
+        try:
+            params = dict(state["params"])
+            config = CQTConfig.from_dict(state["cqt_config"])
+            songs = SongIndex.from_dict(state["songs"])
+            normalizer = CQTNormalizer.from_state_dict(state["normalizer"])
+            window, seed = int(state["window_"]), int(state["seed_"])
+            gan = ConditionalDCGAN.from_state_dict(state["gan"], device=device, source=str(source))
+        except (KeyError, TypeError, ValueError) as error:
+            raise CheckpointError(f"{source} is an incomplete augmenter file: {error!r}") from error
+        if gan.n_classes != len(songs) or gan.image_size != (config.n_bins, window):
+            raise CheckpointError(f"{source}: the GAN does not match the stored songs or window")
+        if not normalizer.is_fitted:
+            raise CheckpointError(f"{source}: the normaliser statistics are missing")
+        aug = cls(
+            extractor=CQTExtractor(config),
+            preset=params.get("preset", gan.preset),
+            gan=gan.config,
+            window=params.get("window"),
+            steps=params.get("steps", 3000),
+            batch_size=params.get("batch_size"),
+            device=device,
+            seed=params.get("seed"),
+        )
+        aug.songs_, aug.config_, aug.normalizer_ = songs, config, normalizer
+        aug.window_, aug.seed_, aug.gan_, aug.history_ = window, seed, gan, gan.history
+        return aug
+
+
+def _auto_window(lengths: np.ndarray) -> int:
+    """Median track length, capped at :data:`MAX_AUTO_WINDOW`, rounded down to a multiple of 4."""
+    median = int(np.median(lengths))
+    return max(8, min(MAX_AUTO_WINDOW, median) // 4 * 4)
+
+
+def _plan_counts(
+    counts: Mapping[SongId, int], target: Target, max_ratio: float | None
+) -> dict[SongId, int]:
+    values = np.asarray(list(counts.values()))
+    if target == "max":
+        goal = int(values.max())
+    elif target == "median":
+        goal = int(np.ceil(np.median(values)))
+    elif isinstance(target, (int, np.integer)) and not isinstance(target, bool) and target >= 0:
+        goal = int(target)
+    else:
+        raise ParameterError(f"target={target!r} must be 'max', 'median' or an int >= 0")
+    if max_ratio is not None and not (np.isfinite(max_ratio) and max_ratio >= 0):
+        raise ParameterError(f"max_ratio={max_ratio!r} must be a number >= 0")
+    plan: dict[SongId, int] = {}
+    for song, n_real in counts.items():
+        need = max(0, goal - n_real)
+        if max_ratio is not None:
+            need = min(need, int(np.floor(max_ratio * n_real)))
+        plan[song] = need
+    return plan

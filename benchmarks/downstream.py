@@ -1,0 +1,1075 @@
+"""Downstream benchmark: does covergan augmentation make a CSI model better?
+
+Protocol (see ``docs/benchmarks.md``, section "Downstream: CSI with covergan augmentation"):
+
+1. **Split by work.** Works with two or more recordings: ``--heldout-works`` of them (30%)
+   are held out for retrieval (unseen songs, the real CSI setting); works with a single
+   recording are never trained on and join the retrieval collection as distractors.
+2. **Long tail.** Of the remaining training works, ``--minority`` of them (half) become
+   *minority songs*: they keep 1 or 2 recordings for training and one of their removed
+   recordings is held out (the seen-minority accuracy test). The other works keep all
+   their recordings.
+3. **Conditions**, all from the same initial weights and batch order per seed:
+   (a) ``none``: real windows only; (b) ``classic``: key, tempo and time-mask augmentation;
+   (c) ``gan``: real + covergan samples for the songs under ``--target``
+   (``Augmenter.plan``); (d) ``classic+gan``: both; and, for section 4, (c) and (d) with
+   the synthetic samples filtered by a real-data classifier (``gan-filt``,
+   ``classic+gan-filt``; :func:`covergan.filtering.filter_synthetic`).
+4. **Metrics**: MAP, P@10 and MR1 of retrieval over held-out works (+ distractors), full
+   tracks; accuracy on the held-out recordings of seen minority songs; and the
+   classification accuracy score (CAS): a CSI classifier trained only on synthetic samples
+   of every training song, tested on those held-out real recordings, beside (a) trained on
+   real data.
+
+The GAN is trained once per seed on the training side (the dominant cost); tasks run in
+``--jobs`` worker processes (one torch thread each) in dependency order. Each task's result is
+cached in ``--workdir`` under a hash of everything it depends on, so changing only CSI-side
+settings (ratio, weight, filter) reuses the trained GANs.
+
+Usage::
+
+    python benchmarks/downstream.py                       # full: 3 seeds, <= 45 min, 2 cores
+    python benchmarks/downstream.py --quick               # same protocol, fewer steps, <= 5 min
+    python benchmarks/downstream.py --data DIR            # a folder dataset root/<song>/<rec>
+    python benchmarks/downstream.py --out results.json --plot downstream.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import platform
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from covergan.augment.classic import Compose, SemitoneRoll, TempoChange, TimeMask
+from covergan.csi import (
+    CSINet,
+    classification_accuracy,
+    embed_dataset,
+    retrieval_metrics,
+    train_csi,
+)
+from covergan.data import CQTDataset, SongId
+from covergan.filtering import filter_by_discriminator, filter_synthetic
+from covergan.sampling import AugmentedDataset
+
+#: Conditions in table order: name -> (classic augmentation, GAN samples, filter)
+CONDITIONS: dict[str, tuple[bool, bool, str | None]] = {
+    "none": (False, False, None),
+    "classic": (True, False, None),
+    "gan": (False, True, None),
+    "classic+gan": (True, True, None),
+    "gan-filt": (False, True, "classifier"),
+    "classic+gan-filt": (True, True, "classifier"),
+}
+LABELS = {
+    "none": "(a) none",
+    "classic": "(b) classic",
+    "gan": "(c) GAN",
+    "classic+gan": "(d) classic + GAN",
+    "gan-filt": "(c') GAN, filtered",
+    "classic+gan-filt": "(d') classic + GAN, filtered",
+}
+#: Retrieval and seen-minority metrics of every condition.
+METRICS = ("map", "p_at_10", "mr1", "acc_minority", "top5_minority")
+#: The classification accuracy score pair.
+CAS_METRICS = ("cas_synthetic", "cas_real", "cas_synthetic_top5", "cas_real_top5")
+
+_DATA: CQTDataset | None = None  # the dataset of this (worker) process
+
+
+# --------------------------------------------------------------------------------------
+# Settings
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the protocol (the JSON output stores them)."""
+
+    data: str = "chorales"
+    seeds: tuple[int, ...] = (0, 1, 2)
+    window: int = 100
+    heldout_works: float = 0.3
+    minority: float = 0.5
+    minority_keep: tuple[int, ...] = (1, 2)
+    singles: str = "distractors"
+    # GAN (covergan Augmenter)
+    gan_steps: int = 800
+    gan: tuple[tuple[str, Any], ...] = ()
+    # synthetic samples
+    target: str = "max"
+    max_ratio: float | None = 4.0
+    truncation: float | None = None
+    synthetic_weight: float = 1.0
+    synthetic_draws: int = 1
+    filter_by: str = "classifier"
+    filter_oversample: int = 3
+    filter_top_k: int | None = 1
+    filter_threshold: float | None = None
+    cas_per_song: int = 16
+    # CSI model and training
+    csi_steps: int = 300
+    csi_batch: int = 32
+    csi_lr: float = 2e-3
+    csi_channels: tuple[int, ...] = (24, 48, 96, 192)
+    conditions: tuple[str, ...] = tuple(CONDITIONS)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        d = dataclasses.asdict(self)
+        d["gan"] = dict(self.gan)
+        return d
+
+    def key(self, *fields: str, extra: Mapping[str, Any] | None = None) -> str:
+        """Hash of the named fields (and ``extra``): the cache key of a task.
+
+        Fields added after the first published run count only when they differ from their
+        default, so older cached results stay valid.
+        """
+        d = self.as_dict()
+        defaults = Settings().as_dict()
+        payload = {f: d[f] for f in fields if f not in _LATE_FIELDS or d[f] != defaults[f]}
+        payload.update(extra or {})
+        blob = json.dumps(payload, sort_keys=True, default=str).encode()
+        return hashlib.sha1(blob).hexdigest()[:12]
+
+
+QUICK = {"gan_steps": 100, "csi_steps": 60, "csi_channels": (16, 32, 64, 128), "cas_per_song": 8}
+
+_SPLIT_FIELDS = ("data", "heldout_works", "minority", "minority_keep", "singles", "window")
+_CSI_FIELDS = ("csi_steps", "csi_batch", "csi_lr", "csi_channels")
+_GAN_FIELDS = ("gan_steps", "gan")
+_SYNTH_FIELDS = ("target", "max_ratio", "truncation", "synthetic_weight", "synthetic_draws")
+_LATE_FIELDS = frozenset({"synthetic_draws"})
+_FILTER_FIELDS = ("filter_by", "filter_oversample", "filter_top_k", "filter_threshold")
+
+
+# --------------------------------------------------------------------------------------
+# Data and split
+# --------------------------------------------------------------------------------------
+
+
+def load_dataset(spec: str) -> CQTDataset:
+    """The benchmark's dataset.
+
+    Parameters
+    ----------
+    spec : str
+        ``"chorales"`` (Bach chorale covers with singles, render seed 0, from the cache),
+        ``"toy"`` (40 toy songs, long-tailed; needs a CQT extraction) or a folder
+        ``root/<song_id>/<recording>.{wav,flac,ogg,mp3,npy}``.
+
+    Returns
+    -------
+    CQTDataset
+    """
+    if spec == "chorales":
+        from covergan.datasets import chorale_covers
+
+        return chorale_covers(include_singles=True, seed=0, progress=False, n_jobs=1)
+    if spec == "toy":
+        from covergan.datasets import toy_covers
+
+        return toy_covers(40, 8, seed=0, long_tail=True, duration=45.0).to_dataset()
+    return CQTDataset.from_folder(spec, progress=False)
+
+
+@dataclass
+class Split:
+    """One seed's split of the dataset."""
+
+    train: CQTDataset
+    retrieval: CQTDataset
+    minority_test: CQTDataset
+    minority_songs: list[SongId]
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def make_split(data: CQTDataset, seed: int, s: Settings) -> Split:
+    """Split by work, then make the training side long-tailed (see the module docstring).
+
+    Raises
+    ------
+    ValueError
+        Too few multi-recording works to hold some out and keep at least two for training.
+    """
+    counts = data.class_counts()
+    multi = [song for song, c in counts.items() if c >= 2]
+    singles = [song for song, c in counts.items() if c < 2]
+    if len(multi) < 4:
+        raise ValueError(f"need at least 4 works with 2+ recordings, found {len(multi)}")
+    rng = np.random.default_rng([seed, 20240])
+    perm = rng.permutation(len(multi))
+    n_held = min(len(multi) - 2, max(2, round(s.heldout_works * len(multi))))
+    held = {multi[i] for i in perm[:n_held]}
+    train_songs = [multi[i] for i in sorted(perm[n_held:])]
+    n_minority = round(s.minority * len(train_songs))
+    minority = [train_songs[i] for i in sorted(rng.permutation(len(train_songs))[:n_minority])]
+    items: dict[SongId, list[int]] = {}
+    for i, song in enumerate(data.song_ids):
+        items.setdefault(song, []).append(i)
+    train_idx: list[int] = []
+    test_idx: list[int] = []
+    for song in train_songs:
+        mine = items[song]
+        if song in minority:
+            order = rng.permutation(mine).tolist()
+            keep = min(int(rng.choice(s.minority_keep)), len(mine) - 1)
+            train_idx += order[:keep]
+            test_idx.append(order[keep])
+        else:
+            train_idx += mine
+    retr_idx = [i for song in held for i in items[song]]
+    if s.singles == "distractors":
+        retr_idx += [i for song in singles for i in items[song]]
+    elif s.singles == "train":
+        train_idx += [i for song in singles for i in items[song]]
+    train = data.subset(sorted(train_idx))
+    tc = np.asarray(list(train.class_counts().values()))
+    summary = {
+        "train_recordings": len(train),
+        "train_songs": train.n_songs,
+        "train_counts": np.bincount(tc).tolist(),
+        "minority_songs": len(minority),
+        "minority_test": len(test_idx),
+        "heldout_works": len(held),
+        "retrieval_items": len(retr_idx),
+        "singles": len(singles),
+    }
+    return Split(
+        train=train,
+        retrieval=data.subset(sorted(retr_idx)),
+        minority_test=data.subset(sorted(test_idx)),
+        minority_songs=minority,
+        summary=summary,
+    )
+
+
+def classic_augment(data: CQTDataset) -> Compose:
+    """The classic CSI augmentation (key roll, tempo change, time mask), seeded by training."""
+    bps = data.config.bins_per_semitone if data.config is not None else 1
+    return Compose(
+        [
+            SemitoneRoll(6, bins_per_semitone=bps, p=0.5),
+            TempoChange(0.8, 1.25, p=0.5),
+            TimeMask(15, p=0.3, fill=data.silence_value),
+        ],
+        seed=None,
+    )
+
+
+class EpochForwarding(Dataset[Any]):
+    """An :class:`AugmentedDataset` whose ``set_epoch`` reaches the real part.
+
+    ``AugmentedDataset`` has no ``set_epoch``, so ``train_csi`` cannot renew the real
+    items' random crops each epoch: without this wrapper the real windows of (c)/(d) would be
+    frozen at epoch 0 while (a)/(b) get new crops, a confound.
+    """
+
+    def __init__(self, inner: AugmentedDataset) -> None:
+        self.inner = inner
+        self.labels = inner.labels
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.inner[i]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Forward to the real dataset."""
+        real_set_epoch = getattr(self.inner.real, "set_epoch", None)
+        if callable(real_set_epoch):
+            real_set_epoch(epoch)
+
+
+class FreshDraws(Dataset[Any]):
+    """Real items plus synthetic ones, a different draw of the synthetic part each epoch.
+
+    ``pool[song]`` holds ``draws`` times ``plan[song]`` samples (fewer after filtering); epoch
+    ``e`` uses the ``e % draws``-th slice, so every epoch sees new synthetic windows while the
+    number of synthetic items per song stays ``plan[song]``. Items are
+    ``(x, label, is_synthetic)``.
+    """
+
+    def __init__(
+        self,
+        real: CQTDataset,
+        pool: Mapping[SongId, torch.Tensor],
+        plan: Mapping[SongId, int],
+        draws: int,
+    ) -> None:
+        self.real, self.draws, self.epoch = real, draws, 0
+        self.slices: list[torch.Tensor] = []
+        labels: list[int] = []
+        per_draw: list[list[torch.Tensor]] = [[] for _ in range(draws)]
+        for song, xs in pool.items():
+            m = len(xs)
+            n = min(plan.get(song, 0), m)
+            if n == 0:
+                continue
+            labels += [real.index.index(song)] * n
+            for j in range(draws):
+                per_draw[j].append(xs[(j * n + torch.arange(n)) % m])
+        self.slices = [torch.cat(p) if p else torch.empty(0) for p in per_draw]
+        self.n_real = len(real)
+        self.labels = np.concatenate([real.labels, np.asarray(labels, dtype=np.int64)])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, bool]:
+        if i < self.n_real:
+            x, y = self.real[i]
+            return x, int(y), False
+        return self.slices[self.epoch % self.draws][i - self.n_real], int(self.labels[i]), True
+
+    def set_epoch(self, epoch: int) -> None:
+        """New crops of the real items and the next synthetic draw."""
+        self.epoch = int(epoch)
+        self.real.set_epoch(epoch)
+
+
+class TensorItems(Dataset[tuple[torch.Tensor, int]]):
+    """``(x, label)`` items from a tensor, for the synthetic-only classifier."""
+
+    def __init__(self, xs: torch.Tensor, labels: np.ndarray) -> None:
+        self.xs, self.labels = xs, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.xs[i], int(self.labels[i])
+
+
+# --------------------------------------------------------------------------------------
+# Tasks (each runs in a worker with one torch thread; results are JSON-able dicts)
+# --------------------------------------------------------------------------------------
+
+
+def _init_worker(spec: str, data: CQTDataset | None = None) -> None:
+    global _DATA
+    torch.set_num_threads(1)
+    logging.getLogger("covergan").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", module="covergan")
+    _DATA = data if data is not None else load_dataset(spec)
+
+
+def _dataset() -> CQTDataset:
+    if _DATA is None:
+        raise RuntimeError("worker not initialised")
+    return _DATA
+
+
+def _gan_path(workdir: Path, seed: int, s: Settings, steps: int | None = None) -> Path:
+    n = s.gan_steps if steps is None else steps
+    return workdir / f"gan-s{seed}-{s.key(*_SPLIT_FIELDS, 'gan')}-n{n}.pt"
+
+
+def _shorter_gan(workdir: Path, seed: int, s: Settings) -> tuple[Path, int] | None:
+    """The longest-trained saved GAN of this seed and config with fewer steps, if any."""
+    best: tuple[Path, int] | None = None
+    for path in workdir.glob(_gan_path(workdir, seed, s, 0).name.replace("-n0.pt", "-n*.pt")):
+        steps = int(path.stem.rsplit("-n", 1)[1])
+        if steps < s.gan_steps and (best is None or steps > best[1]):
+            best = (path, steps)
+    return best
+
+
+def _model_path(workdir: Path, seed: int, cond: str, s: Settings) -> Path:
+    return workdir / f"csi-{cond}-s{seed}-{s.key(*_SPLIT_FIELDS, *_CSI_FIELDS)}.pt"
+
+
+def task_gan(seed: int, s: Settings, workdir: str) -> dict[str, Any]:
+    """Fit the Augmenter on one seed's training side and save it."""
+    from covergan.augmenter import Augmenter
+
+    split = make_split(_dataset(), seed, s)
+    t0 = time.perf_counter()
+    shorter = _shorter_gan(Path(workdir), seed, s)
+    resumed_from = 0
+    if shorter is not None:
+        # Continue a shorter run: ConditionalDCGAN.fit resumes exactly (noise and data order
+        # derive from (seed, step)), so n + m steps equal one run of n + m steps. The training
+        # windows are built as Augmenter.fit builds them.
+        path, resumed_from = shorter
+        aug = _load_augmenter(path)
+        train = split.train.windows(
+            aug.window_, crop="random", seed=aug.seed_, transform=aug.normalizer_
+        )
+        batch = aug.batch_size if aug.batch_size is not None else aug.gan_.config.batch_size
+        aug.gan_.fit(
+            train,
+            steps=s.gan_steps - resumed_from,
+            batch_size=min(batch, len(train)),
+            progress=False,
+            seed=aug.seed_,
+        )
+        aug.steps, aug.history_ = s.gan_steps, aug.gan_.history
+    else:
+        aug = Augmenter(
+            steps=s.gan_steps,
+            window=s.window,
+            seed=seed,
+            gan=dict(s.gan),
+            device="cpu",
+            progress=False,
+        ).fit(split.train)
+    seconds = time.perf_counter() - t0
+    _save_augmenter(aug, _gan_path(Path(workdir), seed, s))
+    hist = aug.history_
+    tail = {k: float(np.mean(v[-50:])) for k, v in hist.items() if v}
+    return {
+        "seconds": seconds,
+        "steps": s.gan_steps,
+        "resumed_from": resumed_from,
+        "final": tail,
+        "split": split.summary,
+    }
+
+
+def _save_augmenter(aug: Any, path: Path) -> None:
+    # Augmenter.save/load needs ConditionalDCGAN.from_state_dict, which gan.py does not have
+    # yet: store the GAN with its own checkpoint and the rest of the fitted state as a pickle
+    # (our own, trusted file).
+    aug.gan_.save(path.with_suffix(".gan"))
+    state = {k: v for k, v in vars(aug).items() if k not in ("gan_", "history_")}
+    torch.save(state, path)
+
+
+def _load_augmenter(path: Path) -> Any:
+    from covergan.augmenter import Augmenter
+    from covergan.gan import ConditionalDCGAN
+
+    aug = Augmenter.__new__(Augmenter)
+    aug.__dict__.update(torch.load(path, map_location="cpu", weights_only=False))
+    aug.gan_ = ConditionalDCGAN.load(path.with_suffix(".gan"), device="cpu")
+    aug.history_ = aug.gan_.history
+    return aug
+
+
+def _new_model(split: Split, seed: int, s: Settings) -> CSINet:
+    return CSINet(
+        n_classes=split.train.n_songs,
+        n_bins=split.train.n_bins,
+        channels=s.csi_channels,
+        seed=seed,
+    )
+
+
+def _train_eval(
+    model: CSINet,
+    data: Dataset[Any],
+    split: Split,
+    seed: int,
+    s: Settings,
+    *,
+    augment: Callable[[torch.Tensor], torch.Tensor] | None,
+) -> dict[str, Any]:
+    hist = train_csi(
+        model,
+        data,
+        steps=s.csi_steps,
+        batch_size=s.csi_batch,
+        lr=s.csi_lr,
+        synthetic_weight=s.synthetic_weight,
+        seed=seed,
+        device="cpu",
+        augment=augment,
+        progress=False,
+        log_every=0,
+    )
+    t0 = time.perf_counter()
+    emb = embed_dataset(model, split.retrieval)
+    labels = split.retrieval.song_ids
+    retr = retrieval_metrics(emb, labels)
+    counts = split.retrieval.class_counts()
+    works = [i for i, song in enumerate(labels) if counts[song] >= 2]
+    retr_works = retrieval_metrics(emb[works], [labels[i] for i in works])
+    acc = classification_accuracy(model, split.minority_test, index=split.train.index)
+    top5 = top_k_accuracy(model, split.minority_test, split.train, k=5)
+    return {
+        "top5_minority": top5,
+        "map": retr.map,
+        "p_at_10": retr.p_at_10,
+        "mr1": retr.mr1,
+        "n_queries": retr.n_queries,
+        "map_no_distractors": retr_works.map,
+        "acc_minority": acc,
+        "train_seconds": hist.seconds,
+        "eval_seconds": time.perf_counter() - t0,
+        "final_loss": hist.final_loss(),
+    }
+
+
+def top_k_accuracy(model: CSINet, test: CQTDataset, train: CQTDataset, *, k: int = 5) -> float:
+    """Share of ``test`` tracks (full length) whose song is among the model's ``k`` best."""
+    hits = 0
+    model.eval()
+    with torch.no_grad():
+        for x, song in zip(test.features, test.song_ids, strict=True):
+            logits = model(torch.from_numpy(x)[None, None])[0]
+            c = train.index.index(song)
+            hits += int(int((logits > logits[c]).sum()) < k)
+    return hits / len(test)
+
+
+def _synthetic(
+    aug: Any, split: Split, seed: int, s: Settings, cond: str, workdir: Path
+) -> tuple[dict[SongId, torch.Tensor], dict[str, Any]]:
+    plan = {song: n for song, n in aug.plan(_target(s.target), max_ratio=s.max_ratio).items() if n}
+    info: dict[str, Any] = {"planned": int(sum(plan.values())), "songs": len(plan)}
+    if not plan:
+        return {}, info
+    filt = CONDITIONS[cond][2]
+    k = s.synthetic_draws
+    if filt is None:
+        samples = aug.sample_many(
+            {song: n * k for song, n in plan.items()}, seed=seed, truncation=s.truncation
+        )
+        info["kept"] = info["planned"] * k
+        return samples, info
+    want = {song: n * k for song, n in plan.items()}
+    drawn = aug.sample_many(
+        {song: n * s.filter_oversample for song, n in want.items()},
+        seed=seed,
+        truncation=s.truncation,
+    )
+    if s.filter_by == "discriminator":
+        result = filter_by_discriminator(
+            drawn, aug, keep_fraction=1.0 / s.filter_oversample, max_per_song=want
+        )
+    else:
+        # the real-data model of the same augmentation setting is the filter
+        ref = "classic" if CONDITIONS[cond][0] else "none"
+        ref_model = CSINet.load(_model_path(workdir, seed, ref, s))
+        result = filter_synthetic(
+            drawn,
+            ref_model,
+            index=split.train.index,
+            top_k=s.filter_top_k,
+            threshold=s.filter_threshold,
+            max_per_song=want,
+        )
+    info["kept"] = result.n_kept
+    info["acceptance"] = result.acceptance
+    return result.samples, info
+
+
+def _target(target: str) -> str | int:
+    return int(target) if str(target).isdigit() else target
+
+
+def task_csi(seed: int, cond: str, s: Settings, workdir: str) -> dict[str, Any]:
+    """Train and evaluate the CSI model under one condition."""
+    wd = Path(workdir)
+    data = _dataset()
+    split = make_split(data, seed, s)
+    classic, use_gan, _ = CONDITIONS[cond]
+    real = split.train.windows(s.window, crop="random", seed=seed)
+    augment = classic_augment(data) if classic else None
+    info: dict[str, Any] = {}
+    train_data: Dataset[Any] = real
+    if use_gan:
+        aug = _load_augmenter(_gan_path(wd, seed, s))
+        samples, info = _synthetic(aug, split, seed, s, cond, wd)
+        if s.synthetic_draws > 1:
+            plan = aug.plan(_target(s.target), max_ratio=s.max_ratio)
+            train_data = FreshDraws(real, samples, plan, s.synthetic_draws)
+        else:
+            train_data = EpochForwarding(AugmentedDataset.from_tensors(real, samples))
+    model = _new_model(split, seed, s)
+    out = _train_eval(model, train_data, split, seed, s, augment=augment)
+    out["synthetic"] = info
+    if cond in ("none", "classic"):
+        model.save(_model_path(wd, seed, cond, s))
+    return out
+
+
+def task_cas(seed: int, s: Settings, workdir: str) -> dict[str, Any]:
+    """Classification accuracy score: train on synthetic samples only, test on real."""
+
+    split = make_split(_dataset(), seed, s)
+    aug = _load_augmenter(_gan_path(Path(workdir), seed, s))
+    songs = list(split.train.index.ids)
+    drawn = aug.sample_many(
+        {song: s.cas_per_song for song in songs}, seed=seed + 1000, truncation=s.truncation
+    )
+    xs = torch.cat([drawn[song] for song in songs])
+    labels = np.repeat(np.arange(len(songs)), s.cas_per_song)
+    model = _new_model(split, seed, s)
+    hist = train_csi(
+        model,
+        TensorItems(xs, labels),
+        steps=s.csi_steps,
+        batch_size=s.csi_batch,
+        lr=s.csi_lr,
+        seed=seed,
+        device="cpu",
+        progress=False,
+        log_every=0,
+    )
+    acc = classification_accuracy(model, split.minority_test, index=split.train.index)
+    train_acc = classification_accuracy(model, split.train, index=split.train.index)
+    return {
+        "cas_synthetic": acc,
+        "cas_synthetic_top5": top_k_accuracy(model, split.minority_test, split.train, k=5),
+        "cas_synthetic_on_train_real": train_acc,
+        "train_seconds": hist.seconds,
+    }
+
+
+# --------------------------------------------------------------------------------------
+# Scheduling
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Task:
+    """A unit of work with its dependencies and cache key."""
+
+    name: str
+    seed: int
+    fn: Callable[..., dict[str, Any]]
+    args: tuple[Any, ...]
+    key: str
+    deps: tuple[str, ...] = ()
+
+
+def build_tasks(s: Settings, workdir: str) -> list[Task]:
+    """Every task of the protocol, GANs first (they are the long ones)."""
+    tasks: list[Task] = []
+    conds = [c for c in s.conditions if c in CONDITIONS]
+    need_gan = any(CONDITIONS[c][1] for c in conds) or s.cas_per_song > 0
+    split_csi = (*_SPLIT_FIELDS, *_CSI_FIELDS)
+    for seed in s.seeds:
+        if need_gan:
+            key = s.key(*_SPLIT_FIELDS, *_GAN_FIELDS, extra={"seed": seed, "task": "gan"})
+            tasks.append(Task(f"fit/{seed}", seed, task_gan, (seed, s, workdir), key))
+    for seed in s.seeds:
+        for cond in conds:
+            classic, use_gan, filt = CONDITIONS[cond]
+            fields: tuple[str, ...] = split_csi
+            deps: list[str] = []
+            if use_gan:
+                fields += (*_GAN_FIELDS, *_SYNTH_FIELDS)
+                deps.append(f"fit/{seed}")
+            if filt is not None:
+                fields += _FILTER_FIELDS
+                if s.filter_by == "classifier":
+                    deps.append(f"{'classic' if classic else 'none'}/{seed}")
+            key = s.key(*fields, extra={"seed": seed, "task": cond})
+            tasks.append(
+                Task(f"{cond}/{seed}", seed, task_csi, (seed, cond, s, workdir), key, tuple(deps))
+            )
+        if s.cas_per_song > 0:
+            key = s.key(
+                *split_csi, *_GAN_FIELDS, "truncation", "cas_per_song",
+                extra={"seed": seed, "task": "cas"},
+            )  # fmt: skip
+            tasks.append(
+                Task(f"cas/{seed}", seed, task_cas, (seed, s, workdir), key, (f"fit/{seed}",))
+            )
+    names = {t.name for t in tasks}
+    for t in tasks:  # filters on a condition that is not run still need its model
+        missing = [d for d in t.deps if d not in names]
+        if missing:
+            raise ValueError(f"task {t.name} needs {missing}; add those conditions")
+    return tasks
+
+
+def run_tasks(
+    tasks: Sequence[Task], *, jobs: int, spec: str, workdir: str, data: CQTDataset | None = None
+) -> dict[str, dict[str, Any]]:
+    """Run tasks in dependency order, reusing cached results; returns name -> result."""
+    wd = Path(workdir)
+    wd.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict[str, Any]] = {}
+    pending = list(tasks)
+
+    def cached(t: Task) -> dict[str, Any] | None:
+        path = wd / f"result-{t.name.replace('/', '-')}-{t.key}.json"
+        if not path.is_file():
+            return None
+        # a model or GAN file the result implies must still exist
+        got: dict[str, Any] = json.loads(path.read_text())
+        return got
+
+    def store(t: Task, result: dict[str, Any]) -> None:
+        path = wd / f"result-{t.name.replace('/', '-')}-{t.key}.json"
+        path.write_text(json.dumps(result, default=float))
+
+    for t in list(pending):
+        hit = cached(t)
+        if hit is not None:
+            results[t.name] = {**hit, "cached": True}
+            pending.remove(t)
+    if pending:
+        _log(f"{len(pending)} tasks to run ({len(tasks) - len(pending)} cached), {jobs} jobs")
+    t_start = time.perf_counter()
+
+    def ready() -> Iterator[Task]:
+        for t in pending:
+            if all(d in results for d in t.deps):
+                yield t
+
+    if jobs <= 1:
+        global _DATA
+        threads = torch.get_num_threads()
+        level = logging.getLogger("covergan").level
+        try:
+            with warnings.catch_warnings():
+                _init_worker(spec, data)
+                while pending:
+                    t = next(ready(), None)
+                    if t is None:
+                        names = [p.name for p in pending]
+                        raise RuntimeError(f"unresolvable dependencies: {names}")
+                    pending.remove(t)
+                    t0 = time.perf_counter()
+                    res = t.fn(*t.args)
+                    res["wall"] = time.perf_counter() - t0
+                    results[t.name] = res
+                    store(t, res)
+                    _log(f"  {t.name:<24} {res['wall']:6.1f} s  {_brief(res)}")
+        finally:  # leave the calling process as it was
+            torch.set_num_threads(threads)
+            logging.getLogger("covergan").setLevel(level)
+            _DATA = None
+        return results
+
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        jobs, mp_context=ctx, initializer=_init_worker, initargs=(spec,)
+    ) as ex:
+        running: dict[Future[dict[str, Any]], tuple[Task, float]] = {}
+        while pending or running:
+            for t in list(ready()):
+                if len(running) >= jobs:
+                    break
+                pending.remove(t)
+                running[ex.submit(t.fn, *t.args)] = (t, time.perf_counter())
+            if not running:
+                raise RuntimeError(f"unresolvable dependencies: {[p.name for p in pending]}")
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in done:
+                t, t0 = running.pop(fut)
+                res = fut.result()
+                res["wall"] = time.perf_counter() - t0
+                results[t.name] = res
+                store(t, res)
+                el = time.perf_counter() - t_start
+                _log(f"  [{el / 60:5.1f} min] {t.name:<24} {res['wall']:6.1f} s  {_brief(res)}")
+    return results
+
+
+def _brief(res: Mapping[str, Any]) -> str:
+    if "map" in res:
+        return f"MAP {res['map']:.3f} acc {res['acc_minority']:.3f}"
+    if "cas_synthetic" in res:
+        return f"CAS {res['cas_synthetic']:.3f}"
+    return f"GAN {res.get('steps')} steps"
+
+
+def _log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# --------------------------------------------------------------------------------------
+# Summary, table, plot
+# --------------------------------------------------------------------------------------
+
+
+def summarise(s: Settings, results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Mean and std (ddof=1) over seeds of every metric and condition, plus paired diffs."""
+    out: dict[str, Any] = {"conditions": {}, "cas": {}, "paired": {}}
+    for cond in s.conditions:
+        rows = [results[f"{cond}/{seed}"] for seed in s.seeds if f"{cond}/{seed}" in results]
+        out["conditions"][cond] = {
+            m: _stats([r.get(m, float("nan")) for r in rows]) for m in METRICS
+        }
+    if s.cas_per_song > 0 and "none" in s.conditions:
+        nan = float("nan")
+        cas = [results[f"cas/{seed}"] for seed in s.seeds]
+        real = [results[f"none/{seed}"] for seed in s.seeds]
+        out["cas"] = {
+            "cas_synthetic": _stats([r["cas_synthetic"] for r in cas]),
+            "cas_real": _stats([r["acc_minority"] for r in real]),
+            "cas_synthetic_top5": _stats([r.get("cas_synthetic_top5", nan) for r in cas]),
+            "cas_real_top5": _stats([r.get("top5_minority", nan) for r in real]),
+        }
+    pairs = [("gan", "none"), ("classic+gan", "classic"), ("gan-filt", "gan")]
+    pairs += [("classic+gan-filt", "classic+gan"), ("classic+gan-filt", "classic")]
+    for a, b in pairs:
+        if a in s.conditions and b in s.conditions:
+            out["paired"][f"{a} - {b}"] = {
+                m: _stats(
+                    [
+                        results[f"{a}/{seed}"].get(m, float("nan"))
+                        - results[f"{b}/{seed}"].get(m, float("nan"))
+                        for seed in s.seeds
+                    ]
+                )
+                for m in METRICS
+            }
+    return out
+
+
+def _stats(values: Sequence[float]) -> dict[str, Any]:
+    v = np.asarray(values, dtype=float)
+    std = float(v.std(ddof=1)) if len(v) > 1 else float("nan")
+    return {"mean": float(v.mean()), "std": std, "values": v.tolist()}
+
+
+def _pm(st: Mapping[str, Any], digits: int = 3) -> str:
+    return f"{st['mean']:.{digits}f} ± {st['std']:.{digits}f}"
+
+
+def table(s: Settings, summary: Mapping[str, Any]) -> str:
+    """Markdown table: mean ± std over seeds."""
+    head = "| condition | MAP | P@10 | MR1 | acc. seen minority | top-5 seen minority |"
+    lines = [head, "|---|---|---|---|---|---|"]
+    for cond in s.conditions:
+        row = summary["conditions"][cond]
+        cells = [_pm(row[m]) for m in ("map", "p_at_10")]
+        cells.append(_pm(row["mr1"], 2))
+        cells += [_pm(row["acc_minority"]), _pm(row["top5_minority"])]
+        lines.append(f"| {LABELS[cond]} | " + " | ".join(cells) + " |")
+    if summary.get("cas"):
+        c = summary["cas"]
+        lines += [
+            "",
+            "| classifier, tested on held-out real recordings of minority songs | top-1 | top-5 |",
+            "|---|---|---|",
+            f"| trained on synthetic samples only (CAS) | {_pm(c['cas_synthetic'])} "
+            f"| {_pm(c['cas_synthetic_top5'])} |",
+            f"| trained on real data, (a) | {_pm(c['cas_real'])} | {_pm(c['cas_real_top5'])} |",
+        ]
+    if summary.get("paired"):
+        lines += [
+            "",
+            "| paired difference (same seed) | ΔMAP | Δacc. seen minority |",
+            "|---|---|---|",
+        ]
+        for name, row in summary["paired"].items():
+            lines.append(
+                f"| {name} | {row['map']['mean']:+.3f} ± {row['map']['std']:.3f} "
+                f"| {row['acc_minority']['mean']:+.3f} ± {row['acc_minority']['std']:.3f} |"
+            )
+    return "\n".join(lines)
+
+
+def plot(s: Settings, summary: Mapping[str, Any], path: str) -> None:
+    """Bars (mean ± std, seeds as dots) per metric and condition, and the CAS pair."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = {"map": "MAP", "p_at_10": "P@10", "mr1": "MR1 (lower is better)"}
+    names["acc_minority"] = "accuracy, seen minority"
+    names["top5_minority"] = "top-5 accuracy, seen minority"
+    panels = [*METRICS, "cas"] if summary.get("cas") else list(METRICS)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.6))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, metric in zip(np.atleast_1d(axes), panels, strict=True):
+        if metric == "cas":
+            rows = [("synthetic\nonly", summary["cas"]["cas_synthetic"])]
+            rows.append(("real (a)", summary["cas"]["cas_real"]))
+            title = "CAS vs real-trained"
+        else:
+            rows = [
+                (LABELS[c].split(" ")[0], summary["conditions"][c][metric]) for c in s.conditions
+            ]
+            title = names[metric]
+        for i, (_label, st) in enumerate(rows):
+            ax.bar(
+                i, st["mean"], yerr=st["std"], color=colors[i % len(colors)], capsize=3, alpha=0.8
+            )
+            ax.scatter([i] * len(st["values"]), st["values"], color="k", s=8, zorder=3)
+        ax.set_xticks(range(len(rows)))
+        ax.set_xticklabels([r[0] for r in rows], fontsize=8)
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(
+        f"CSI on {s.data}: mean ± std over seeds {list(s.seeds)} (dots: seeds)", fontsize=10
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, cores, load, versions (for the docs)."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "load_average": [round(x, 2) for x in load],
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+    }
+
+
+# --------------------------------------------------------------------------------------
+# Entry points
+# --------------------------------------------------------------------------------------
+
+
+def run(
+    s: Settings,
+    *,
+    jobs: int = 1,
+    workdir: str | None = None,
+    data: CQTDataset | None = None,
+) -> dict[str, Any]:
+    """Run the protocol; returns ``{"settings", "machine", "results", "summary", ...}``.
+
+    Parameters
+    ----------
+    s : Settings
+    jobs : int
+        Worker processes (1: in this process; then ``data`` may be an in-memory dataset).
+    workdir : str, optional
+        Where GANs, models and cached task results go (default: a fresh temp folder).
+    data : CQTDataset, optional
+        Use this dataset instead of loading ``s.data`` (``jobs=1`` only).
+    """
+    if data is not None and jobs > 1:
+        raise ValueError("an in-memory dataset needs jobs=1")
+    wd = workdir or tempfile.mkdtemp(prefix="covergan-downstream-")
+    before = machine()
+    t0 = time.perf_counter()
+    tasks = build_tasks(s, wd)
+    results = run_tasks(tasks, jobs=jobs, spec=s.data, workdir=wd, data=data)
+    wall = time.perf_counter() - t0
+    summary = summarise(s, results)
+    after = machine()
+    return {
+        "settings": s.as_dict(),
+        "machine": {**before, "load_average_end": after["load_average"], "jobs": jobs},
+        "wall_seconds": wall,
+        "task_seconds": float(sum(r.get("wall", 0.0) for r in results.values())),
+        "results": results,
+        "summary": summary,
+        "table": table(s, summary),
+        "workdir": wd,
+    }
+
+
+def _parse_gan(text: str) -> tuple[tuple[str, Any], ...]:
+    if not text:
+        return ()
+    d = json.loads(text)
+    if not isinstance(d, dict):
+        raise argparse.ArgumentTypeError("--gan must be a JSON object of GANConfig overrides")
+    return tuple(sorted(d.items()))
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Command line."""
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--data", default="chorales", help="'chorales', 'toy' or a dataset folder")
+    p.add_argument("--quick", action="store_true", help="same protocol, fewer steps (<= 5 min)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument("--workdir", default=None, help="cache of GANs, models and task results")
+    p.add_argument("--out", default=None, help="JSON of every raw number")
+    p.add_argument("--plot", default=None, help="PNG figure")
+    p.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=list(CONDITIONS))
+    p.add_argument("--gan-steps", type=int)
+    p.add_argument("--gan", type=_parse_gan, default=(), help="GANConfig overrides, JSON")
+    p.add_argument("--csi-steps", type=int)
+    p.add_argument("--window", type=int)
+    p.add_argument("--target", help="'max', 'median' or an int (Augmenter.plan)")
+    p.add_argument("--max-ratio", type=float)
+    p.add_argument("--truncation", type=float)
+    p.add_argument("--synthetic-weight", type=float)
+    p.add_argument("--synthetic-draws", type=int, help="fresh synthetic draw per epoch, cycling")
+    p.add_argument("--filter-by", choices=["classifier", "discriminator"])
+    p.add_argument("--filter-oversample", type=int)
+    p.add_argument("--filter-top-k", type=int)
+    p.add_argument("--filter-threshold", type=float)
+    p.add_argument("--cas-per-song", type=int)
+    p.add_argument(
+        "--singles",
+        choices=["distractors", "train", "drop"],
+        help="works with one recording: retrieval distractors (default), training classes, unused",
+    )
+    args = p.parse_args(argv)
+
+    over: dict[str, Any] = dict(QUICK) if args.quick else {}
+    for name in (
+        "gan_steps", "csi_steps", "window", "target", "max_ratio", "truncation",
+        "synthetic_weight", "synthetic_draws", "filter_by", "filter_oversample", "filter_top_k",
+        "filter_threshold", "cas_per_song", "singles",
+    ):  # fmt: skip
+        value = getattr(args, name)
+        if value is not None:
+            over[name] = value
+    if args.max_ratio is not None and args.max_ratio <= 0:
+        over["max_ratio"] = None
+    s = Settings(
+        data=args.data,
+        seeds=tuple(args.seeds),
+        gan=args.gan,
+        conditions=tuple(args.conditions),
+        **over,
+    )
+    workdir = args.workdir or str(
+        Path(tempfile.gettempdir())
+        / ("covergan-downstream-quick" if args.quick else "covergan-downstream")
+    )
+    _log(f"downstream benchmark: {s.as_dict()}")
+    out = run(s, jobs=args.jobs, workdir=workdir)
+    out["quick"] = bool(args.quick)
+    split = out["results"].get(f"fit/{s.seeds[0]}", {}).get("split")
+    if split:
+        _log(f"split of seed {s.seeds[0]}: {split}")
+    _log(f"\n{out['table']}\n")
+    m = out["machine"]
+    _log(
+        f"wall {out['wall_seconds'] / 60:.1f} min ({out['task_seconds'] / 60:.1f} task-min), "
+        f"{m['cpu']}, {m['cores']} cores, jobs={m['jobs']}, load {m['load_average']} -> "
+        f"{m['load_average_end']}"
+    )
+    if args.out:
+        Path(args.out).write_text(json.dumps(out, indent=1, default=float))
+    if args.plot:
+        plot(s, out["summary"], args.plot)
+    return out
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,132 @@
+"""Smoke test of the downstream benchmark protocol (benchmarks/downstream.py) on toy data.
+
+Tiny shapes and a handful of steps: it checks the protocol's plumbing (split, every
+condition, CAS, summary, table, JSON, plot, cache), not the numbers.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from covergan.data import CQTDataset
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "downstream.py"
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("covergan_bench_downstream", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def toy_dataset() -> CQTDataset:
+    """14 works with 2-5 recordings (key-shifted, noisy copies of a base CQT) + 6 singles."""
+    rng = np.random.default_rng(0)
+    feats: list[np.ndarray] = []
+    songs: list[str] = []
+    counts = [2, 3, 4, 5, 2, 3, 4, 2, 3, 2, 5, 2, 3, 4] + [1] * 6
+    for i, n in enumerate(counts):
+        base = rng.random((84, 40)).astype(np.float32) ** 4
+        for _ in range(n):
+            x = np.roll(base, int(rng.integers(-3, 4)), axis=0)
+            x = x[:, : int(rng.integers(20, 41))] + 0.05 * rng.random((84, 1), dtype=np.float32)
+            feats.append(x / x.max())
+            songs.append(f"song-{i:02d}")
+    return CQTDataset.from_arrays(feats, songs)
+
+
+def tiny_settings(bench: ModuleType) -> object:
+    return bench.Settings(
+        data="toy",
+        seeds=(0, 1),
+        window=16,
+        gan_steps=2,
+        gan=(("d_width", 8), ("g_width", 8), ("max_width", 32)),
+        csi_steps=3,
+        csi_batch=4,
+        csi_channels=(4, 8),
+        cas_per_song=2,
+        filter_oversample=2,
+    )
+
+
+def test_split_is_by_work_and_long_tailed(bench: ModuleType) -> None:
+    data = toy_dataset()
+    s = tiny_settings(bench)
+    split = bench.make_split(data, 0, s)
+    train, retr, test = (
+        set(split.train.song_ids),
+        set(split.retrieval.song_ids),
+        split.minority_test,
+    )
+    assert not train & retr  # split by work
+    assert set(test.song_ids) == set(split.minority_songs) <= train
+    counts = split.train.class_counts()
+    assert all(counts[m] in (1, 2) for m in split.minority_songs)
+    assert not set(test.names) & set(split.train.names)  # held-out recordings are not trained on
+    singles = {s for s, c in data.class_counts().items() if c == 1}
+    assert singles <= retr  # distractors
+    assert split.summary["minority_test"] == len(split.minority_songs) == round(0.5 * len(train))
+    again = bench.make_split(data, 0, s)
+    assert again.train.names == split.train.names  # seeded
+    assert bench.make_split(data, 1, s).train.names != split.train.names
+
+
+def test_protocol_runs_every_condition_and_metric(bench: ModuleType, tmp_path: Path) -> None:
+    pytest.importorskip("covergan.augmenter")
+    s = tiny_settings(bench)
+    out = bench.run(s, jobs=1, workdir=str(tmp_path / "work"), data=toy_dataset())
+
+    summary = out["summary"]
+    assert set(summary["conditions"]) == set(bench.CONDITIONS)
+    for cond in bench.CONDITIONS:
+        row = summary["conditions"][cond]
+        assert set(row) == set(bench.METRICS)
+        for metric in bench.METRICS:
+            assert len(row[metric]["values"]) == 2  # one per seed
+            assert np.isfinite(row[metric]["mean"])
+            assert np.isfinite(row[metric]["std"])
+    assert set(summary["cas"]) == set(bench.CAS_METRICS)
+    assert 0.0 <= summary["cas"]["cas_synthetic"]["mean"] <= 1.0
+
+    table = out["table"]
+    for label in bench.LABELS.values():
+        assert f"| {label} |" in table
+    for header in ("MAP", "P@10", "MR1", "acc. seen minority", "CAS", "paired difference"):
+        assert header in table
+    assert "±" in table
+
+    # raw numbers of every seed and condition, JSON-ready
+    for seed in s.seeds:
+        for cond in bench.CONDITIONS:
+            assert f"{cond}/{seed}" in out["results"]
+        assert f"cas/{seed}" in out["results"]
+        assert out["results"][f"classic+gan-filt/{seed}"]["synthetic"]["kept"] >= 0
+    json.loads(json.dumps(out, default=float))
+
+    # a second run with the same settings is served from the cache
+    again = bench.run(s, jobs=1, workdir=str(tmp_path / "work"), data=toy_dataset())
+    assert all(r.get("cached") for r in again["results"].values())
+    assert again["table"] == table
+
+    png = tmp_path / "downstream.png"
+    bench.plot(s, summary, str(png))
+    assert png.stat().st_size > 0
+
+
+def test_cli_parses_overrides(bench: ModuleType) -> None:
+    parser_settings = bench.Settings(target="4", max_ratio=None)
+    assert bench._target(parser_settings.target) == 4
+    assert bench._target("median") == "median"
+    assert bench.Settings().key("csi_steps") != bench.Settings(csi_steps=1).key("csi_steps")

@@ -410,8 +410,9 @@ def task_gan(seed: int, s: Settings, workdir: str) -> dict[str, Any]:
     resumed_from = 0
     if shorter is not None:
         # Continue a shorter run: ConditionalDCGAN.fit resumes exactly (noise and data order
-        # derive from (seed, step)), so n + m steps equal one run of n + m steps. The training
-        # windows are built as Augmenter.fit builds them.
+        # derive from (seed, step)), so n + m GAN steps equal one run of n + m steps, except
+        # that the autoencoder pretraining of the shorter run was (n // 5 steps) shorter. The
+        # training windows are built as Augmenter.fit builds them.
         path, resumed_from = shorter
         aug = _load_augmenter(path)
         train = split.train.windows(

@@ -16,6 +16,7 @@ rough rhythm, not to reproduce a recording.
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 import warnings
@@ -77,9 +78,10 @@ def to_audio(
 
     Returns
     -------
-    np.ndarray [shape=(..., T * config.pool * config.hop_length - 1)], float32
-        Waveform(s) at ``config.sr`` with the leading dimensions of ``features``
-        (the longest audio whose CQT has ``T * config.pool`` frames).
+    np.ndarray [shape=(..., L)], float32
+        Waveform(s) at ``config.sr`` with the leading dimensions of ``features``; ``L`` is
+        the length of the longest audio whose CQT has exactly ``T * config.pool`` frames
+        (``T * config.pool * config.hop_length - 1`` for the default recipe).
 
     Raises
     ------
@@ -109,7 +111,7 @@ def to_audio(
     # One 2-d call per item: batched output equals item-by-item output (same seed each),
     # and librosa compiles its kernels for one array rank only.
     items = mag.reshape(-1, *mag.shape[-2:])
-    out = np.empty((items.shape[0], mag.shape[-1] * config.hop_length - 1), dtype=np.float32)
+    out = np.empty((items.shape[0], _signal_length(config, mag.shape[-1])), dtype=np.float32)
     for i, item in enumerate(items):
         y = librosa.griffinlim_cqt(
             item.astype(np.float32),
@@ -125,6 +127,41 @@ def to_audio(
         top = float(np.abs(y).max())
         out[i] = y * (peak / top) if peak is not None and top > 0 else y
     return out.reshape(*mag.shape[:-2], out.shape[-1])
+
+
+@functools.lru_cache(maxsize=64)
+def _signal_length(config: CQTConfig, n_frames: int) -> int:
+    """The longest signal librosa's CQT frames into exactly ``n_frames`` (centred) frames.
+
+    It lies in ``((n_frames - 1) * hop, n_frames * hop)``; librosa's per-octave
+    downsampling makes the exact value depend on the number of octaves, so it is found by
+    bisection on the frame count of silent signals (monotone in the length).
+    """
+    import librosa
+
+    def frames(length: int) -> int:
+        silent = np.zeros(length, dtype=np.float32)
+        cqt = librosa.cqt(
+            silent,
+            sr=config.sr,
+            hop_length=config.hop_length,
+            fmin=config.fmin,
+            n_bins=config.n_bins,
+            bins_per_octave=config.bins_per_octave,
+        )
+        return int(cqt.shape[-1])
+
+    hop = config.hop_length
+    lo, hi = (n_frames - 1) * hop, n_frames * hop - 1  # frames(lo) <= n_frames
+    if frames(hi) == n_frames:
+        return hi
+    while hi - lo > 1:  # invariant: frames(lo) <= n_frames < frames(hi)
+        mid = (lo + hi) // 2
+        if frames(mid) <= n_frames:
+            lo = mid
+        else:
+            hi = mid
+    return lo
 
 
 def _as_float64(x: object, *, name: str) -> npt.NDArray[np.float64]:

@@ -14,12 +14,18 @@ Protocol (see ``docs/benchmarks.md``, section "Downstream: CSI with covergan aug
    (c) ``gan``: real + covergan samples for the songs under ``--target``
    (``Augmenter.plan``); (d) ``classic+gan``: both; and, for section 4, (c) and (d) with
    the synthetic samples filtered by a real-data classifier (``gan-filt``,
-   ``classic+gan-filt``; :func:`covergan.filtering.filter_synthetic`).
+   ``classic+gan-filt``; :func:`covergan.filtering.filter_synthetic`); (e) ``versions``
+   and ``classic+versions``: real + synthetic *versions* of the same songs' own recordings
+   from the reference-conditioned :class:`covergan.versions.VersionGAN` (trained once per
+   seed on the pairs of recordings of the training works), same plan as (c).
 4. **Metrics**: MAP, P@10 and MR1 of retrieval over held-out works (+ distractors), full
    tracks; accuracy on the held-out recordings of seen minority songs; and the
    classification accuracy score (CAS): a CSI classifier trained only on synthetic samples
    of every training song, tested on those held-out real recordings, beside (a) trained on
-   real data.
+   real data. For (e), the two collapse checks of the version model on the held-out works
+   (which neither GAN saw; :func:`covergan.versions.check_versions` with the (b) model):
+   distance of a synthetic version to its reference against real versions and other works,
+   and how well a synthetic version retrieves its reference's work.
 
 The GAN is trained once per seed on the training side (the dominant cost); tasks run in
 ``--jobs`` worker processes (one torch thread each) in dependency order. Each task's result is
@@ -79,7 +85,11 @@ CONDITIONS: dict[str, tuple[bool, bool, str | None]] = {
     "classic+gan": (True, True, None),
     "gan-filt": (False, True, "classifier"),
     "classic+gan-filt": (True, True, "classifier"),
+    "versions": (False, False, None),
+    "classic+versions": (True, False, None),
 }
+#: Conditions whose synthetic samples come from the version model, not the class GAN.
+VERSION_CONDITIONS = ("versions", "classic+versions")
 LABELS = {
     "none": "(a) none",
     "classic": "(b) classic",
@@ -87,11 +97,26 @@ LABELS = {
     "classic+gan": "(d) classic + GAN",
     "gan-filt": "(c') GAN, filtered",
     "classic+gan-filt": "(d') classic + GAN, filtered",
+    "versions": "(e) versions",
+    "classic+versions": "(e+b) classic + versions",
 }
 #: Retrieval and seen-minority metrics of every condition.
 METRICS = ("map", "p_at_10", "mr1", "acc_minority", "top5_minority")
 #: The classification accuracy score pair.
 CAS_METRICS = ("cas_synthetic", "cas_real", "cas_synthetic_top5", "cas_real_top5")
+#: The version model's collapse checks (covergan.versions.VersionCheck fields).
+CHECK_METRICS = (
+    "distance_copy",
+    "distance_version",
+    "distance_synthetic",
+    "distance_other_work",
+    "distance_between_samples",
+    "map_synthetic",
+    "top1_synthetic",
+    "map_real",
+    "top1_real",
+    "map_chance",
+)
 
 _DATA: CQTDataset | None = None  # the dataset of this (worker) process
 
@@ -126,6 +151,10 @@ class Settings:
     filter_top_k: int | None = 1
     filter_threshold: float | None = None
     cas_per_song: int = 16
+    # version model (covergan.versions), condition (e)
+    version_steps: int = 800
+    versions: tuple[tuple[str, Any], ...] = ()
+    check_per_reference: int = 4
     # CSI model and training
     csi_steps: int = 300
     csi_batch: int = 32
@@ -137,6 +166,7 @@ class Settings:
         """JSON-ready dict."""
         d = dataclasses.asdict(self)
         d["gan"] = dict(self.gan)
+        d["versions"] = dict(self.versions)
         return d
 
     def key(self, *fields: str, extra: Mapping[str, Any] | None = None) -> str:
@@ -153,11 +183,18 @@ class Settings:
         return hashlib.sha1(blob).hexdigest()[:12]
 
 
-QUICK = {"gan_steps": 100, "csi_steps": 60, "csi_channels": (16, 32, 64, 128), "cas_per_song": 8}
+QUICK = {
+    "gan_steps": 100,
+    "version_steps": 100,
+    "csi_steps": 60,
+    "csi_channels": (16, 32, 64, 128),
+    "cas_per_song": 8,
+}
 
 _SPLIT_FIELDS = ("data", "heldout_works", "minority", "minority_keep", "singles", "window")
 _CSI_FIELDS = ("csi_steps", "csi_batch", "csi_lr", "csi_channels")
 _GAN_FIELDS = ("gan_steps", "gan")
+_VERSION_FIELDS = ("version_steps", "versions")
 _SYNTH_FIELDS = ("target", "max_ratio", "truncation", "synthetic_weight", "synthetic_draws")
 _LATE_FIELDS = frozenset({"synthetic_draws"})
 _FILTER_FIELDS = ("filter_by", "filter_oversample", "filter_top_k", "filter_threshold")
@@ -469,6 +506,112 @@ def _load_augmenter(path: Path) -> Any:
     return aug
 
 
+def _versions_path(workdir: Path, seed: int, s: Settings) -> Path:
+    return workdir / f"versions-s{seed}-{s.key(*_SPLIT_FIELDS, *_VERSION_FIELDS)}.pt"
+
+
+def task_versions(seed: int, s: Settings, workdir: str) -> dict[str, Any]:
+    """Train the reference-conditioned version model on one seed's training works
+    (``version_steps // 5`` style-autoencoder steps, then ``version_steps`` GAN steps)."""
+    from covergan.cqt import CQTNormalizer
+    from covergan.versions import VersionConfig, VersionGAN
+
+    split = make_split(_dataset(), seed, s)
+    train = split.train
+    cfg = train.config
+    norm = (CQTNormalizer.for_config(cfg) if cfg is not None else CQTNormalizer()).fit(train)
+    config = VersionConfig(
+        image_size=(train.n_bins, s.window),
+        bins_per_semitone=cfg.bins_per_semitone if cfg is not None else 1,
+        **dict(s.versions),
+    )
+    windows = train.windows(s.window, crop="random", seed=seed, transform=norm)
+    multi = sum(c for c in train.class_counts().values() if c >= 2)
+    model = VersionGAN(config, device="cpu", seed=seed)
+    batch = min(config.batch_size, max(2, multi))
+    t0 = time.perf_counter()
+    if s.version_steps // 5:  # as Augmenter.fit_versions: style-autoencoder initialisation
+        model.pretrain_autoencoder(
+            windows, steps=s.version_steps // 5, batch_size=batch, progress=False
+        )
+    model.fit(windows, steps=s.version_steps, batch_size=batch, progress=False)
+    seconds = time.perf_counter() - t0
+    state = {"versions": model.state_dict(), "normalizer": norm.state_dict()}
+    torch.save(state, _versions_path(Path(workdir), seed, s))
+    tail = {k: float(np.mean(v[-50:])) for k, v in model.history.items() if v}
+    return {
+        "seconds": seconds,
+        "steps": s.version_steps,
+        "pair_recordings": multi,
+        "final": tail,
+        "split": split.summary,
+    }
+
+
+def _load_versions(path: Path) -> tuple[Any, Any]:
+    from covergan.cqt import CQTNormalizer
+    from covergan.versions import VersionGAN
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model = VersionGAN.from_state_dict(state["versions"], device="cpu", source=str(path))
+    return model, CQTNormalizer.from_state_dict(state["normalizer"])
+
+
+def _version_sampler(
+    workdir: Path, seed: int, s: Settings, data: CQTDataset
+) -> Callable[..., torch.Tensor]:
+    """``sample_like(features, n, seed=...)`` of this seed's version model."""
+    from covergan.versions import sample_versions
+
+    model, norm = _load_versions(_versions_path(workdir, seed, s))
+
+    def sample_like(features: Any, n: int, *, seed: int = 0) -> torch.Tensor:
+        return sample_versions(model, norm, features, n, seed=seed, silence=data.silence_value)
+
+    return sample_like
+
+
+def _version_samples(
+    sample_like: Callable[..., torch.Tensor], split: Split, seed: int, s: Settings
+) -> tuple[dict[SongId, torch.Tensor], dict[str, Any]]:
+    """Synthetic versions for the songs under target, spread over each song's recordings."""
+    from covergan.augmenter import _plan_counts
+
+    plan = _plan_counts(split.train.class_counts(), _target(s.target), s.max_ratio)
+    plan = {song: n for song, n in plan.items() if n}
+    info: dict[str, Any] = {"planned": int(sum(plan.values())), "songs": len(plan)}
+    items: dict[SongId, list[int]] = {}
+    for i, song in enumerate(split.train.song_ids):
+        items.setdefault(song, []).append(i)
+    out: dict[SongId, torch.Tensor] = {}
+    for song, n in plan.items():
+        recs, total = items[song], n * s.synthetic_draws
+        share = [total // len(recs) + (k < total % len(recs)) for k in range(len(recs))]
+        out[song] = torch.cat(
+            [
+                sample_like(split.train.features[i], c, seed=seed * 100_003 + i)
+                for i, c in zip(recs, share, strict=True)
+                if c
+            ]
+        )
+    info["kept"] = info["planned"] * s.synthetic_draws
+    return out, info
+
+
+def task_check(seed: int, s: Settings, workdir: str) -> dict[str, Any]:
+    """The version model's collapse checks on the held-out works, with the (b) CSI model."""
+    from covergan.versions import check_versions
+
+    wd = Path(workdir)
+    data = _dataset()
+    split = make_split(data, seed, s)
+    csi = CSINet.load(_model_path(wd, seed, "classic", s))
+    sample_like = _version_sampler(wd, seed, s, data)
+    t0 = time.perf_counter()
+    check = check_versions(sample_like, split.retrieval, csi, n=s.check_per_reference, seed=seed)
+    return {**check.as_dict(), "seconds": time.perf_counter() - t0}
+
+
 def _new_model(split: Split, seed: int, s: Settings) -> CSINet:
     return CSINet(
         n_classes=split.train.n_songs,
@@ -591,7 +734,15 @@ def task_csi(seed: int, cond: str, s: Settings, workdir: str) -> dict[str, Any]:
     augment = classic_augment(data) if classic else None
     info: dict[str, Any] = {}
     train_data: Dataset[Any] = real
-    if use_gan:
+    if cond in VERSION_CONDITIONS:
+        sample_like = _version_sampler(wd, seed, s, data)
+        samples, info = _version_samples(sample_like, split, seed, s)
+        if s.synthetic_draws > 1:
+            plan = {song: len(x) // s.synthetic_draws for song, x in samples.items()}
+            train_data = FreshDraws(real, samples, plan, s.synthetic_draws)
+        else:
+            train_data = EpochForwarding(AugmentedDataset.from_tensors(real, samples))
+    elif use_gan:
         aug = _load_augmenter(_gan_path(wd, seed, s))
         samples, info = _synthetic(aug, split, seed, s, cond, wd)
         if s.synthetic_draws > 1:
@@ -662,11 +813,16 @@ def build_tasks(s: Settings, workdir: str) -> list[Task]:
     tasks: list[Task] = []
     conds = [c for c in s.conditions if c in CONDITIONS]
     need_gan = any(CONDITIONS[c][1] for c in conds) or s.cas_per_song > 0
+    need_versions = any(c in VERSION_CONDITIONS for c in conds)
     split_csi = (*_SPLIT_FIELDS, *_CSI_FIELDS)
     for seed in s.seeds:
         if need_gan:
             key = s.key(*_SPLIT_FIELDS, *_GAN_FIELDS, extra={"seed": seed, "task": "gan"})
             tasks.append(Task(f"fit/{seed}", seed, task_gan, (seed, s, workdir), key))
+    for seed in s.seeds:
+        if need_versions:
+            key = s.key(*_SPLIT_FIELDS, *_VERSION_FIELDS, extra={"seed": seed, "task": "vfit"})
+            tasks.append(Task(f"vfit/{seed}", seed, task_versions, (seed, s, workdir), key))
     for seed in s.seeds:
         for cond in conds:
             classic, use_gan, filt = CONDITIONS[cond]
@@ -675,6 +831,9 @@ def build_tasks(s: Settings, workdir: str) -> list[Task]:
             if use_gan:
                 fields += (*_GAN_FIELDS, *_SYNTH_FIELDS)
                 deps.append(f"fit/{seed}")
+            if cond in VERSION_CONDITIONS:
+                fields += (*_VERSION_FIELDS, *_SYNTH_FIELDS)
+                deps.append(f"vfit/{seed}")
             if filt is not None:
                 fields += _FILTER_FIELDS
                 if s.filter_by == "classifier":
@@ -691,6 +850,13 @@ def build_tasks(s: Settings, workdir: str) -> list[Task]:
             tasks.append(
                 Task(f"cas/{seed}", seed, task_cas, (seed, s, workdir), key, (f"fit/{seed}",))
             )
+        if need_versions and "classic" in conds:
+            key = s.key(
+                *split_csi, *_VERSION_FIELDS, "check_per_reference",
+                extra={"seed": seed, "task": "vcheck"},
+            )  # fmt: skip
+            deps = (f"vfit/{seed}", f"classic/{seed}")
+            tasks.append(Task(f"vcheck/{seed}", seed, task_check, (seed, s, workdir), key, deps))
     names = {t.name for t in tasks}
     for t in tasks:  # filters on a condition that is not run still need its model
         missing = [d for d in t.deps if d not in names]
@@ -789,6 +955,12 @@ def _brief(res: Mapping[str, Any]) -> str:
         return f"MAP {res['map']:.3f} acc {res['acc_minority']:.3f}"
     if "cas_synthetic" in res:
         return f"CAS {res['cas_synthetic']:.3f}"
+    if "map_synthetic" in res:
+        return (
+            f"distance copy/version/synthetic/other {res['distance_copy']:.3f}/"
+            f"{res['distance_version']:.3f}/{res['distance_synthetic']:.3f}/"
+            f"{res['distance_other_work']:.3f}, MAP synthetic {res['map_synthetic']:.3f}"
+        )
     return f"GAN {res.get('steps')} steps"
 
 
@@ -803,7 +975,7 @@ def _log(msg: str) -> None:
 
 def summarise(s: Settings, results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """Mean and std (ddof=1) over seeds of every metric and condition, plus paired diffs."""
-    out: dict[str, Any] = {"conditions": {}, "cas": {}, "paired": {}}
+    out: dict[str, Any] = {"conditions": {}, "cas": {}, "paired": {}, "versions_check": {}}
     for cond in s.conditions:
         rows = [results[f"{cond}/{seed}"] for seed in s.seeds if f"{cond}/{seed}" in results]
         out["conditions"][cond] = {
@@ -821,6 +993,10 @@ def summarise(s: Settings, results: Mapping[str, Mapping[str, Any]]) -> dict[str
         }
     pairs = [("gan", "none"), ("classic+gan", "classic"), ("gan-filt", "gan")]
     pairs += [("classic+gan-filt", "classic+gan"), ("classic+gan-filt", "classic")]
+    pairs += [("versions", "none"), ("classic+versions", "classic")]
+    checks = [results[f"vcheck/{seed}"] for seed in s.seeds if f"vcheck/{seed}" in results]
+    if checks:
+        out["versions_check"] = {m: _stats([r[m] for r in checks]) for m in CHECK_METRICS}
     for a, b in pairs:
         if a in s.conditions and b in s.conditions:
             out["paired"][f"{a} - {b}"] = {
@@ -865,6 +1041,22 @@ def table(s: Settings, summary: Mapping[str, Any]) -> str:
             f"| trained on synthetic samples only (CAS) | {_pm(c['cas_synthetic'])} "
             f"| {_pm(c['cas_synthetic_top5'])} |",
             f"| trained on real data, (a) | {_pm(c['cas_real'])} | {_pm(c['cas_real_top5'])} |",
+        ]
+    if summary.get("versions_check"):
+        v = summary["versions_check"]
+        lines += [
+            "",
+            "| version model on held-out works, (b) embedding | copy | real version "
+            "| synthetic version | other work |",
+            "|---|---|---|---|---|",
+            f"| cosine distance to the reference | {_pm(v['distance_copy'])} "
+            f"| {_pm(v['distance_version'])} | {_pm(v['distance_synthetic'])} "
+            f"| {_pm(v['distance_other_work'])} |",
+            f"| MAP of the reference's work (chance {v['map_chance']['mean']:.3f}) "
+            f"| {_pm(v['map_real'])} | | {_pm(v['map_synthetic'])} | |",
+            f"| top-1 | {_pm(v['top1_real'])} | | {_pm(v['top1_synthetic'])} | |",
+            f"| between two synthetic versions of one reference "
+            f"| | | {_pm(v['distance_between_samples'])} | |",
         ]
     if summary.get("paired"):
         lines += [
@@ -1011,6 +1203,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=list(CONDITIONS))
     p.add_argument("--gan-steps", type=int)
     p.add_argument("--gan", type=_parse_gan, default=(), help="GANConfig overrides, JSON")
+    p.add_argument("--version-steps", type=int, help="steps of the version model, (e)")
+    p.add_argument("--versions", type=_parse_gan, default=(), help="VersionConfig overrides, JSON")
     p.add_argument("--csi-steps", type=int)
     p.add_argument("--window", type=int)
     p.add_argument("--target", help="'max', 'median' or an int (Augmenter.plan)")
@@ -1032,7 +1226,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     over: dict[str, Any] = dict(QUICK) if args.quick else {}
     for name in (
-        "gan_steps", "csi_steps", "window", "target", "max_ratio", "truncation",
+        "gan_steps", "version_steps", "csi_steps", "window", "target", "max_ratio", "truncation",
         "synthetic_weight", "synthetic_draws", "filter_by", "filter_oversample", "filter_top_k",
         "filter_threshold", "cas_per_song", "singles",
     ):  # fmt: skip
@@ -1045,6 +1239,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         data=args.data,
         seeds=tuple(args.seeds),
         gan=args.gan,
+        versions=args.versions,
         conditions=tuple(args.conditions),
         **over,
     )

@@ -292,3 +292,47 @@ def test_failed_save_keeps_the_previous_file(
         fitted.save(path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["aug.pt"]
+
+
+class _StopAt:
+    """A callback that interrupts training at the end of GAN step ``step``, as Ctrl-C would."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, gan: object, step: int, logs: dict[str, float]) -> None:
+        if step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_fit_resumes_to_the_uninterrupted_model(
+    fitted: Augmenter, dataset: CQTDataset, tmp_path: Path
+) -> None:
+    aug = make()
+    with pytest.raises(KeyboardInterrupt):
+        aug.fit(dataset, callbacks=[_StopAt(3)])
+    assert aug.is_fitted and aug.gan_.step == 3  # the model as of the last completed step
+    resumed = Augmenter.load(aug.save(tmp_path / "ckpt.pt"), device="cpu")
+    resumed.progress = False
+    assert resumed.fit(dataset, resume=True) is resumed
+    assert resumed.gan_.step == 6 and resumed.history_ == fitted.history_
+    for name in ("generator", "discriminator", "generator_ema"):
+        expected = getattr(fitted.gan_, name).state_dict()
+        for key, value in getattr(resumed.gan_, name).state_dict().items():
+            assert torch.equal(value, expected[key]), f"{name}.{key}"
+
+
+def test_resume_trains_up_to_steps(fitted: Augmenter, dataset: CQTDataset, tmp_path: Path) -> None:
+    aug = Augmenter.load(fitted.save(tmp_path / "aug.pt"), device="cpu")
+    aug.progress = False
+    assert aug.fit(dataset, resume=True).gan_.step == 6  # done already: nothing to do
+    aug.steps = 7
+    assert aug.fit(dataset, resume=True).gan_.step == 7 and len(aug.history_["loss_d"]) == 7
+
+
+def test_resume_errors(fitted: Augmenter, dataset: CQTDataset) -> None:
+    with pytest.raises(NotFittedError, match="not fitted"):
+        make().fit(dataset, resume=True)
+    smaller = dataset.subset(list(range(len(dataset) - 1)))
+    with pytest.raises(DatasetError, match="the dataset the augmenter was fitted on"):
+        fitted.fit(smaller, resume=True)

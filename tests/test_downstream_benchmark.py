@@ -58,6 +58,9 @@ def tiny_settings(bench: ModuleType) -> object:
         csi_channels=(4, 8),
         cas_per_song=2,
         filter_oversample=2,
+        version_steps=2,
+        versions=(("batch_size", 4), ("d_width", 4), ("g_width", 4), ("max_width", 16)),
+        check_per_reference=2,
     )
 
 
@@ -99,11 +102,17 @@ def test_protocol_runs_every_condition_and_metric(bench: ModuleType, tmp_path: P
             assert np.isfinite(row[metric]["std"])
     assert set(summary["cas"]) == set(bench.CAS_METRICS)
     assert 0.0 <= summary["cas"]["cas_synthetic"]["mean"] <= 1.0
+    assert set(summary["versions_check"]) == set(bench.CHECK_METRICS)
+    for metric in bench.CHECK_METRICS:
+        assert np.isfinite(summary["versions_check"][metric]["mean"])
 
     table = out["table"]
     for label in bench.LABELS.values():
         assert f"| {label} |" in table
-    for header in ("MAP", "P@10", "MR1", "acc. seen minority", "CAS", "paired difference"):
+    for header in (
+        "MAP", "P@10", "MR1", "acc. seen minority", "CAS", "paired difference",
+        "version model on held-out works", "classic+versions - classic",
+    ):  # fmt: skip
         assert header in table
     assert "±" in table
 
@@ -112,6 +121,8 @@ def test_protocol_runs_every_condition_and_metric(bench: ModuleType, tmp_path: P
         for cond in bench.CONDITIONS:
             assert f"{cond}/{seed}" in out["results"]
         assert f"cas/{seed}" in out["results"]
+        assert f"vfit/{seed}" in out["results"] and f"vcheck/{seed}" in out["results"]
+        assert out["results"][f"classic+versions/{seed}"]["synthetic"]["kept"] > 0
         assert out["results"][f"classic+gan-filt/{seed}"]["synthetic"]["kept"] >= 0
     json.loads(json.dumps(out, default=float))
 

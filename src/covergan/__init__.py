@@ -39,6 +39,7 @@ from covergan.metrics import (
 )
 from covergan.report import QualityReport, quality_report
 from covergan.sampling import AugmentedDataset, ClassBalancedSampler, SyntheticBank
+from covergan.versions import VersionConfig, VersionGAN
 
 __all__ = [
     "AudioLoadError",
@@ -64,6 +65,8 @@ __all__ = [
     "SongIndex",
     "SyntheticBank",
     "UnknownSongError",
+    "VersionConfig",
+    "VersionGAN",
     "__version__",
     "frechet_distance",
     "frechet_with_floor",

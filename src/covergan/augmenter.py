@@ -28,15 +28,18 @@ from covergan.errors import (
     NotFittedError,
     ParameterError,
 )
-from covergan.gan import Callback, ConditionalDCGAN, GANConfig
+from covergan.gan import Callback, ConditionalDCGAN, GANConfig, _agree_seed, _derive_seed
 from covergan.sampling import AugmentedDataset, SyntheticBank
+from covergan.versions import VersionConfig, VersionGAN, sample_versions
 
 __all__ = ["Augmenter", "DatasetLike"]
 
 logger = logging.getLogger(__name__)
 
 AUGMENTER_FORMAT = "covergan.augmenter"
-AUGMENTER_FORMAT_VERSION = 1
+#: Newest layout read. Files without a version model are still written as 1 (older
+#: covergan reads them); files with one (``versions`` key) are 2.
+AUGMENTER_FORMAT_VERSION = 2
 
 #: What :meth:`Augmenter.fit` accepts as a dataset.
 DatasetLike = (
@@ -92,6 +95,16 @@ class Augmenter:
     seed : int, optional
         Seeds crops, initialisation and training: on CPU the same seed gives the same
         model. ``None`` draws one (kept in ``seed_``).
+    versions : bool, VersionConfig or mapping
+        Also train the reference-conditioned version model
+        (:class:`~covergan.versions.VersionGAN`) that :meth:`sample_like` uses: ``True``
+        with the default :class:`~covergan.versions.VersionConfig`, or a config / mapping
+        of overrides (its image size is always ``(n_bins, window)``). Off by default: it
+        roughly doubles the training time and needs songs with two or more recordings
+        (see ``docs/versions.md``).
+    version_steps : int, optional
+        GAN steps of the version model (after ``version_steps // 5`` autoencoder steps,
+        see :meth:`fit_versions`); default ``steps``.
 
     Attributes
     ----------
@@ -106,6 +119,8 @@ class Augmenter:
     history_ : dict of str to list of float
         Per-step GAN losses.
     seed_ : int
+    versions_ : VersionGAN or None
+        The version model (``None`` when ``versions`` is off).
     """
 
     def __init__(
@@ -123,6 +138,8 @@ class Augmenter:
         cache_dir: str | os.PathLike[str] | None = None,
         progress: bool = True,
         seed: int | None = None,
+        versions: bool | VersionConfig | Mapping[str, Any] = False,
+        version_steps: int | None = None,
     ) -> None:
         self.extractor = extractor
         self.preset = preset
@@ -136,6 +153,8 @@ class Augmenter:
         self.cache_dir = cache_dir
         self.progress = progress
         self.seed = seed
+        self.versions = versions
+        self.version_steps = version_steps
 
     def __repr__(self) -> str:
         state = f"fitted on {len(self.songs_)} songs" if self.is_fitted else "not fitted"
@@ -148,8 +167,13 @@ class Augmenter:
         """Whether :meth:`fit` (or :meth:`load`) has run."""
         return hasattr(self, "gan_")
 
-    def fit(self, dataset: Any, *, callbacks: Sequence[Callback] = ()) -> Augmenter:
+    def fit(
+        self, dataset: Any, *, callbacks: Sequence[Callback] = (), resume: bool = False
+    ) -> Augmenter:
         """Fit the normaliser and train the conditional GAN; refitting starts from scratch.
+
+        With ``resume=True`` a fitted (or loaded) augmenter instead continues its training
+        where it stopped, up to ``steps`` GAN steps in all.
 
         Parameters
         ----------
@@ -161,6 +185,16 @@ class Augmenter:
             expect of their samples).
         callbacks : sequence of Callback
             Passed to :meth:`ConditionalDCGAN.fit` (checkpoints, snapshots).
+        resume : bool
+            Continue training instead of starting afresh: keep the normaliser, window, seed
+            and GAN (weights, optimiser states, step and data counters) and run the
+            ``steps - gan_.step`` GAN steps still to do on ``dataset``, which must be the
+            dataset of the first ``fit`` (checked by song ids and recording counts). An
+            interrupted run that is saved, loaded and resumed equals the uninterrupted run
+            weight for weight on CPU. Raise ``steps`` first to train a finished augmenter
+            longer. Autoencoder pretraining is never resumed: it runs before any GAN step.
+            A version model (``versions``) missing from the augmenter is trained once the
+            GAN is done, as :meth:`fit` does.
 
         Returns
         -------
@@ -169,24 +203,46 @@ class Augmenter:
         Raises
         ------
         DatasetError
-            Empty dataset, or fewer than two songs (nothing to balance).
+            Empty dataset, or fewer than two songs (nothing to balance); with ``resume``, a
+            dataset other than the one the augmenter was fitted on.
         ParameterError
             Bad constructor arguments or malformed items.
+        NotFittedError
+            ``resume=True`` on an augmenter that is not fitted.
+
+        Notes
+        -----
+        The fitted attributes are set once pretraining is done, before the first GAN step.
+        If training stops early (``KeyboardInterrupt``, or an exception raised by a
+        callback at the end of a step), the augmenter holds the model as of the last
+        completed step: :meth:`save` it, and later :meth:`load` and ``fit(dataset,
+        resume=True)`` (what ``covergan fit --resume`` does). A stop during pretraining
+        leaves the augmenter unfitted.
         """
         self._check_params()
         data = self._as_dataset(dataset)
+        if resume:
+            return self._resume(data, callbacks)
         if data.n_songs < 2:
             raise DatasetError(
                 f"the dataset has {data.n_songs} song; an Augmenter balances songs and needs "
                 "at least 2 (for one song, train a ConditionalDCGAN(n_classes=0) directly)"
             )
+        if self._versions_on() and max(data.class_counts().values()) < 2:
+            raise DatasetError(
+                "versions=True needs songs with two or more recordings to learn how versions "
+                "differ; every song of this dataset has one"
+            )
         for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
             delattr(self, attr)  # refit from scratch
-        seed = self.seed if self.seed is not None else secrets.randbits(31)
+        # under torchrun every rank must crop and shuffle alike: rank 0's random seed wins
+        seed = self.seed if self.seed is not None else _agree_seed(secrets.randbits(31))
         config = data.config if data.config is not None else self._extractor().config
         window = self.window if self.window is not None else _auto_window(data.lengths())
         normalizer = CQTNormalizer.for_config(config).fit(data)
         gan_config = self._gan_config(image_size=(data.n_bins, window), config=config)
+        if self._versions_on():  # a bad version config fails before any training
+            self._version_config(data.n_bins, window, config.bins_per_semitone)
         gan = ConditionalDCGAN(
             data.n_songs,
             preset=self.preset,
@@ -196,8 +252,7 @@ class Augmenter:
             seed=seed,
         )
         train = data.windows(window, crop="random", seed=seed, transform=normalizer)
-        batch = self.batch_size if self.batch_size is not None else gan_config.batch_size
-        batch = min(batch, len(train))
+        batch = self._batch(len(train), gan_config)
         logger.info(
             "training the %s GAN on %d recordings of %d songs, %d x %d windows, %d steps",
             self.preset,
@@ -212,6 +267,15 @@ class Augmenter:
             gan.pretrain_autoencoder(
                 train, steps=pretrain, batch_size=batch, progress=self.progress, seed=seed
             )
+        # fitted before the GAN steps, so a run stopped mid-way can be saved and resumed
+        self.songs_ = data.index
+        self.config_ = config
+        self.normalizer_ = normalizer
+        self.window_ = window
+        self.seed_ = seed
+        self.gan_ = gan
+        self.history_ = gan.history
+        self.versions_: VersionGAN | None = None
         gan.fit(
             train,
             steps=self.steps,
@@ -220,14 +284,53 @@ class Augmenter:
             progress=self.progress,
             seed=seed,
         )
-        self.songs_ = data.index
-        self.config_ = config
-        self.normalizer_ = normalizer
-        self.window_ = window
-        self.seed_ = seed
-        self.gan_ = gan
-        self.history_ = gan.history
+        if self._versions_on():
+            self.fit_versions(data)
         return self
+
+    def _resume(self, data: CQTDataset, callbacks: Sequence[Callback]) -> Augmenter:
+        if not self.is_fitted:
+            raise NotFittedError(
+                "fit(resume=True) continues a fitted augmenter; this one is not fitted (load a "
+                "checkpoint with Augmenter.load, or call fit without resume)"
+            )
+        if data.index != self.songs_:
+            raise DatasetError(
+                f"fit(resume=True) needs the dataset the augmenter was fitted on ("
+                f"{len(self.songs_)} songs, {sum(self.songs_.class_counts().values())} "
+                f"recordings); got {data.n_songs} songs, {len(data)} recordings, or other ids "
+                "or counts"
+            )
+        if data.n_bins != self.config_.n_bins:
+            raise DatasetError(
+                f"the dataset has {data.n_bins} bins, the augmenter was fitted on "
+                f"{self.config_.n_bins}"
+            )
+        remaining = self.steps - self.gan_.step
+        if remaining > 0:
+            train = data.windows(
+                self.window_, crop="random", seed=self.seed_, transform=self.normalizer_
+            )
+            logger.info("resuming at GAN step %d of %d", self.gan_.step, self.steps)
+            self.gan_.fit(
+                train,
+                steps=remaining,
+                batch_size=self._batch(len(train), self.gan_.config),
+                callbacks=callbacks,
+                progress=self.progress,
+                seed=self.seed_,
+            )
+            self.history_ = self.gan_.history
+        else:
+            logger.info("already trained for %d of %d steps", self.gan_.step, self.steps)
+        # the version model is not checkpointed mid-way: it is trained once the GAN is done
+        if self._versions_on() and getattr(self, "versions_", None) is None:
+            self.fit_versions(data)
+        return self
+
+    def _batch(self, n_items: int, gan_config: GANConfig) -> int:
+        batch = self.batch_size if self.batch_size is not None else gan_config.batch_size
+        return min(batch, n_items)
 
     def _check_params(self) -> None:
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
@@ -254,6 +357,21 @@ class Augmenter:
             isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0
         ):
             raise ParameterError(f"seed={self.seed!r} must be a non-negative integer or None")
+        if self.versions is not None and not isinstance(
+            self.versions, (bool, VersionConfig, Mapping)
+        ):
+            raise ParameterError(
+                f"versions must be a bool, a VersionConfig or a mapping of overrides, got "
+                f"{type(self.versions).__name__}"
+            )
+        if self.version_steps is not None and (
+            isinstance(self.version_steps, bool)
+            or not isinstance(self.version_steps, int)
+            or self.version_steps < 1
+        ):
+            raise ParameterError(
+                f"version_steps={self.version_steps!r} must be a positive integer or None"
+            )
 
     def _pretrain_steps(self) -> int:
         if self.pretrain_steps is not None:
@@ -304,6 +422,170 @@ class Augmenter:
             raise NotFittedError(
                 "this Augmenter is not fitted yet; call fit(dataset) or Augmenter.load(path)"
             )
+
+    # ---------------------------------------------------------------------------- versions
+
+    def _versions_on(self) -> bool:
+        return self.versions is not None and self.versions is not False
+
+    def _version_config(self, n_bins: int, window: int, bins_per_semitone: int) -> VersionConfig:
+        versions = self.versions
+        fixed: dict[str, Any] = {
+            "image_size": (n_bins, window),
+            "bins_per_semitone": bins_per_semitone,
+        }
+        if isinstance(versions, VersionConfig):
+            return dataclasses.replace(versions, **fixed)
+        if isinstance(versions, Mapping):
+            names = {f.name for f in dataclasses.fields(VersionConfig)}
+            unknown = set(versions) - names
+            if unknown:
+                raise ParameterError(f"unknown VersionConfig fields: {sorted(unknown)}")
+            return VersionConfig(**{**dict(versions), **fixed})
+        return VersionConfig(**fixed)
+
+    def fit_versions(
+        self, dataset: Any, *, steps: int | None = None, pretrain_steps: int | None = None
+    ) -> Augmenter:
+        """Train (or retrain from scratch) the version model of a fitted augmenter.
+
+        :meth:`fit` calls it when ``versions`` is on; call it yourself to add a version model
+        to an augmenter fitted or saved without one. The class GAN is left as it is.
+
+        Parameters
+        ----------
+        dataset : CQTDataset or any :meth:`fit` input
+            Recordings labelled by work, in the augmenter's feature format; only works with
+            two or more recordings are used (pairs of two different recordings).
+        steps : int, optional
+            Adversarial training steps; default ``version_steps``, else ``steps``.
+        pretrain_steps : int, optional
+            Style-autoencoder steps that initialise the generator first
+            (:meth:`VersionGAN.pretrain_autoencoder`); default ``steps // 5``.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+        DatasetError
+            No work with two or more recordings.
+        ParameterError
+            Bad ``versions``/``version_steps``/``steps``, or bins that differ from the
+            augmenter's.
+        """
+        self._check_fitted()
+        if steps is None:
+            steps = self.version_steps if self.version_steps is not None else self.steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ParameterError(f"version steps={steps!r} must be a positive integer")
+        if pretrain_steps is None:
+            pretrain_steps = steps // 5
+        if (
+            isinstance(pretrain_steps, bool)
+            or not isinstance(pretrain_steps, int)
+            or pretrain_steps < 0
+        ):
+            raise ParameterError(f"pretrain_steps={pretrain_steps!r} must be an integer >= 0")
+        data = self._as_dataset(dataset)
+        if data.n_bins != self.config_.n_bins:
+            raise ParameterError(
+                f"the dataset has {data.n_bins} bins, the augmenter makes {self.config_.n_bins}"
+            )
+        config = self._version_config(
+            self.config_.n_bins, self.window_, self.config_.bins_per_semitone
+        )
+        model = VersionGAN(config, device=self.device, seed=self.seed_)
+        train = data.windows(
+            self.window_, crop="random", seed=self.seed_, transform=self.normalizer_
+        )
+        pairs = sum(c for c in data.class_counts().values() if c >= 2)
+        logger.info("training the version model on %d recordings, %d steps", pairs, steps)
+        batch = min(config.batch_size, max(2, pairs))
+        if pretrain_steps:
+            model.pretrain_autoencoder(
+                train, steps=pretrain_steps, batch_size=batch, progress=self.progress
+            )
+        model.fit(
+            train,
+            steps=steps,
+            batch_size=batch,
+            progress=self.progress,
+            seed=self.seed_,
+        )
+        self.versions_ = model
+        return self
+
+    def sample_like(
+        self,
+        features: np.ndarray | torch.Tensor,
+        n: int,
+        *,
+        seed: int | None = None,
+        space: Space = "features",
+        crop: Literal["random", "center"] = "random",
+    ) -> torch.Tensor:
+        """Synthetic versions of any recording, including songs the augmenter never saw.
+
+        The reference-conditioned version model (``versions=True``) transposes, changes the
+        tempo of and re-renders a window of ``features`` (see ``docs/versions.md``).
+
+        Crop and pad policy: each sample reads its own window of
+        ``versions_.config.source_width`` frames (what the fastest tempo consumes, about
+        ``1.25 * window_``), at a random start (``crop="random"``, seeded) or at the centre
+        (``"center"``). A recording shorter than that is padded at the end with silence, as
+        training windows are; one shorter than ``max(2, window_ // 4)`` frames is refused.
+
+        Parameters
+        ----------
+        features : np.ndarray or torch.Tensor [shape=(n_bins, n_frames)]
+            One recording in the augmenter's feature format (``[1, n_bins, n_frames]`` is
+            accepted).
+        n : int
+            Number of versions (> 0).
+        seed : int, optional
+            Same seed, same samples. ``None`` draws fresh randomness.
+        space : {"features", "model"}
+            As in :meth:`sample`.
+        crop : {"random", "center"}
+            Where the reference windows are read (see above).
+
+        Returns
+        -------
+        torch.Tensor [shape=(n, 1, n_bins, window), dtype=float32, device=cpu]
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`, or an augmenter without a version model (fitted with
+            ``versions=False`` or loaded from an older file; see :meth:`fit_versions`).
+        ParameterError
+            ``n <= 0`` or not an int; features that are not ``[n_bins, n_frames]`` with the
+            augmenter's bins, contain NaN or inf, are negative (magnitude formats) or are too
+            short; a bad ``space``, ``crop`` or ``seed``.
+        """
+        self._check_fitted()
+        model = getattr(self, "versions_", None)
+        if model is None:
+            raise NotFittedError(
+                "this augmenter has no version model (it was fitted with versions=False or "
+                "saved by an older covergan); call aug.fit_versions(dataset) or refit with "
+                "Augmenter(versions=True)"
+            )
+        silence = -float(self.config_.top_db) if self.config_.scale == "db" else 0.0
+        return sample_versions(
+            model,
+            self.normalizer_,
+            features,
+            n,
+            seed=seed,
+            space=space,
+            crop=crop,
+            silence=silence,
+        )
 
     # ---------------------------------------------------------------------------- sampling
 
@@ -442,6 +724,7 @@ class Augmenter:
         seed: int | None = None,
         bank_dir: str | os.PathLike[str] | None = None,
         return_flag: bool = True,
+        method: Literal["gan", "versions"] = "gan",
     ) -> AugmentedDataset:
         """The real ``dataset`` plus synthetic samples for the songs below ``target``.
 
@@ -461,6 +744,11 @@ class Augmenter:
             instead of in memory.
         return_flag : bool
             Items are ``(x, label, is_synthetic)``; ``False`` gives ``(x, label)``.
+        method : {"gan", "versions"}
+            ``"gan"``: samples of the class-conditional GAN (:meth:`sample_many`).
+            ``"versions"``: synthetic versions of the song's own recordings in ``dataset``
+            (:meth:`sample_like`, spread evenly over them), so songs the augmenter never
+            saw can be balanced too; needs a version model, and no ``bank_dir``.
 
         Returns
         -------
@@ -472,11 +760,19 @@ class Augmenter:
         NotFittedError
             Before :meth:`fit`.
         ParameterError
-            The dataset's window differs from ``window_``, or its bins from the model's.
+            The dataset's window differs from ``window_``, or its bins from the model's;
+            an unknown ``method``, or ``bank_dir`` with ``method="versions"``.
         UnknownSongError
-            A song of ``dataset`` that needs samples is unknown to the augmenter.
+            A song of ``dataset`` that needs samples is unknown to the augmenter
+            (``method="gan"``).
+        NotFittedError
+            ``method="versions"`` without a version model.
         """
         self._check_fitted()
+        if method not in ("gan", "versions"):
+            raise ParameterError(f"method={method!r} must be 'gan' or 'versions'")
+        if method == "versions" and bank_dir is not None:
+            raise ParameterError("bank_dir is not supported with method='versions'")
         if not isinstance(dataset, CQTDataset):
             raise ParameterError(f"balance needs a CQTDataset, got {type(dataset).__name__}")
         if dataset.n_bins != self.config_.n_bins:
@@ -495,6 +791,13 @@ class Augmenter:
         needed = {s: n for s, n in counts.items() if n > 0}
         if not needed:
             return AugmentedDataset.from_tensors(dataset, {}, return_flag=return_flag)
+        if method == "versions":
+            return AugmentedDataset.from_tensors(
+                dataset,
+                self._versions_for(dataset, needed, seed),
+                transform=dataset.transform,
+                return_flag=return_flag,
+            )
         if bank_dir is not None:
             bank = SyntheticBank.build(
                 self,
@@ -510,15 +813,41 @@ class Augmenter:
             dataset, samples, transform=dataset.transform, return_flag=return_flag
         )
 
+    def _versions_for(
+        self, dataset: CQTDataset, counts: Mapping[SongId, int], seed: int | None
+    ) -> dict[SongId, torch.Tensor]:
+        """``counts[song]`` versions of each song, spread evenly over its recordings."""
+        items: dict[SongId, list[int]] = {}
+        for i, song in enumerate(dataset.song_ids):
+            items.setdefault(song, []).append(i)
+        out: dict[SongId, torch.Tensor] = {}
+        for song, n in counts.items():
+            recordings = items[song]
+            share = [
+                n // len(recordings) + (k < n % len(recordings)) for k in range(len(recordings))
+            ]
+            parts = [
+                self.sample_like(
+                    dataset.features[i],
+                    c,
+                    seed=None if seed is None else _derive_seed(seed, i),
+                )
+                for i, c in zip(recordings, share, strict=True)
+                if c > 0
+            ]
+            out[song] = torch.cat(parts)
+        return out
+
     # ---------------------------------------------------------------------------- persistence
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write everything needed to sample (and resume training) into one file, atomically.
 
         The file holds the feature config, the song index, the normaliser, the GAN (EMA
-        generator, generator, discriminator, optimiser states), the constructor
-        parameters and the covergan version. An existing file is replaced only once the
-        new one is completely written.
+        generator, generator, discriminator, optimiser states), the version model when
+        there is one, the constructor parameters and the covergan version. An existing
+        file is replaced only once the new one is completely written. A file without a
+        version model has ``format_version`` 1 (older covergan reads it), one with it 2.
 
         Returns
         -------
@@ -534,9 +863,10 @@ class Augmenter:
         from covergan import __version__
 
         target = Path(path).expanduser()
-        state = {
+        versions = getattr(self, "versions_", None)
+        state: dict[str, Any] = {
             "format": AUGMENTER_FORMAT,
-            "format_version": AUGMENTER_FORMAT_VERSION,
+            "format_version": 1 if versions is None else 2,
             "covergan_version": __version__,
             "params": {
                 "preset": self.preset,
@@ -553,6 +883,9 @@ class Augmenter:
             "seed_": self.seed_,
             "gan": self.gan_.state_dict(),
         }
+        if versions is not None:
+            state["versions"] = versions.state_dict()
+            state["params"]["version_steps"] = self.version_steps
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         try:
@@ -574,7 +907,9 @@ class Augmenter:
 
         The file is read with ``torch.load(weights_only=True)``: only tensors and plain
         containers, so a crafted file cannot run code. ``sample`` after ``load`` equals
-        ``sample`` before ``save`` for the same seed.
+        ``sample`` before ``save`` for the same seed, and so does :meth:`sample_like`. A
+        file without a version model (``versions=False``, or written by an older
+        covergan) loads with ``versions_ = None``.
 
         Raises
         ------
@@ -619,12 +954,21 @@ class Augmenter:
             normalizer = CQTNormalizer.from_state_dict(state["normalizer"])
             window, seed = int(state["window_"]), int(state["seed_"])
             gan = ConditionalDCGAN.from_state_dict(state["gan"], device=device, source=str(source))
+            versions = None
+            if state.get("versions") is not None:
+                versions = VersionGAN.from_state_dict(
+                    state["versions"], device=device, source=f"{source} (version model)"
+                )
+        except CheckpointError:
+            raise
         except (KeyError, TypeError, ValueError) as error:
             raise CheckpointError(f"{source} is an incomplete augmenter file: {error!r}") from error
         if gan.n_classes != len(songs) or gan.image_size != (config.n_bins, window):
             raise CheckpointError(f"{source}: the GAN does not match the stored songs or window")
         if not normalizer.is_fitted:
             raise CheckpointError(f"{source}: the normaliser statistics are missing")
+        if versions is not None and versions.image_size != (config.n_bins, window):
+            raise CheckpointError(f"{source}: the version model does not match the window")
         aug = cls(
             extractor=CQTExtractor(config),
             preset=params.get("preset", gan.preset),
@@ -635,8 +979,11 @@ class Augmenter:
             batch_size=params.get("batch_size"),
             device=device,
             seed=params.get("seed"),
+            versions=False if versions is None else versions.config,
+            version_steps=params.get("version_steps"),
         )
         aug.songs_, aug.config_, aug.normalizer_ = songs, config, normalizer
+        aug.versions_ = versions
         aug.window_, aug.seed_, aug.gan_, aug.history_ = window, seed, gan, gan.history
         return aug
 

@@ -2,25 +2,77 @@
 
 Subcommands::
 
-    covergan demo      the main job on the built-in Bach-chorale demo data
-    covergan extract   audio folder or manifest -> cached CQT features (.npy)
+    covergan demo      the main job on the built-in Bach-chorale demo data, in a time budget
+    covergan extract   audio folder or manifest -> CQT features (.npy folder)
+    covergan fit       features or audio folder -> augmenter file (Ctrl-C saves, --resume)
+    covergan sample    augmenter file -> synthetic CQTs (.npy folder), per song or balanced
+    covergan evaluate  augmenter file + real features -> quality report (Markdown + PNG)
+    covergan listen    CQT .npy file, or augmenter + song -> WAV
 
-Every subcommand prints what it wrote and exits non-zero with a one-line message on
-bad input (``covergan: error: ...``).
+Every subcommand prints what it wrote. Bad input gives a one-line ``covergan: error: ...``
+on stderr and a non-zero exit status: 1 for a covergan error (missing or corrupt file,
+unknown song, ...), 2 for bad usage, 130 when interrupted (Ctrl-C). ``docs/cli.md`` has a
+walk-through.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import logging
+import math
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any, NoReturn
 
-__all__ = ["main"]
+if TYPE_CHECKING:
+    from covergan.augmenter import Augmenter
+    from covergan.cqt import CQTConfig
+    from covergan.data import CQTDataset, SongId
+    from covergan.gan import ConditionalDCGAN
+
+__all__ = ["CONFIG_FILE", "build_parser", "main"]
 
 logger = logging.getLogger("covergan")
+
+CONFIG_FILE = "cqt_config.json"
+"""Name of the file that ``extract`` and ``sample`` write beside the ``<song_id>/*.npy``
+folders: the :class:`~covergan.cqt.CQTConfig` of the features, as JSON. ``fit`` and
+``listen`` read it, so a features folder describes its own format."""
+
+DEMO_RESERVE_S = 90.0
+"""``demo``: seconds kept back from the budget for sampling, saving and the report."""
+DEMO_PROBE_STEPS = 4
+"""``demo``: GAN steps of the timing probe."""
+DEMO_MIN_STEPS = 10
+"""``demo``: the fewest GAN steps the budget may choose."""
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line: ``covergan: error: ...``."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("covergan").strip()
+        where = f"{command}: " if command else ""
+        hint = f"see '{self.prog} --help'"
+        self.exit(EXIT_USAGE, f"covergan: error: {where}{message} ({hint})\n")
+
+
+class _CLIError(Exception):
+    """Bad command-line input found after parsing (a one-line message, exit status 1)."""
+
+
+# ----------------------------------------------------------------------------- argument types
 
 
 def _positive_int(text: str) -> int:
@@ -33,18 +85,133 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
 def _jobs(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
     if value == 0:
         raise argparse.ArgumentTypeError("n_jobs must be non-zero (-1 = every core)")
     return value
 
 
+def _target(text: str) -> str | int:
+    if text in ("max", "median"):
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'max', 'median' or an integer >= 0, got {text!r}"
+        ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({error}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object like '{\"g_width\": 8}'")
+    return value
+
+
+# ----------------------------------------------------------------------------- the parser
+
+
+def _add_feature_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """The CQT recipe options; without ``defaults`` they override a folder's config file."""
+    group = parser.add_argument_group(
+        "feature format",
+        None
+        if defaults
+        else f"How the features are made (audio) or were made (.npy). Default: the folder's "
+        f"{CONFIG_FILE} (written by 'covergan extract'), else the CQTNet recipe; each option "
+        "given replaces one field.",
+    )
+    group.add_argument(
+        "--n-bins",
+        metavar="N",
+        type=_positive_int,
+        default=84 if defaults else None,
+        help="frequency bins" + (" (default: %(default)s)" if defaults else ""),
+    )
+    group.add_argument(
+        "--bins-per-octave",
+        metavar="N",
+        type=_positive_int,
+        default=12 if defaults else None,
+        help="bins per octave, a multiple of 12" + (" (default: %(default)s)" if defaults else ""),
+    )
+    group.add_argument(
+        "--pool",
+        metavar="N",
+        type=_positive_int,
+        default=20 if defaults else None,
+        help="mean over this many CQT frames" + (" (default: %(default)s)" if defaults else ""),
+    )
+    group.add_argument(
+        "--scale",
+        choices=("magnitude", "power", "db"),
+        default="magnitude" if defaults else None,
+        help="value scale" + (" (default: %(default)s)" if defaults else ""),
+    )
+
+
+def _add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="auto, cpu, cuda, cuda:1, mps (default: %(default)s)",
+        metavar="DEVICE",
+    )
+
+
+def _add_gan_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--gan-config",
+        type=_json_object,
+        default=None,
+        metavar="JSON",
+        help="advanced: GANConfig fields to override, as a JSON object, e.g. "
+        '\'{"g_width": 8, "d_width": 8, "batch_size": 4}\' for a tiny, fast model',
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``covergan`` command (exposed for the docs and tests)."""
+    """The argument parser of the ``covergan`` command (exposed for the docs and tests).
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        Its usage errors print one line, ``covergan: error: ...``, and exit with status 2.
+    """
     from covergan import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="covergan",
         description="Class-conditional GAN augmentation of CQT spectrograms for cover-song "
         "identification.",
@@ -52,13 +219,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"covergan {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_demo(sub)
+    _add_extract(sub)
+    _add_fit(sub)
+    _add_sample(sub)
+    _add_evaluate(sub)
+    _add_listen(sub)
+    return parser
 
+
+def _add_demo(sub: Any) -> None:
     demo = sub.add_parser(
         "demo",
         help="the main job on the built-in Bach-chorale demo data",
         description="Build the chorale demo data, extract CQTs, fit an Augmenter, sample "
-        "synthetic versions of the rarest songs and write a quality report (Markdown + PNG). "
-        "About 10 minutes on a 2-core CPU; --steps trains longer.",
+        "synthetic versions of the rarest works and write a quality report (Markdown + PNG). "
+        "Finishes within --minutes (default 9) on a 2-core CPU, first data build included: a "
+        "short probe times a training step and the number of steps is chosen to fit what is "
+        "left of the budget. --steps N fixes the number instead (reproducible run for run).",
     )
     demo.add_argument(
         "--out",
@@ -67,77 +245,476 @@ def build_parser() -> argparse.ArgumentParser:
         help="report folder (default: %(default)s)",
     )
     demo.add_argument(
+        "--minutes",
+        metavar="M",
+        type=_positive_float,
+        default=9.0,
+        help="wall-time budget of the whole run, in minutes (default: %(default)s)",
+    )
+    demo.add_argument(
         "--steps",
+        metavar="N",
         type=_positive_int,
         default=None,
-        help="GAN training steps (default: about 6 CPU-minutes' worth, 1500)",
+        help="GAN training steps (plus steps // 5 autoencoder pretraining steps); overrides "
+        "--minutes, so the run is exactly reproducible",
     )
     demo.add_argument(
         "--seed",
-        type=int,
+        metavar="N",
+        type=_non_negative_int,
         default=0,
         help="seed of data, training and sampling (default: %(default)s)",
     )
     demo.add_argument(
         "--cache-dir",
+        metavar="DIR",
         type=Path,
         default=None,
         help="data cache (default: $COVERGAN_CACHE or ~/.cache/covergan)",
     )
     demo.add_argument(
         "--n-jobs",
+        metavar="N",
         type=_jobs,
         default=2,
         help="processes for parsing, rendering and extraction (default: %(default)s)",
     )
     demo.add_argument(
         "--max-works",
+        metavar="N",
         type=_positive_int,
         default=None,
         help="use only this many chorale works (quick runs)",
     )
-    demo.add_argument(
-        "--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default: %(default)s)"
-    )
+    _add_device(demo)
+    _add_gan_config(demo)
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
+
+def _add_extract(sub: Any) -> None:
     extract = sub.add_parser(
         "extract",
-        help="audio folder or manifest -> cached CQT features",
+        help="audio folder or manifest -> CQT features (.npy folder)",
         description="Extract CQT features (the CQTNet recipe by default) from a folder laid out as "
         "ROOT/<song_id>/<recording>.<wav|flac|ogg|mp3> or a CSV manifest with path,song_id "
-        "columns, in parallel with an on-disk cache, and write OUT/<song_id>/<recording>.npy "
-        "(a folder CQTDataset.from_folder reads with no audio decoding).",
-    )
-    extract.add_argument("source", type=Path, help="audio folder or manifest .csv")
-    extract.add_argument("out", type=Path, help="output folder for .npy features")
-    extract.add_argument(
-        "--n-jobs", type=_jobs, default=-1, help="worker processes (default: every core)"
+        "columns, in parallel with an optional on-disk cache, and write "
+        f"OUT/<song_id>/<recording>.npy plus OUT/{CONFIG_FILE} (a folder that "
+        "CQTDataset.from_folder and 'covergan fit' read with no audio decoding).",
     )
     extract.add_argument(
-        "--cache-dir", type=Path, default=None, help="feature cache folder (default: none)"
+        "source", metavar="SOURCE", type=Path, help="audio folder or manifest .csv"
+    )
+    extract.add_argument("out", metavar="OUT", type=Path, help="output folder for .npy features")
+    extract.add_argument(
+        "--n-jobs",
+        type=_jobs,
+        default=-1,
+        help="worker processes (default: every core)",
+        metavar="N",
     )
     extract.add_argument(
-        "--bins-per-octave", type=_positive_int, default=12, help="(default: %(default)s)"
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="feature cache folder (default: none)",
+        metavar="DIR",
     )
-    extract.add_argument("--n-bins", type=_positive_int, default=84, help="(default: %(default)s)")
-    extract.add_argument(
-        "--pool",
-        type=_positive_int,
-        default=20,
-        help="mean over this many frames (default: %(default)s)",
-    )
-    extract.add_argument(
-        "--scale",
-        choices=("magnitude", "power", "db"),
-        default="magnitude",
-        help="(default: %(default)s)",
-    )
+    _add_feature_options(extract, defaults=True)
     extract.add_argument(
         "--skip-errors", action="store_true", help="skip unreadable files instead of failing"
     )
     extract.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    return parser
+
+
+def _add_fit(sub: Any) -> None:
+    fit = sub.add_parser(
+        "fit",
+        help="features or audio folder -> augmenter file",
+        description="Fit an Augmenter (normaliser + conditional GAN) on a folder laid out as "
+        "ROOT/<song_id>/<recording>.<npy|wav|flac|ogg|mp3> (e.g. the output of 'covergan "
+        "extract') and save it to OUT. Ctrl-C stops at the end of the current GAN step and "
+        "saves a resumable checkpoint (exit status 130); run the same command with --resume to "
+        "continue exactly where it stopped (on CPU, weight for weight the model an "
+        "uninterrupted run gives). A Ctrl-C before the first GAN step ends (during "
+        "autoencoder pretraining) saves nothing; a second Ctrl-C quits at once, without saving.",
+    )
+    fit.add_argument("data", metavar="DATA", type=Path, help="features or audio folder")
+    fit.add_argument(
+        "out", metavar="OUT", type=Path, help="augmenter file to write (e.g. augmenter.pt)"
+    )
+    fit.add_argument(
+        "--steps",
+        metavar="N",
+        type=_positive_int,
+        default=None,
+        help="GAN steps in all (default: 3000; with --resume, the checkpoint's)",
+    )
+    fit.add_argument(
+        "--pretrain-steps",
+        metavar="N",
+        type=_non_negative_int,
+        default=None,
+        help="autoencoder pretraining steps (default: steps // 5 for the default preset, 0 for "
+        "thesis)",
+    )
+    fit.add_argument(
+        "--preset",
+        choices=("default", "thesis"),
+        default=None,
+        help="GAN architecture and recipe (default: default)",
+    )
+    fit.add_argument(
+        "--window",
+        metavar="FRAMES",
+        type=_positive_int,
+        default=None,
+        help="window width in pooled frames, >= 2 (default: the median track length, at most "
+        "200, rounded down to a multiple of 4)",
+    )
+    fit.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=None,
+        help="(default: the preset's)",
+        metavar="N",
+    )
+    fit.add_argument(
+        "--seed",
+        metavar="N",
+        type=_non_negative_int,
+        default=None,
+        help="seed of crops, initialisation and training (default: 0)",
+    )
+    _add_device(fit)
+    fit.add_argument(
+        "--checkpoint-every",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="also save a resumable checkpoint every N GAN steps",
+    )
+    fit.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        type=Path,
+        default=None,
+        help="checkpoint file (default: OUT with '.partial' appended); removed once OUT is written",
+    )
+    fit.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the checkpoint (or, without one, the augmenter at OUT) on the same "
+        "data, up to --steps steps in all; --preset, --seed, --window, --batch-size and "
+        "--gan-config must match it or be left out; the pretraining and feature options are "
+        "the checkpoint's",
+    )
+    fit.add_argument(
+        "--n-jobs",
+        type=_jobs,
+        default=1,
+        help="extraction processes for audio (default: 1)",
+        metavar="N",
+    )
+    fit.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="feature cache for audio (default: none)",
+        metavar="DIR",
+    )
+    _add_gan_config(fit)
+    _add_feature_options(fit, defaults=False)
+    fit.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _add_sample(sub: Any) -> None:
+    sample = sub.add_parser(
+        "sample",
+        help="augmenter file -> synthetic CQTs (.npy folder)",
+        description="Draw synthetic CQT windows from a fitted augmenter and write one file per "
+        "sample, OUT/<song_id>/synthetic-s<seed>-<k>.npy, each a float32 [n_bins, window] "
+        f"array in the feature format of the training data, plus OUT/{CONFIG_FILE}: the "
+        "layout 'covergan extract' writes, so CQTDataset.from_folder, 'covergan evaluate' "
+        "and 'covergan listen' read it. Give song ids and -n, or --balance.",
+    )
+    sample.add_argument(
+        "augmenter", metavar="AUGMENTER", type=Path, help="augmenter file (from 'covergan fit')"
+    )
+    sample.add_argument(
+        "songs", nargs="*", metavar="SONG", help="song ids to sample (folder names of the data)"
+    )
+    sample.add_argument(
+        "-n", type=_positive_int, default=1, help="samples per song id (default: %(default)s)"
+    )
+    sample.add_argument(
+        "--balance",
+        type=_target,
+        default=None,
+        metavar="TARGET",
+        help="instead of song ids: as many samples as every song needs to reach TARGET "
+        "recordings: max, median or a number (Augmenter.plan)",
+    )
+    sample.add_argument(
+        "--max-ratio",
+        metavar="R",
+        type=float,
+        default=None,
+        help="with --balance: at most this many synthetic samples per real recording",
+    )
+    sample.add_argument("-o", "--out", type=Path, required=True, help="output folder")
+    sample.add_argument(
+        "--seed",
+        type=_non_negative_int,
+        default=0,
+        help="noise seed (default: %(default)s)",
+        metavar="N",
+    )
+    sample.add_argument(
+        "--space",
+        choices=("features", "model"),
+        default="features",
+        help="features: the training data's format; model: the GAN's [-1, 1] space, without "
+        f"a {CONFIG_FILE} (default: %(default)s)",
+    )
+    sample.add_argument(
+        "--truncation",
+        metavar="T",
+        type=_positive_float,
+        default=None,
+        help="redraw noise entries beyond this magnitude (less diverse, more typical)",
+    )
+    _add_device(sample)
+
+
+def _add_evaluate(sub: Any) -> None:
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="augmenter file + real features -> quality report",
+        description="Measure a fitted augmenter against real recordings and write OUT/report.md "
+        "with figures in OUT/figures: per-song and overall Frechet distances beside the "
+        "real-vs-real floor, and a memorisation check. TRAIN is the folder the augmenter was "
+        "fitted on; HELDOUT holds other recordings of the same songs. Without HELDOUT, one "
+        "recording of every song with 3 or more is held out of TRAIN (seeded): the floors "
+        "are then optimistic if the augmenter saw those recordings.",
+    )
+    evaluate.add_argument(
+        "augmenter", metavar="AUGMENTER", type=Path, help="augmenter file (from 'covergan fit')"
+    )
+    evaluate.add_argument(
+        "train", metavar="TRAIN", type=Path, help="features (or audio) folder of the training data"
+    )
+    evaluate.add_argument(
+        "heldout",
+        metavar="HELDOUT",
+        type=Path,
+        nargs="?",
+        default=None,
+        help="held-out features (or audio) folder",
+    )
+    evaluate.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        default=Path("covergan-evaluation"),
+        help="report folder (default: %(default)s)",
+    )
+    evaluate.add_argument(
+        "--n-per-song",
+        metavar="N",
+        type=_positive_int,
+        default=16,
+        help="synthetic windows per evaluated song, >= 2 (default: %(default)s)",
+    )
+    evaluate.add_argument(
+        "--seed",
+        type=_non_negative_int,
+        default=0,
+        help="(default: %(default)s)",
+        metavar="N",
+    )
+    evaluate.add_argument(
+        "--n-jobs",
+        type=_jobs,
+        default=1,
+        help="extraction processes for audio (default: 1)",
+        metavar="N",
+    )
+    _add_device(evaluate)
+    evaluate.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _add_listen(sub: Any) -> None:
+    listen = sub.add_parser(
+        "listen",
+        help="CQT .npy file, or augmenter + song -> WAV",
+        description="Turn CQT features into audio (Griffin-Lim phase estimation, see "
+        "covergan.audio.to_audio). SOURCE is a features .npy file [n_bins, frames] (its "
+        f"format from a {CONFIG_FILE} in its folder or the folder above, else the feature "
+        "options) or an augmenter file with --song (one fresh sample).",
+    )
+    listen.add_argument(
+        "source", metavar="SOURCE", type=Path, help="features .npy file, or augmenter file"
+    )
+    listen.add_argument(
+        "--song", metavar="SONG", default=None, help="with an augmenter: the song to sample"
+    )
+    listen.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        default=None,
+        help="WAV file (default: SOURCE with .wav for a .npy; <song>-s<seed>.wav for an augmenter)",
+    )
+    listen.add_argument(
+        "--seed",
+        metavar="N",
+        type=_non_negative_int,
+        default=0,
+        help="seed of the sample and of the initial phase (default: %(default)s)",
+    )
+    listen.add_argument(
+        "--n-iter",
+        metavar="N",
+        type=_positive_int,
+        default=32,
+        help="Griffin-Lim iterations (default: %(default)s)",
+    )
+    _add_device(listen)
+    _add_feature_options(listen, defaults=False)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _read_config(path: Path) -> CQTConfig:
+    from covergan.cqt import CQTConfig
+    from covergan.errors import DatasetError
+
+    try:
+        return CQTConfig.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError) as error:
+        raise DatasetError(f"{path} is not a valid feature config: {error}") from error
+
+
+def _write_config(folder: Path, config: CQTConfig) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / CONFIG_FILE
+    path.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def _feature_config(args: argparse.Namespace, *folders: Path) -> CQTConfig:
+    """The first ``CONFIG_FILE`` of ``folders`` (else the CQTNet recipe), with the options."""
+    from covergan.cqt import CQTConfig
+
+    config = CQTConfig()
+    for folder in folders:
+        if (folder / CONFIG_FILE).is_file():
+            config = _read_config(folder / CONFIG_FILE)
+            break
+    names = ("n_bins", "bins_per_octave", "pool", "scale")
+    overrides = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    return dataclasses.replace(config, **overrides) if overrides else config
+
+
+def _load_augmenter(path: Path, device: str) -> Augmenter:
+    from covergan.augmenter import Augmenter
+
+    aug = Augmenter.load(path, device=device)
+    if aug.gan_.step < aug.steps:
+        print(
+            f"note: {path} is a checkpoint at GAN step {aug.gan_.step} of {aug.steps} "
+            "(continue it with 'covergan fit ... --resume')",
+            file=sys.stderr,
+        )
+    return aug
+
+
+def _song_id(aug: Augmenter, text: str) -> SongId:
+    """The fitted song id ``text`` names (an int id for digits when the model has int ids)."""
+    if text not in aug.songs_ and text.lstrip("-").isdigit() and int(text) in aug.songs_:
+        return int(text)
+    aug.songs_.index(text)  # UnknownSongError with suggestions
+    return text
+
+
+def _safe_name(song: SongId) -> str:
+    name = str(song).replace("/", "_").replace("\\", "_")
+    return "_" if name in ("", ".", "..") else name
+
+
+def _checkpoint_path(args: argparse.Namespace) -> Path:
+    if args.checkpoint is not None:
+        return Path(args.checkpoint)
+    out = Path(args.out)
+    return out.with_name(out.name + ".partial")
+
+
+class _GracefulStop:
+    """Ctrl-C during training: finish the current GAN step, then stop (a :class:`Callback`).
+
+    Used as a context manager around ``Augmenter.fit``. The first SIGINT after a GAN step
+    has completed is deferred: :meth:`on_step_end` then raises ``KeyboardInterrupt`` at a
+    step boundary, where the model, optimisers and counters are consistent and can be saved.
+    A SIGINT before the first GAN step ends (data loading, pretraining), or a second one,
+    interrupts at once. Outside the main thread signals cannot be handled and nothing is
+    installed.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.stopped_at: int | None = None
+        self._training = False
+        self._installed = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _GracefulStop:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._installed:
+            # None: the previous handler was not installed from Python; the default then
+            signal.signal(
+                signal.SIGINT,
+                self._previous if self._previous is not None else signal.default_int_handler,
+            )
+            self._installed = False
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested or not self._training:
+            raise KeyboardInterrupt
+        self.requested = True
+        print(
+            "\ncovergan: stopping after this step to save a checkpoint (Ctrl-C again to quit "
+            "without saving)",
+            file=sys.stderr,
+        )
+
+    def on_step_end(self, gan: ConditionalDCGAN, step: int, logs: dict[str, float]) -> None:
+        """Raise ``KeyboardInterrupt`` if a stop was requested during this step."""
+        self._training = True
+        if self.requested:
+            self.stopped_at = step
+            raise KeyboardInterrupt
+
+
+class _SaveEvery:
+    """Save the whole augmenter every ``every`` GAN steps (a :class:`Callback`)."""
+
+    def __init__(self, aug: Augmenter, path: Path, every: int) -> None:
+        self.aug, self.path, self.every = aug, path, every
+
+    def on_step_end(self, gan: ConditionalDCGAN, step: int, logs: dict[str, float]) -> None:
+        """Save when ``step`` is a multiple of ``every``."""
+        if step % self.every == 0:
+            self.aug.save(self.path)
+
+
+# ----------------------------------------------------------------------------- commands
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:
@@ -161,16 +738,284 @@ def _cmd_extract(args: argparse.Namespace) -> int:
         on_error="skip" if args.skip_errors else "raise",
     )
     for song, name, feats in zip(dataset.song_ids, dataset.names, dataset.features, strict=True):
-        target = args.out / str(song) / f"{Path(name).stem}.npy"
+        target = args.out / _safe_name(song) / f"{Path(name).stem}.npy"
         target.parent.mkdir(parents=True, exist_ok=True)
         np.save(target, feats)
+    _write_config(args.out, extractor.config)
     print(f"wrote {len(dataset)} feature files of {dataset.n_songs} songs to {args.out}")
     for failure in dataset.failures:
         print(f"skipped {failure}", file=sys.stderr)
     return 0
 
 
+def _check_resume_options(aug: Augmenter, args: argparse.Namespace) -> None:
+    """Training options given with ``--resume`` must be the checkpoint's own."""
+    from covergan.errors import ParameterError
+
+    batch = aug.batch_size if aug.batch_size is not None else aug.gan_.config.batch_size
+    pairs: list[tuple[str, object, object]] = [
+        ("--preset", args.preset, aug.preset),
+        ("--seed", args.seed, aug.seed_),
+        ("--window", args.window, aug.window_),
+        ("--batch-size", args.batch_size, batch),
+    ]
+    stored = aug.gan_.config.to_dict()
+    for key, value in (args.gan_config or {}).items():
+        pairs.append((f"--gan-config {key}", value, stored.get(key)))
+    for option, given, own in pairs:
+        if given is not None and given != own:
+            raise ParameterError(
+                f"{option} {given} differs from the checkpoint's {own}; --resume continues a "
+                "run with its own settings (leave the option out, or start afresh without "
+                "--resume)"
+            )
+    if args.steps is not None and args.steps < aug.gan_.step:
+        raise ParameterError(
+            f"--steps {args.steps} is below the {aug.gan_.step} GAN steps the checkpoint has done"
+        )
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from covergan.augmenter import Augmenter
+    from covergan.cqt import CQTExtractor
+
+    out = Path(args.out)
+    checkpoint = _checkpoint_path(args)
+    progress = not args.no_progress
+    if args.resume:
+        source = checkpoint if checkpoint.is_file() else out if out.is_file() else None
+        if source is None:
+            raise _CLIError(
+                f"--resume: no checkpoint at {checkpoint} and no augmenter at {out} (a Ctrl-C "
+                "during pretraining saves none: run without --resume)"
+            )
+        aug = Augmenter.load(source, device=args.device)
+        _check_resume_options(aug, args)
+        if args.steps is not None:
+            aug.steps = args.steps
+        aug.progress, aug.n_jobs, aug.cache_dir = progress, args.n_jobs, args.cache_dir
+        print(f"resuming {source} at GAN step {aug.gan_.step} of {aug.steps}")
+    else:
+        aug = Augmenter(
+            extractor=CQTExtractor(_feature_config(args, args.data)),
+            preset=args.preset or "default",
+            gan=args.gan_config,
+            window=args.window,
+            steps=args.steps if args.steps is not None else 3000,
+            pretrain_steps=args.pretrain_steps,
+            batch_size=args.batch_size,
+            device=args.device,
+            n_jobs=args.n_jobs,
+            cache_dir=args.cache_dir,
+            progress=progress,
+            seed=args.seed if args.seed is not None else 0,
+        )
+        if checkpoint.is_file():
+            print(
+                f"note: starting afresh; {checkpoint} will be replaced (--resume continues it)",
+                file=sys.stderr,
+            )
+        print(f"fitting an Augmenter on {args.data}: {aug.steps} GAN steps")
+    stop = _GracefulStop()
+    callbacks: list[Any] = [stop]
+    if args.checkpoint_every is not None:
+        callbacks.insert(0, _SaveEvery(aug, checkpoint, args.checkpoint_every))
+    t0 = time.perf_counter()
+    try:
+        with stop:
+            aug.fit(args.data, callbacks=callbacks, resume=args.resume)
+    except KeyboardInterrupt:
+        if stop.stopped_at is not None and aug.is_fitted:
+            aug.save(checkpoint)
+            print(
+                f"covergan: interrupted at GAN step {stop.stopped_at} of {aug.steps}; saved a "
+                f"resumable checkpoint to {checkpoint} (continue: the same command with --resume)",
+                file=sys.stderr,
+            )
+        else:
+            kept = f"; {checkpoint} is unchanged" if checkpoint.is_file() else ""
+            print(
+                f"covergan: interrupted before the end of a GAN step; nothing saved{kept}",
+                file=sys.stderr,
+            )
+        return EXIT_INTERRUPTED
+    aug.save(out)
+    if checkpoint.resolve() != out.resolve():
+        checkpoint.unlink(missing_ok=True)
+    print(
+        f"wrote {out}: {len(aug.songs_)} songs, {aug.config_.n_bins} x {aug.window_} windows, "
+        f"{aug.gan_.step} GAN steps ({time.perf_counter() - t0:.0f} s)"
+    )
+    return 0
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from covergan.errors import ParameterError
+
+    if bool(args.songs) == (args.balance is not None):
+        raise _CLIError("give song ids (with -n) or --balance TARGET, not both")
+    if args.max_ratio is not None and args.balance is None:
+        raise _CLIError("--max-ratio goes with --balance")
+    aug = _load_augmenter(args.augmenter, args.device)
+    counts: dict[SongId, int]
+    if args.balance is not None:
+        counts = {s: n for s, n in aug.plan(args.balance, max_ratio=args.max_ratio).items() if n}
+        if not counts:
+            print(f"every song has {args.balance} recordings or more: nothing to sample")
+            return 0
+    else:
+        counts = {}
+        for text in args.songs:
+            song = _song_id(aug, text)
+            if song in counts:
+                raise ParameterError(f"song id {text!r} is given twice")
+            counts[song] = args.n
+    samples = aug.sample_many(counts, space=args.space, seed=args.seed, truncation=args.truncation)
+    out: Path = args.out
+    for song, x in samples.items():
+        folder = out / _safe_name(song)
+        folder.mkdir(parents=True, exist_ok=True)
+        for k, item in enumerate(x.numpy()):
+            np.save(folder / f"synthetic-s{args.seed}-{k:04d}.npy", item[0].astype(np.float32))
+    if args.space == "features":
+        _write_config(out, aug.config_)
+    total = sum(counts.values())
+    height, width = aug.gan_.image_size
+    print(
+        f"wrote {total} synthetic {height} x {width} CQTs ({args.space} space) of "
+        f"{len(counts)} songs to {out}"
+    )
+    return 0
+
+
+def _read_dataset(folder: Path, aug: Augmenter, args: argparse.Namespace) -> CQTDataset:
+    from covergan.cqt import CQTExtractor
+    from covergan.data import CQTDataset
+
+    return CQTDataset.from_folder(
+        folder,
+        extractor=CQTExtractor(aug.config_),
+        n_jobs=args.n_jobs,
+        progress=not args.no_progress,
+    )
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from covergan.data import split_recordings
+    from covergan.report import quality_report
+
+    if args.n_per_song < 2:
+        raise _CLIError(f"--n-per-song {args.n_per_song} must be at least 2")
+    aug = _load_augmenter(args.augmenter, args.device)
+    train = _read_dataset(args.train, aug, args)
+    notes = [f"augmenter: {args.augmenter} ({aug.gan_.step} GAN steps)", f"data: {args.train}"]
+    if args.heldout is not None:
+        heldout = _read_dataset(args.heldout, aug, args)
+        notes.append(f"held out: {args.heldout}")
+    else:
+        train, heldout = split_recordings(train, holdout=1, min_recordings=3, seed=args.seed)
+        note = (
+            f"held out: one recording of each of the {heldout.n_songs} songs with 3 or more, "
+            f"from {args.train}; if the augmenter was fitted on all of {args.train} it has seen "
+            "them and the floors are optimistic"
+        )
+        notes.append(note)
+        print(f"note: {note}", file=sys.stderr)
+    report = quality_report(
+        aug,
+        train,
+        heldout,
+        args.out,
+        n_per_song=args.n_per_song,
+        seed=args.seed,
+        title=f"covergan quality report: {args.augmenter.name}",
+        notes=notes,
+    )
+    memo = report.memorization
+    print(
+        f"per-song distance {report.per_song.ratio:.2f}x the real floor"
+        + ("" if memo is None else f", memorisation ratio {memo.ratio:.2f}")
+    )
+    print(f"report: {report.markdown}")
+    return 0
+
+
+def _cmd_listen(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from covergan.audio import to_audio, write_wav
+    from covergan.errors import AudioLoadError
+
+    source: Path = args.source
+    if source.suffix.lower() == ".npy":
+        if args.song is not None:
+            raise _CLIError("--song goes with an augmenter file, not a .npy")
+        if not source.is_file():
+            raise AudioLoadError(f"no feature file at {source}")
+        try:
+            features = np.load(source, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as error:
+            raise AudioLoadError(f"cannot read feature file {source}: {error}") from error
+        if features.ndim == 3 and features.shape[0] == 1:
+            features = features[0]
+        if features.ndim != 2:
+            raise _CLIError(
+                f"{source} holds an array of shape {features.shape}; expected one CQT "
+                "[n_bins, frames]"
+            )
+        config = _feature_config(args, source.parent, source.parent.parent)
+        out = args.out if args.out is not None else source.with_suffix(".wav")
+        what = source.name
+    else:
+        if args.song is None:
+            raise _CLIError(f"{source} is not a .npy file: give --song to sample an augmenter")
+        aug = _load_augmenter(source, args.device)
+        song = _song_id(aug, args.song)
+        features = aug.sample(song, 1, seed=args.seed)[0, 0].numpy()
+        config = aug.config_
+        out = args.out if args.out is not None else Path(f"{_safe_name(song)}-s{args.seed}.wav")
+        what = f"a sample of {song!r}"
+    y = to_audio(features, config, n_iter=args.n_iter, seed=args.seed)
+    path = write_wav(out, y, config.sr)
+    print(f"wrote {path}: {what} as {len(y) / config.sr:.1f} s of audio")
+    return 0
+
+
+def _demo_steps(seconds_left: float, seconds_per_step: float) -> int:
+    """GAN steps (each with 1/5 of a pretraining step, counted at the same cost) that fit."""
+    if seconds_per_step <= 0:
+        return DEMO_MIN_STEPS
+    return max(DEMO_MIN_STEPS, int(seconds_left / (1.2 * seconds_per_step)))
+
+
+def _probe(train: CQTDataset, args: argparse.Namespace) -> tuple[float, float]:
+    """Seconds of set-up and seconds per GAN step of a short throw-away fit on ``train``."""
+    from covergan.augmenter import Augmenter
+
+    ends: list[float] = []
+
+    class _Clock:
+        def on_step_end(self, gan: ConditionalDCGAN, step: int, logs: dict[str, float]) -> None:
+            ends.append(time.perf_counter())
+
+    start = time.perf_counter()
+    Augmenter(
+        steps=DEMO_PROBE_STEPS,
+        pretrain_steps=0,
+        gan=args.gan_config,
+        seed=args.seed,
+        device=args.device,
+        progress=False,
+    ).fit(train, callbacks=[_Clock()])
+    per_step = (ends[-1] - ends[0]) / (len(ends) - 1)
+    return max(0.0, ends[0] - start - per_step), per_step
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from covergan.augmenter import Augmenter
     from covergan.data import split_recordings
     from covergan.datasets import chorale_covers
@@ -178,6 +1023,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from covergan.report import quality_report
 
     t0 = time.perf_counter()
+    budget = 60.0 * args.minutes
     progress = not args.no_progress
     print("1/4 building the Bach-chorale demo data (cached after the first run)")
     data = chorale_covers(
@@ -204,17 +1050,37 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
 
     train, heldout = split_recordings(data, holdout=1, min_recordings=3, seed=args.seed)
-    steps = args.steps if args.steps is not None else 1500
-    print(f"2/4 fitting the Augmenter: {len(train)} training recordings, {steps} steps")
-    aug = Augmenter(steps=steps, seed=args.seed, device=args.device, progress=progress).fit(train)
+    if args.steps is not None:
+        steps = args.steps
+        print(f"2/4 fitting the Augmenter: {len(train)} training recordings, {steps} GAN steps")
+    else:
+        setup, per_step = _probe(train, args)
+        left = budget - (time.perf_counter() - t0) - setup - DEMO_RESERVE_S
+        steps = _demo_steps(left, per_step)
+        print(
+            f"2/4 fitting the Augmenter: {len(train)} training recordings; a probe took "
+            f"{per_step:.2f} s per step, so {steps} GAN steps (+ {steps // 5} pretraining) fit "
+            f"the {args.minutes:g}-minute budget (--steps N to choose)"
+        )
+        if left < DEMO_MIN_STEPS * 1.2 * per_step:
+            print(
+                f"note: the budget is spent; training the minimum {DEMO_MIN_STEPS} steps",
+                file=sys.stderr,
+            )
+    aug = Augmenter(
+        steps=steps, gan=args.gan_config, seed=args.seed, device=args.device, progress=progress
+    ).fit(train)
     aug.save(out / "augmenter.pt")
 
     print("3/4 sampling synthetic versions of the rarest works")
-    plan = aug.plan("median", max_ratio=4)
+    train_counts = list(aug.songs_.class_counts().values())
+    # the upper quartile, so the rarest works get samples even when most have the median
+    target = max(int(np.ceil(np.percentile(train_counts, 75))), min(train_counts) + 1)
+    plan = aug.plan(target, max_ratio=4)
     needed = {s: n for s, n in plan.items() if n > 0}
     samples = aug.sample_many(needed, seed=args.seed)
     n_synth = sum(len(x) for x in samples.values())
-    print(f"    {n_synth} synthetic CQTs for {len(needed)} works below the median count")
+    print(f"    {n_synth} synthetic CQTs for {len(needed)} works below {target} recordings")
 
     print("4/4 measuring quality against held-out recordings")
     report = quality_report(
@@ -227,39 +1093,65 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         notes=[
             f"data: {len(data)} renders of {data.n_songs} chorale works (music21 corpus, "
             "additive synthesiser, random key/tempo/timbre)",
-            f"plan('median', max_ratio=4): {n_synth} synthetic samples for {len(needed)} works",
+            f"training: {steps} GAN steps, {aug.gan_.step} done",
+            f"plan({target}, max_ratio=4): {n_synth} synthetic samples for {len(needed)} works",
             f"wall time {time.perf_counter() - t0:.0f} s",
         ],
     )
+    memo = report.memorization
     print(
         f"done in {time.perf_counter() - t0:.0f} s: per-song distance {report.per_song.ratio:.2f}x "
-        f"the real floor, memorisation ratio {report.memorization.ratio:.2f}"  # type: ignore[union-attr]
+        "the real floor" + ("" if memo is None else f", memorisation ratio {memo.ratio:.2f}")
     )
     print(f"report: {report.markdown}")
     return 0
 
 
-_COMMANDS = {"demo": _cmd_demo, "extract": _cmd_extract}
+_COMMANDS = {
+    "demo": _cmd_demo,
+    "extract": _cmd_extract,
+    "fit": _cmd_fit,
+    "sample": _cmd_sample,
+    "evaluate": _cmd_evaluate,
+    "listen": _cmd_listen,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 ok, 1 a covergan error, 2 usage)."""
+    """Run the command line.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments after ``covergan`` (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status: 0 done, 1 a covergan or file-system error (one line on stderr),
+        2 bad usage (one line on stderr), 130 interrupted. ``--help`` and ``--version``
+        print and return 0.
+    """
     from covergan.errors import CoverGANError
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help, --version, or a usage error already printed
+        return done.code if isinstance(done.code, int) else EXIT_USAGE
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
         return _COMMANDS[args.command](args)
-    except CoverGANError as error:
-        print(f"covergan: error: {error}", file=sys.stderr)
-        return 1
+    except (CoverGANError, _CLIError, OSError) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"covergan: error: {message}", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("covergan: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

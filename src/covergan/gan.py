@@ -14,6 +14,12 @@ optimisers and the training state, and knows how to train (:meth:`ConditionalDCG
 Randomness in training is derived from ``(seed, step)``: every step re-seeds its noise and
 augmentation generator from the step counter, and the data order of every epoch is a permutation
 seeded from the epoch number. A checkpoint therefore only needs the counters to resume exactly.
+
+Under ``torchrun`` (an initialised :mod:`torch.distributed` process group, see
+:func:`init_distributed`), :meth:`ConditionalDCGAN.fit` trains data-parallel: each rank takes a
+disjoint shard of every epoch's permutation and its own noise, gradients are averaged over the
+ranks before every optimiser step, so the weights stay identical on every rank (see
+``docs/scaling.md``).
 """
 
 from __future__ import annotations
@@ -35,8 +41,10 @@ from typing import Any, Literal, Protocol, cast
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, default_collate
+from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
 from covergan.augment.differentiable import DEFAULT_POLICY, DiffAugment
@@ -59,6 +67,8 @@ __all__ = [
     "ConditionalDCGAN",
     "GANConfig",
     "SampleSnapshotCallback",
+    "init_distributed",
+    "is_main_process",
     "resolve_device",
 ]
 
@@ -334,6 +344,9 @@ def _build_modules(preset: str, n_classes: int, config: GANConfig) -> tuple[nn.M
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """Turn ``"auto"`` into CUDA if available, else MPS, else CPU; pass other values through.
 
+    In a :mod:`torch.distributed` process group, ``"auto"`` on a CUDA machine is this process's
+    own GPU, ``cuda:LOCAL_RANK`` (the current CUDA device when ``LOCAL_RANK`` is not set).
+
     Parameters
     ----------
     device : str or torch.device
@@ -345,6 +358,10 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """
     if isinstance(device, str) and device == "auto":
         if torch.cuda.is_available():
+            if _distributed():
+                local = os.environ.get("LOCAL_RANK")
+                index = int(local) if local is not None else torch.cuda.current_device()
+                return torch.device("cuda", index)
             return torch.device("cuda")
         mps = getattr(torch.backends, "mps", None)
         if mps is not None and mps.is_available():
@@ -354,6 +371,155 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ParameterError(f"device={device!r} is not a valid torch device or 'auto'") from exc
+
+
+# ----------------------------------------------------------------------------------- distributed
+
+
+def _distributed() -> bool:
+    """Whether a default :mod:`torch.distributed` process group is initialised."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def _rank_world() -> tuple[int, int]:
+    """``(rank, world_size)`` of the default process group; ``(0, 1)`` without one."""
+    if _distributed():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def is_main_process() -> bool:
+    """Whether this process is rank 0 of the process group (always true without one).
+
+    Use it to guard what only one process should do under ``torchrun``: saving a model
+    (``gan.save``, ``augmenter.save``), writing reports, printing.
+
+    Returns
+    -------
+    bool
+    """
+    return _rank_world()[0] == 0
+
+
+def init_distributed(backend: str | None = None) -> tuple[int, int]:
+    """Join the process group ``torchrun`` describes; do nothing outside ``torchrun``.
+
+    Reads the ``env://`` variables torchrun sets (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
+    ``MASTER_ADDR``, ``MASTER_PORT``). On a CUDA machine it first makes ``cuda:LOCAL_RANK`` the
+    current device, so ``device="auto"`` gives each process its own GPU. Without ``RANK`` and
+    ``WORLD_SIZE`` in the environment (a plain ``python train.py``) it returns ``(0, 1)`` and
+    initialises nothing, so one script runs both ways; with a group already initialised it only
+    reports it. Call ``torch.distributed.destroy_process_group()`` at the end of the script.
+
+    Parameters
+    ----------
+    backend : str, optional
+        ``"nccl"`` or ``"gloo"``; default ``"nccl"`` when CUDA is available, else ``"gloo"``.
+
+    Returns
+    -------
+    rank : int
+        This process's rank (0 is the one that writes checkpoints and logs).
+    world_size : int
+        Number of processes.
+
+    Raises
+    ------
+    ParameterError
+        Under ``torchrun``, but this torch build lacks :mod:`torch.distributed`.
+    """
+    if _distributed():
+        return _rank_world()
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return 0, 1
+    if not dist.is_available():
+        raise ParameterError("this torch build has no torch.distributed; run without torchrun")
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend=backend or ("nccl" if cuda else "gloo"))
+    return _rank_world()
+
+
+def _flat_collective(tensors: Sequence[Tensor], world: int, *, broadcast: bool = False) -> None:
+    """Average floating ``tensors`` over the ranks in place, or copy rank 0's values to all.
+
+    Tensors are packed into one flat buffer per (dtype, device), so a step costs one collective
+    per buffer rather than one per tensor.
+    """
+    groups: dict[tuple[torch.dtype, torch.device], list[Tensor]] = {}
+    for t in tensors:
+        groups.setdefault((t.dtype, t.device), []).append(t)
+    with torch.no_grad():
+        for group in groups.values():
+            flat = torch.cat([t.reshape(-1) for t in group])
+            if broadcast:
+                dist.broadcast(flat, src=0)
+            else:
+                dist.all_reduce(flat)
+                flat.div_(world)
+            offset = 0
+            for t in group:
+                t.copy_(flat[offset : offset + t.numel()].view(t.shape))
+                offset += t.numel()
+
+
+def _average_gradients(params: Sequence[Tensor], world: int) -> None:
+    """Average the gradients of ``params`` over the ranks (what DistributedDataParallel does).
+
+    A parameter with a gradient on some rank but not on another gets a zero gradient there;
+    one with no gradient anywhere keeps ``grad=None`` (Adam then skips it, as in one process).
+    """
+    params = [p for p in params if p.requires_grad]
+    if not params:
+        return
+    present = torch.tensor(
+        [float(p.grad is not None) for p in params], dtype=torch.float32, device=params[0].device
+    )
+    dist.all_reduce(present)
+    grads = []
+    for p, count in zip(params, present.tolist(), strict=True):
+        if count > 0:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            grads.append(p.grad)
+    _flat_collective(grads, world)
+
+
+def _average_buffers(modules: Sequence[nn.Module], world: int) -> None:
+    """Average floating buffers (batch-norm running statistics) over the ranks."""
+    buffers = [b for m in modules for b in m.buffers() if b.is_floating_point()]
+    _flat_collective(buffers, world)
+
+
+def _broadcast_modules(modules: Sequence[nn.Module | None]) -> None:
+    """Copy rank 0's parameters and buffers to every rank."""
+    tensors = [t for m in modules if m is not None for t in (*m.parameters(), *m.buffers())]
+    _flat_collective(tensors, 1, broadcast=True)
+
+
+def _average_logs(logs: dict[str, float], world: int, device: torch.device) -> dict[str, float]:
+    """Mean of each logged value over the ranks (every rank logs the same keys)."""
+    keys = sorted(logs)
+    values = torch.tensor([logs[k] for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(values)
+    return dict(zip(keys, (values / world).tolist(), strict=True))
+
+
+def _comm_device() -> torch.device:
+    """Where small tensors for collectives live: the current GPU under NCCL, else the CPU."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _agree_seed(seed: int) -> int:
+    """Rank 0's ``seed`` on every rank (``seed`` itself without a process group)."""
+    if _rank_world()[1] == 1:
+        return seed
+    value = torch.tensor([seed], dtype=torch.int64, device=_comm_device())
+    dist.broadcast(value, src=0)
+    return int(value.item())
 
 
 def _derive_seed(*parts: int) -> int:
@@ -390,14 +556,18 @@ def _g_loss(kind: str, fake: Tensor) -> Tensor:
 
 
 class Callback(Protocol):
-    """Something called after every training step of :meth:`ConditionalDCGAN.fit`."""
+    """Something called after every training step of :meth:`ConditionalDCGAN.fit`.
+
+    Under ``torchrun`` it is called on every rank (with identical weights and logs); guard
+    anything that writes with :func:`is_main_process`, as the built-in callbacks do.
+    """
 
     def on_step_end(self, gan: ConditionalDCGAN, step: int, logs: dict[str, float]) -> None:
         """Called with the model, the number of steps done so far and this step's losses."""
 
 
 class CheckpointCallback:
-    """Save the model every ``every`` steps.
+    """Save the model every ``every`` steps (on rank 0 only under ``torchrun``).
 
     Parameters
     ----------
@@ -415,13 +585,16 @@ class CheckpointCallback:
         self.every = int(every)
 
     def on_step_end(self, gan: ConditionalDCGAN, step: int, logs: dict[str, float]) -> None:
-        """Save when ``step`` is a multiple of ``every``."""
-        if step % self.every == 0:
+        """Save when ``step`` is a multiple of ``every`` (and this is the main process)."""
+        if step % self.every == 0 and is_main_process():
             gan.save(self.path.format(step=step))
 
 
 class SampleSnapshotCallback:
     """Generate a fixed set of samples every ``every`` steps (to watch training progress).
+
+    Under ``torchrun`` only rank 0 takes (and writes) snapshots; on the other ranks
+    ``snapshots`` stays empty.
 
     Parameters
     ----------
@@ -462,8 +635,8 @@ class SampleSnapshotCallback:
         self.snapshots: list[tuple[int, Tensor]] = []
 
     def on_step_end(self, gan: ConditionalDCGAN, step: int, logs: dict[str, float]) -> None:
-        """Take a snapshot when ``step`` is a multiple of ``every``."""
-        if step % self.every:
+        """Take a snapshot when ``step`` is a multiple of ``every`` (main process only)."""
+        if step % self.every or not is_main_process():
             return
         samples = gan.generate(self.labels, n=self.n, generator=self.seed)
         self.snapshots.append((step, samples))
@@ -482,15 +655,19 @@ def _dataset_batches(
     start: int,
     count: int,
     stream: int = _STREAM_DATA,
+    rank: int = 0,
+    world: int = 1,
 ) -> Iterator[Any]:
     """Batches ``start .. start + count - 1`` of a seeded per-epoch permutation of ``dataset``.
 
     Global batch ``b`` is batch ``b % per_epoch`` of epoch ``b // per_epoch``; each epoch's order
     is seeded by ``(seed, epoch)`` and a dataset with ``set_epoch`` (random crops) is told the
     epoch, so any batch can be reproduced from its index alone. Items are fetched in this
-    process, so ``set_epoch`` always reaches the dataset that serves them.
+    process, so ``set_epoch`` always reaches the dataset that serves them. With ``world``
+    ranks a global batch is ``world * batch_size`` consecutive items of the permutation and
+    ``rank`` takes its ``rank``-th ``batch_size`` of them: the shards are disjoint.
     """
-    per_epoch = n // batch_size
+    per_epoch = n // (batch_size * world)
     set_epoch = getattr(dataset, "set_epoch", None)
     epoch = -1
     order = torch.empty(0, dtype=torch.long)
@@ -502,12 +679,18 @@ def _dataset_batches(
             order = torch.randperm(n, generator=gen)
             if callable(set_epoch):
                 set_epoch(e)
-        idx = order[i * batch_size : (i + 1) * batch_size].tolist()
+        lo = (i * world + rank) * batch_size
+        idx = order[lo : lo + batch_size].tolist()
         yield default_collate([dataset[k] for k in idx])
 
 
 def _cycle(loader: DataLoader[Any]) -> Iterator[Any]:
+    set_epoch = getattr(loader.sampler, "set_epoch", None)  # DistributedSampler's reshuffle
+    epoch = 0
     while True:
+        if callable(set_epoch):
+            set_epoch(epoch)
+        epoch += 1
         empty = True
         for batch in loader:
             empty = False
@@ -756,18 +939,22 @@ class ConditionalDCGAN:
         steps : int, optional
             Generator updates to run in this call.
         epochs : float, optional
-            Alternatively, passes over the data (a Dataset's length / batch size batches each,
-            ``d_steps`` batches per step). Give exactly one of ``steps`` and ``epochs``.
+            Alternatively, passes over the data (a Dataset's length / global batch size batches
+            each, ``d_steps`` batches per step). Give exactly one of ``steps`` and ``epochs``.
         batch_size : int, optional
-            Default ``config.batch_size``. Ignored for a DataLoader.
+            Samples per rank and discriminator step; default ``config.batch_size``. Under
+            ``torchrun`` the global batch is ``batch_size * world_size``. Ignored for a
+            DataLoader.
         callbacks : sequence of Callback
-            Each gets ``on_step_end(gan, step, logs)`` after every step.
+            Each gets ``on_step_end(gan, step, logs)`` after every step (on every rank).
         progress : bool
-            Show a tqdm bar with the losses.
+            Show a tqdm bar with the losses (on rank 0 only).
         seed : int, optional
             Training seed (noise, augmentation, data order). Default: the constructor's seed, or
             the seed of the previous ``fit`` / the checkpoint, or a fresh random one (kept in
-            ``self.seed`` so a run can be resumed exactly).
+            ``self.seed`` so a run can be resumed exactly). Under ``torchrun``, rank 0's seed
+            is used by all ranks.
+
         Returns
         -------
         ConditionalDCGAN
@@ -784,7 +971,21 @@ class ConditionalDCGAN:
         Warns
         -----
         CoverGANWarning
-            When inputs fall outside ``[-1, 1]`` (the data is not in model space).
+            When inputs fall outside ``[-1, 1]`` (the data is not in model space), or under
+            ``torchrun`` when a DataLoader has no ``DistributedSampler`` (every rank would
+            then see the same batches).
+
+        Notes
+        -----
+        In an initialised :mod:`torch.distributed` process group with more than one rank
+        (``torchrun``, :func:`init_distributed`), training is data-parallel: ``fit`` first
+        copies rank 0's weights to every rank; each rank then draws its own noise and, for a
+        Dataset, takes a disjoint shard of each epoch's permutation (a DataLoader must shard
+        itself, with a ``DistributedSampler``); gradients are averaged over the ranks before
+        every optimiser step, and batch-norm statistics and the logged losses after it. Every
+        rank thus ends each step with the same weights, EMA, optimiser state and history, and a
+        checkpoint written by any rank loads in a single process. Resuming is exact with the
+        same world size. Every rank must call ``fit`` with the same arguments.
         """
         if (steps is None) == (epochs is None):
             raise ParameterError("give exactly one of steps= and epochs=")
@@ -797,16 +998,25 @@ class ConditionalDCGAN:
         if not _is_int(batch_size) or batch_size < 1:
             raise ParameterError(f"batch_size={batch_size!r} must be a positive integer")
         self._set_training_seed(seed)
+        rank, world = _rank_world()
         d_steps = self.config.d_steps
-        per_epoch = self._batches_per_epoch(data, batch_size)
+        per_epoch = self._batches_per_epoch(data, batch_size, world)
         if steps is None:
             steps = math.ceil(cast(float, epochs) * per_epoch / d_steps)
         if steps == 0:
             return self
+        if world > 1:
+            _broadcast_modules([self.generator, self.discriminator, self.generator_ema])
         batches = self._batches(data, batch_size, self.batches_seen, steps * d_steps, _STREAM_DATA)
 
         self._warned_range = False
-        bar = tqdm(total=steps, disable=not progress, desc="covergan", unit="step", leave=False)
+        bar = tqdm(
+            total=steps,
+            disable=not progress or rank != 0,
+            desc="covergan",
+            unit="step",
+            leave=False,
+        )
         try:
             for _ in range(steps):
                 real = [self._prepare_batch(next(batches)) for _ in range(d_steps)]
@@ -831,6 +1041,7 @@ class ConditionalDCGAN:
             self.seed = int(seed)
         elif self.seed is None:
             self.seed = secrets.randbits(63)
+        self.seed = _agree_seed(self.seed)
 
     def pretrain_autoencoder(
         self,
@@ -852,7 +1063,8 @@ class ConditionalDCGAN:
         gives the generator a dense, per-song signal, so it learns each song's spectral layout
         far sooner than from the discriminator alone. The encoder is discarded afterwards, the
         EMA generator is reset to the result, and :meth:`fit` then trains adversarially as
-        usual. Call it once, before :meth:`fit` (it is not checkpointed mid-way).
+        usual. Call it once, before :meth:`fit` (it is not checkpointed mid-way). Under
+        ``torchrun`` it is data-parallel like :meth:`fit`.
 
         Parameters
         ----------
@@ -899,7 +1111,8 @@ class ConditionalDCGAN:
         if not _is_real(kl_weight) or not math.isfinite(kl_weight) or kl_weight < 0:
             raise ParameterError(f"kl_weight={kl_weight!r} must be >= 0")
         self._set_training_seed(seed)
-        self._batches_per_epoch(data, batch_size)
+        rank, world = _rank_world()
+        self._batches_per_epoch(data, batch_size, world)
         cfg = self.config
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(_derive_seed(cast(int, self.seed), _STREAM_AE_INIT))
@@ -919,13 +1132,22 @@ class ConditionalDCGAN:
         batches = self._batches(data, batch_size, 0, steps, _STREAM_AE_DATA)
         self._warned_range = False
         G.train()
-        bar = tqdm(total=steps, disable=not progress, desc="autoencoder", unit="step", leave=False)
+        ranked = (rank,) if world > 1 else ()
+        if world > 1:
+            _broadcast_modules([G])
+        bar = tqdm(
+            total=steps,
+            disable=not progress or rank != 0,
+            desc="autoencoder",
+            unit="step",
+            leave=False,
+        )
         try:
             for step in range(steps):
                 x, labels = self._prepare_batch(next(batches))
                 x = x.contiguous(memory_format=self._format)
                 gen = torch.Generator(device=self.device)
-                gen.manual_seed(_derive_seed(cast(int, self.seed), _STREAM_AE_STEP, step))
+                gen.manual_seed(_derive_seed(cast(int, self.seed), _STREAM_AE_STEP, step, *ranked))
                 with self._autocast():
                     mu, log_var = encoder(x)
                     mu, log_var = mu.float(), log_var.float()
@@ -937,11 +1159,16 @@ class ConditionalDCGAN:
                     loss = l1 + kl_weight * kl
                 optimiser.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
+                if world > 1:
+                    _average_gradients(params, world)
                 scaler.step(optimiser)
                 scaler.update()
-                cells = x[0].numel()
-                self.pretrain_history.setdefault("ae_l1", []).append(float(l1.detach()) / cells)
-                self.pretrain_history.setdefault("ae_kl", []).append(float(kl.detach()))
+                logs = {"ae_l1": float(l1.detach()) / x[0].numel(), "ae_kl": float(kl.detach())}
+                if world > 1:
+                    _average_buffers([encoder, G], world)
+                    logs = _average_logs(logs, world, self.device)
+                for key, value in logs.items():
+                    self.pretrain_history.setdefault(key, []).append(value)
                 bar.update(1)
         finally:
             bar.close()
@@ -949,8 +1176,19 @@ class ConditionalDCGAN:
             self.generator_ema.load_state_dict(G.state_dict())
         return self
 
-    def _batches_per_epoch(self, data: Dataset[Any] | DataLoader[Any], batch_size: int) -> int:
+    def _batches_per_epoch(
+        self, data: Dataset[Any] | DataLoader[Any], batch_size: int, world: int = 1
+    ) -> int:
         if isinstance(data, DataLoader):
+            if world > 1 and not isinstance(data.sampler, DistributedSampler):
+                warnings.warn(
+                    f"training on {world} ranks with a DataLoader whose sampler is "
+                    f"{type(data.sampler).__name__}, not a DistributedSampler: every rank sees "
+                    "the same batches; pass sampler=DistributedSampler(dataset) or the Dataset "
+                    "itself (fit then shards it)",
+                    CoverGANWarning,
+                    stacklevel=3,
+                )
             return len(data)
         if not isinstance(data, Dataset):
             raise ParameterError(
@@ -960,12 +1198,13 @@ class ConditionalDCGAN:
             n_items = len(data)  # type: ignore[arg-type]
         except TypeError as exc:
             raise ParameterError("data must be a sized Dataset or a DataLoader") from exc
-        if n_items < batch_size:
+        if n_items < batch_size * world:
+            ranks = f" x {world} ranks" if world > 1 else ""
             raise DatasetError(
-                f"the dataset has {n_items} items, fewer than batch_size={batch_size}; "
+                f"the dataset has {n_items} items, fewer than batch_size={batch_size}{ranks}; "
                 "pass a smaller batch_size"
             )
-        return n_items // batch_size
+        return n_items // (batch_size * world)
 
     def _batches(
         self,
@@ -978,8 +1217,9 @@ class ConditionalDCGAN:
         if isinstance(data, DataLoader):
             return _cycle(data)
         n_items = len(data)  # type: ignore[arg-type]
+        rank, world = _rank_world()
         return _dataset_batches(
-            data, n_items, batch_size, cast(int, self.seed), start, count, stream
+            data, n_items, batch_size, cast(int, self.seed), start, count, stream, rank, world
         )
 
     def _prepare_batch(self, batch: Any) -> tuple[Tensor, Tensor | None]:
@@ -1037,8 +1277,10 @@ class ConditionalDCGAN:
         G, D = self.generator, self.discriminator
         G.train()
         D.train()
+        rank, world = _rank_world()
+        ranked = (rank,) if world > 1 else ()  # each rank draws its own noise
         gen = torch.Generator(device=self.device)
-        gen.manual_seed(_derive_seed(cast(int, self.seed), _STREAM_STEP, self.step))
+        gen.manual_seed(_derive_seed(cast(int, self.seed), _STREAM_STEP, self.step, *ranked))
         logs: dict[str, float] = {}
 
         fake = torch.empty(0)
@@ -1067,6 +1309,8 @@ class ConditionalDCGAN:
                 logs["gp"] = float(gp.detach())
             self.opt_d.zero_grad(set_to_none=True)
             self.scaler_d.scale(loss_d).backward()  # type: ignore[no-untyped-call]
+            if world > 1:
+                _average_gradients(list(D.parameters()), world)
             self.scaler_d.step(self.opt_d)
             self.scaler_d.update()
 
@@ -1079,17 +1323,23 @@ class ConditionalDCGAN:
                 loss_g = _g_loss(cfg.loss, g_out)
             self.opt_g.zero_grad(set_to_none=True)
             self.scaler_g.scale(loss_g).backward()  # type: ignore[no-untyped-call]
+            if world > 1:
+                _average_gradients(list(G.parameters()), world)
             self.scaler_g.step(self.opt_g)
             self.scaler_g.update()
         finally:
             for p in trainable:
                 p.requires_grad_(True)
+        if world > 1:  # batch-norm statistics saw this rank's data only
+            _average_buffers([G, D], world)
         self._update_ema()
 
         logs["loss_d"] = float(loss_d.detach())
         logs["loss_g"] = float(loss_g.detach())
         logs["d_real"] = float(d_real.detach().mean())
         logs["d_fake"] = float(d_fake.detach().mean())
+        if world > 1:
+            logs = _average_logs(logs, world, self.device)
         return logs
 
     def _lecam_term(self, d_real: Tensor, d_fake: Tensor) -> Tensor:
@@ -1100,8 +1350,12 @@ class ConditionalDCGAN:
             + torch.relu(ema_real - d_fake).pow(2).mean()
         )
         with torch.no_grad():
-            means = torch.stack([d_real.mean(), d_fake.mean()]).double().cpu()
-            self._lecam.mul_(decay).add_(means, alpha=1 - decay)
+            means = torch.stack([d_real.mean(), d_fake.mean()])
+            world = _rank_world()[1]
+            if world > 1:  # the anchors track the outputs on the global batch
+                dist.all_reduce(means)
+                means = means / world
+            self._lecam.mul_(decay).add_(means.double().cpu(), alpha=1 - decay)
         return term
 
     def _gradient_penalty(

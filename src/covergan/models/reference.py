@@ -1,0 +1,290 @@
+"""Networks of the reference-conditioned version generator (:mod:`covergan.versions`).
+
+Generator (:class:`VersionGenerator`): a content encoder and a style-modulated decoder
+    ``ref [B, 1, H, W]`` (a reference window already transposed and tempo-changed by
+    :func:`version_transform`) -> ``n_stages`` x ``Conv(4, stride 2)`` + LeakyReLU(0.2): a
+    spatial *content* map at ``1 / 2**n_stages`` resolution -> ``n_blocks`` residual blocks
+    whose normalisation is adaptive instance norm driven by the *style* latent ``z`` (AdaIN,
+    Huang & Belongie 2017; MUNIT) -> ``n_stages - 1`` x ``ConvTranspose(4, stride 2)`` + AdaIN
+    + ReLU -> a sub-pixel output layer (``Conv3x3`` to 4 channels, pixel shuffle x2) -> tanh.
+    As in the class GAN's generator, no multi-channel tensor exists at full resolution (on a
+    CPU those layers are memory-bound and dominate the cost).
+    Instance normalisation removes the reference's per-channel statistics (its timbre,
+    level and texture) from the content map and the style latent sets new ones, so a
+    sample keeps the reference's pitch-time layout (melody, harmony, form) and takes a new
+    sound from ``z``: the network cannot pass the reference's timbre through unchanged.
+    Any ``(H, W)``: the input is padded with silence to a multiple of ``2**n_stages`` and the
+    output cropped back.
+
+Discriminator (:class:`PairDiscriminator`): judges a ``(reference, candidate)`` pair.
+    One spectral-norm convolutional trunk (as in
+    :class:`~covergan.models.dcgan.ProjectionDiscriminator`) embeds both. The candidate is
+    sum-pooled to ``h``; the reference is max-pooled over frequency and mean-pooled over time
+    (as CSI models do, so its embedding does not depend on the reference's key or tempo) and
+    projected to ``e``. The logit is ``linear(h) + <e, h>``: a projection discriminator whose
+    "class embedding" is the reference's embedding.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from covergan.augment.differentiable import FLOOR, apply_freq_shift
+from covergan.errors import ParameterError
+from covergan.models.base import auto_stages
+
+__all__ = ["AdaIN", "PairDiscriminator", "VersionGenerator", "version_transform"]
+
+
+def version_transform(
+    ref: Tensor, semitones: Tensor, rates: Tensor, *, width: int, bins_per_semitone: int = 1
+) -> Tensor:
+    """Transpose and tempo-change reference windows (the explicit part of a version).
+
+    Frame ``t`` of the output reads source frame ``t * rates[b]`` (linear interpolation,
+    clamped at the last source frame), so ``rates > 1`` plays the reference faster and
+    consumes ``rates * width`` source frames; then the window is shifted by
+    ``semitones[b] * bins_per_semitone`` bins with silence (``-1``) filling the vacated bins.
+
+    Parameters
+    ----------
+    ref : torch.Tensor [shape=(B, 1, H, W_src)]
+        Reference windows in model space; ``W_src >= ceil(width * max(rates))`` avoids
+        reading past the end (the last frame is repeated otherwise).
+    semitones : torch.LongTensor [shape=(B,)]
+        Key change per sample (positive = up).
+    rates : torch.Tensor [shape=(B,)]
+        Tempo factor per sample (> 0).
+    width : int
+        Output frames ``W``.
+    bins_per_semitone : int
+        Frequency bins per semitone.
+
+    Returns
+    -------
+    torch.Tensor [shape=(B, 1, H, width)]
+    """
+    if ref.dim() != 4 or ref.shape[1] != 1:
+        raise ParameterError(f"ref must be [B, 1, H, W_src], got {tuple(ref.shape)}")
+    b, _, h, w_src = ref.shape
+    pos = torch.arange(width, device=ref.device, dtype=torch.float32)[None] * rates.to(
+        ref.device, torch.float32
+    ).view(-1, 1)
+    pos = pos.clamp(max=w_src - 1)
+    i0 = pos.floor().long()
+    i1 = (i0 + 1).clamp(max=w_src - 1)
+    frac = (pos - i0.float()).view(b, 1, 1, width).to(ref.dtype)
+    idx0 = i0.view(b, 1, 1, width).expand(b, 1, h, width)
+    idx1 = i1.view(b, 1, 1, width).expand(b, 1, h, width)
+    out = torch.gather(ref, 3, idx0) * (1 - frac) + torch.gather(ref, 3, idx1) * frac
+    return apply_freq_shift(out, semitones.to(ref.device).long() * int(bins_per_semitone))
+
+
+class AdaIN(nn.Module):
+    """Adaptive instance norm: ``IN(x) * (1 + W_g z) + W_b z`` (``W`` zero-initialised).
+
+    Parameters
+    ----------
+    num_features : int
+        Channels ``C``.
+    z_dim : int
+        Style latent length.
+    """
+
+    def __init__(self, num_features: int, z_dim: int) -> None:
+        super().__init__()
+        self.norm = nn.InstanceNorm2d(num_features, affine=False)
+        self.style = nn.Linear(z_dim, 2 * num_features)
+        nn.init.zeros_(self.style.weight)
+        nn.init.zeros_(self.style.bias)
+
+    def forward(self, x: Tensor, z: Tensor) -> Tensor:
+        """``x : [B, C, H, W]``, ``z : [B, z_dim]`` -> ``[B, C, H, W]``."""
+        gain, bias = self.style(z).chunk(2, dim=1)
+        out: Tensor = torch.addcmul(
+            bias[:, :, None, None], self.norm(x), 1 + gain[:, :, None, None]
+        )
+        return out
+
+
+class _ResBlock(nn.Module):
+    def __init__(self, channels: int, z_dim: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.norm1 = AdaIN(channels, z_dim)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.norm2 = AdaIN(channels, z_dim)
+
+    def forward(self, x: Tensor, z: Tensor) -> Tensor:
+        h = torch.relu(self.norm1(self.conv1(x), z))
+        h = self.norm2(self.conv2(h), z)
+        out: Tensor = x + h
+        return out
+
+
+class VersionGenerator(nn.Module):
+    """Content encoder + AdaIN style decoder (see the module docstring).
+
+    Parameters
+    ----------
+    image_size : tuple of int
+        ``(H, W)`` of input and output.
+    z_dim : int
+        Style latent length.
+    width : int
+        Channels at half resolution; each further stage doubles them (capped at
+        ``max_width``).
+    max_width : int
+        Channel cap.
+    n_stages : int
+        Stride-2 stages of encoder and decoder.
+    n_blocks : int
+        Residual AdaIN blocks at the coarsest scale.
+    """
+
+    def __init__(
+        self,
+        *,
+        image_size: tuple[int, int],
+        z_dim: int = 64,
+        width: int = 16,
+        max_width: int = 128,
+        n_stages: int = 2,
+        n_blocks: int = 2,
+    ) -> None:
+        super().__init__()
+        if n_stages < 1 or n_blocks < 0:
+            raise ParameterError(f"n_stages={n_stages} must be >= 1 and n_blocks={n_blocks} >= 0")
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.z_dim = int(z_dim)
+        self.n_stages = int(n_stages)
+        # channels at 1/2, 1/4, ... resolution; nothing multi-channel exists at full resolution
+        chans = [min(max_width, width * 2**k) for k in range(n_stages)]
+        self.down = nn.ModuleList(
+            nn.Conv2d(1 if k == 0 else chans[k - 1], chans[k], 4, stride=2, padding=1)
+            for k in range(n_stages)
+        )
+        self.blocks = nn.ModuleList(_ResBlock(chans[-1], z_dim) for _ in range(n_blocks))
+        self.up = nn.ModuleList(
+            nn.ConvTranspose2d(chans[k + 1], chans[k], 4, stride=2, padding=1)
+            for k in reversed(range(n_stages - 1))
+        )
+        self.up_norms = nn.ModuleList(AdaIN(chans[k], z_dim) for k in reversed(range(n_stages - 1)))
+        # sub-pixel output layer: 3 x 3 conv to 4 channels at half resolution, pixel shuffle
+        self.out = nn.Conv2d(chans[0], 4, 3, padding=1)
+
+    def forward(self, ref: Tensor, z: Tensor) -> Tensor:
+        """Generate versions.
+
+        Parameters
+        ----------
+        ref : torch.Tensor [shape=(B, 1, H, W)]
+            Transformed reference windows in model space.
+        z : torch.Tensor [shape=(B, z_dim)]
+            Style latents.
+
+        Returns
+        -------
+        torch.Tensor [shape=(B, 1, H, W)]
+            Values in [-1, 1].
+        """
+        height, width = self.image_size
+        if ref.dim() != 4 or tuple(ref.shape[1:]) != (1, height, width):
+            raise ParameterError(
+                f"the version generator takes [B, 1, {height}, {width}], got {tuple(ref.shape)}"
+            )
+        m = 2**self.n_stages
+        pad_h, pad_w = (-height) % m, (-width) % m
+        x = ref
+        if pad_h or pad_w:
+            x = nn.functional.pad(ref, (0, pad_w, 0, pad_h), value=FLOOR)
+        h = x
+        for down in self.down:
+            h = nn.functional.leaky_relu(down(h), 0.2)
+        for block in self.blocks:
+            h = block(h, z)
+        for up, norm in zip(self.up, self.up_norms, strict=True):
+            h = torch.relu(norm(up(h), z))
+        out = torch.tanh(nn.functional.pixel_shuffle(self.out(h), 2))
+        return out[:, :, :height, :width]
+
+
+class PairDiscriminator(nn.Module):
+    """Spectral-norm discriminator of ``(reference, candidate)`` pairs (module docstring).
+
+    Parameters
+    ----------
+    image_size : tuple of int
+        ``(H, W)`` of the candidates (references may have any width).
+    width : int
+        Channels of the first stage; each stage doubles them.
+    max_width : int
+        Channel cap.
+    n_stages : int, optional
+        Stride-2 convolutions; default :func:`~covergan.models.base.auto_stages`.
+    """
+
+    def __init__(
+        self,
+        *,
+        image_size: tuple[int, int],
+        width: int = 16,
+        max_width: int = 128,
+        n_stages: int | None = None,
+    ) -> None:
+        super().__init__()
+        n = auto_stages(*image_size) if n_stages is None else int(n_stages)
+        if n < 1:
+            raise ParameterError(f"n_stages={n_stages!r} must be >= 1")
+        chans = [min(max_width, width * 2**k) for k in range(n)]
+        layers: list[nn.Module] = []
+        c_in = 1
+        for c_out in chans:
+            layers += [
+                spectral_norm(nn.Conv2d(c_in, c_out, 4, stride=2, padding=1)),
+                nn.LeakyReLU(0.2),
+            ]
+            c_in = c_out
+        layers += [spectral_norm(nn.Conv2d(c_in, c_in, 3, padding=1)), nn.LeakyReLU(0.2)]
+        self.features = nn.Sequential(*layers)
+        self.linear = spectral_norm(nn.Linear(c_in, 1))
+        self.ref_proj = nn.Linear(c_in, c_in)
+        self.channels = c_in
+        # the sum-pooled candidate feature grows with the number of cells; scale the
+        # projection so that <e, h> starts at the size of linear(h)
+        self._cells = max(1.0, math.prod(image_size) / 4**n)
+
+    def embed_reference(self, ref: Tensor) -> Tensor:
+        """``ref : [B, 1, H, W_ref]`` -> key- and tempo-robust embedding ``[B, C]``."""
+        f = self.features(ref)
+        out: Tensor = self.ref_proj(f.amax(dim=2).mean(dim=2)) / math.sqrt(self._cells)
+        return out
+
+    def forward(self, ref: Tensor | None, x: Tensor, ref_embedding: Tensor | None = None) -> Tensor:
+        """Score candidates given their references.
+
+        Parameters
+        ----------
+        ref : torch.Tensor [shape=(B, 1, H, W_ref)] or None
+            Reference windows (ignored when ``ref_embedding`` is given).
+        x : torch.Tensor [shape=(B, 1, H, W)]
+            Candidates.
+        ref_embedding : torch.Tensor [shape=(B, C)], optional
+            :meth:`embed_reference` output, to reuse it across several candidate batches.
+
+        Returns
+        -------
+        torch.Tensor [shape=(B,)]
+            Logits (higher = a real pair of versions).
+        """
+        if ref_embedding is None:
+            if ref is None:
+                raise ParameterError("give ref or ref_embedding")
+            ref_embedding = self.embed_reference(ref)
+        h = self.features(x).sum(dim=(2, 3))
+        out: Tensor = self.linear(h).squeeze(1) + (ref_embedding * h).sum(dim=1)
+        return out

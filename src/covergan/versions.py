@@ -1,0 +1,1216 @@
+"""Version synthesis: a reference-conditioned GAN that turns one recording into other versions.
+
+A class-conditional GAN (:class:`~covergan.gan.ConditionalDCGAN`) can only generate songs it
+was trained on, and for a song with one recording it can only vary that recording. The
+:class:`VersionGAN` learns instead *how versions of the same work differ*, from the works that
+have several recordings, and applies that to any CQT window, including songs it never saw.
+
+Model (see ``docs/versions.md``)
+    A version is ``G(T_{k, r}(ref), z)``: an explicit key change by ``k`` semitones and tempo
+    change by a factor ``r`` (:func:`~covergan.models.reference.version_transform`; the two
+    invariances every CSI system trains for), then a learned content-encoder / style-decoder
+    (:class:`~covergan.models.reference.VersionGenerator`) that keeps the pitch-time layout and
+    draws a new sound (timbre, voicing, texture, level) from the style latent ``z`` through
+    adaptive instance norm. ``k``, ``r`` and ``z`` are the randomness of a sample.
+
+Training
+    Pairs ``(ref, cand)`` are random crops of two *different* recordings of a work with two or
+    more recordings. The :class:`~covergan.models.reference.PairDiscriminator` scores pairs
+    (projection of the reference's embedding onto the candidate's features, spectral norm,
+    hinge loss, DiffAugment on every input). Optional extra negatives (off by default, see
+    :class:`VersionConfig`) make it a matching-aware discriminator (Reed et al. 2016):
+    *mismatched* pairs (a candidate of another work, against a song-independent average)
+    and *copy* pairs (the reference only transposed and tempo-changed, against copying);
+    an optional mode-seeking term (Mao et al. 2019) keeps different ``z`` apart. Before the
+    adversarial steps, :meth:`VersionGAN.pretrain_autoencoder` initialises the generator as
+    the decoder of a style autoencoder. The generator's weights are averaged (EMA with the
+    ramped decay of the class GAN); every step's randomness derives from ``(seed, step)``
+    so training resumes exactly.
+
+The facade is :meth:`covergan.Augmenter.sample_like`; :func:`sample_versions` is the same
+feature-format sampler for a :class:`VersionGAN` and a :class:`~covergan.cqt.CQTNormalizer`
+used directly, and :func:`check_versions` measures the two ways such a model fails (copying
+the reference, or an average that ignores it).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from covergan.augment.differentiable import DEFAULT_POLICY, DiffAugment
+from covergan.cqt import CQTNormalizer, center_crop_or_pad, random_crop
+from covergan.data import CQTDataset, SongId
+from covergan.errors import CheckpointError, DatasetError, ParameterError
+from covergan.gan import _derive_seed, _read_checkpoint, resolve_device
+from covergan.models.dcgan import ConvEncoder
+from covergan.models.reference import PairDiscriminator, VersionGenerator, version_transform
+
+__all__ = [
+    "VERSIONS_FORMAT",
+    "VERSIONS_FORMAT_VERSION",
+    "VersionCheck",
+    "VersionConfig",
+    "VersionGAN",
+    "check_versions",
+    "sample_versions",
+]
+
+#: ``format`` field of a :meth:`VersionGAN.save` file.
+VERSIONS_FORMAT = "covergan.versions"
+#: Newest layout this version reads and the one it writes.
+VERSIONS_FORMAT_VERSION = 1
+
+_STREAM_STEP = 11
+_STREAM_DATA = 12
+_STREAM_INIT = 13
+_STREAM_SAMPLE = 14
+_STREAM_AE_DATA = 15
+_STREAM_AE_STEP = 16
+_STREAM_AE_INIT = 17
+
+Crop = Literal["random", "center"]
+Space = Literal["features", "model"]
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+# ----------------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True, kw_only=True)
+class VersionConfig:
+    """Architecture and training hyper-parameters of a :class:`VersionGAN`.
+
+    Parameters
+    ----------
+    image_size : tuple of int
+        ``(H, W)``: frequency bins x frames of a generated window.
+    z_dim : int
+        Length of the style latent.
+    g_width : int
+        Generator channels at full resolution (doubling per stage).
+    d_width : int
+        Discriminator channels at its first stage (doubling per stage).
+    max_width : int
+        Channel cap of both networks.
+    g_stages : int
+        Stride-2 stages of the generator's encoder and decoder (content map at
+        ``1 / 2**g_stages`` resolution).
+    g_blocks : int
+        Residual AdaIN blocks at the content resolution.
+    d_stages : int, optional
+        Stride-2 stages of the discriminator; ``None``: :func:`~covergan.models.auto_stages`.
+    max_semitones : int
+        Key change of a sample, uniform in ``[-max_semitones, max_semitones]`` semitones
+        (0 disables it).
+    tempo_range : tuple of float
+        Tempo factor of a sample, log-uniform in ``[low, high]`` (``(1, 1)`` disables it).
+    lr_g, lr_d : float
+        Adam learning rates.
+    betas : tuple of float
+        Adam betas.
+    batch_size : int
+        Pairs per step (at least 2; half of them are generated twice with two style latents).
+    ema_decay : float or None
+        Generator EMA decay, ramped as ``min(ema_decay, (1 + t) / (10 + t))``; ``None``: off.
+    augment, augment_strength, augment_p
+        Differentiable augmentation of every discriminator input (see
+        :mod:`covergan.augment.differentiable`).
+    bins_per_semitone : int
+        Frequency bins per semitone of the features.
+    mismatch_weight : float
+        Weight of the mismatched real pairs (candidate of another work) among the
+        discriminator's negatives (a matching-aware discriminator); 0 (default) disables
+        them. Off by default: in short CPU runs the discriminator did not yet tell them from
+        real pairs and they pushed samples towards other works (``docs/versions.md``).
+    copy_weight : float
+        Weight of the copy pairs (the reference, only transposed and tempo-changed) among
+        the discriminator's negatives; 0 (default) disables them (same measurement).
+    diversity_weight : float
+        Weight of the mode-seeking term ``1 / (mean|G(z1) - G(z2)| / mean|z1 - z2| + 1e-5)``
+        (Mao et al. 2019); 0 (default) disables it: at 0.05 it broke the samples within
+        100 steps.
+    """
+
+    image_size: tuple[int, int] = (84, 200)
+    z_dim: int = 64
+    g_width: int = 16
+    d_width: int = 16
+    max_width: int = 128
+    g_stages: int = 2
+    g_blocks: int = 2
+    d_stages: int | None = None
+    max_semitones: int = 6
+    tempo_range: tuple[float, float] = (0.8, 1.25)
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    betas: tuple[float, float] = (0.0, 0.99)
+    batch_size: int = 32
+    ema_decay: float | None = 0.999
+    augment: str = DEFAULT_POLICY
+    augment_strength: float = 1.0
+    augment_p: float = 1.0
+    bins_per_semitone: int = 1
+    mismatch_weight: float = 0.0
+    copy_weight: float = 0.0
+    diversity_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        size = self.image_size
+        if (
+            not isinstance(size, (tuple, list))
+            or len(size) != 2
+            or not all(_is_int(v) and v >= 4 for v in size)
+        ):
+            raise ParameterError(
+                f"VersionConfig.image_size={size!r} must be a pair of integers >= 4 (H, W)"
+            )
+        object.__setattr__(self, "image_size", (int(size[0]), int(size[1])))
+        for name in ("z_dim", "g_width", "d_width", "max_width", "g_stages", "bins_per_semitone"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                raise ParameterError(f"VersionConfig.{name}={value!r} must be a positive integer")
+        if not _is_int(self.batch_size) or self.batch_size < 2:
+            raise ParameterError(
+                f"VersionConfig.batch_size={self.batch_size!r} must be an integer >= 2"
+            )
+        for name in ("g_blocks", "max_semitones"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 0:
+                raise ParameterError(f"VersionConfig.{name}={value!r} must be an integer >= 0")
+        if 2**self.g_stages > min(self.image_size):
+            raise ParameterError(
+                f"VersionConfig.g_stages={self.g_stages} is too many for "
+                f"image_size={self.image_size}"
+            )
+        if self.d_stages is not None and (not _is_int(self.d_stages) or self.d_stages < 1):
+            raise ParameterError(
+                f"VersionConfig.d_stages={self.d_stages!r} must be a positive integer or None"
+            )
+        tempo = self.tempo_range
+        if (
+            not isinstance(tempo, (tuple, list))
+            or len(tempo) != 2
+            or not all(_is_real(t) and math.isfinite(t) and t > 0 for t in tempo)
+            or tempo[0] > tempo[1]
+        ):
+            raise ParameterError(
+                f"VersionConfig.tempo_range={tempo!r} must be two positive numbers low <= high"
+            )
+        object.__setattr__(self, "tempo_range", (float(tempo[0]), float(tempo[1])))
+        for name in ("lr_g", "lr_d"):
+            value = getattr(self, name)
+            if not _is_real(value) or not math.isfinite(value) or value <= 0:
+                raise ParameterError(f"VersionConfig.{name}={value!r} must be a positive number")
+        for name in ("mismatch_weight", "copy_weight", "diversity_weight", "augment_strength"):
+            value = getattr(self, name)
+            if not _is_real(value) or not math.isfinite(value) or value < 0:
+                raise ParameterError(f"VersionConfig.{name}={value!r} must be a number >= 0")
+        betas = self.betas
+        if (
+            not isinstance(betas, (tuple, list))
+            or len(betas) != 2
+            or not all(_is_real(b) and 0.0 <= b < 1.0 for b in betas)
+        ):
+            raise ParameterError(f"VersionConfig.betas={betas!r} must be two numbers in [0, 1)")
+        object.__setattr__(self, "betas", (float(betas[0]), float(betas[1])))
+        if self.ema_decay is not None and not (
+            _is_real(self.ema_decay) and 0.0 <= self.ema_decay < 1.0
+        ):
+            raise ParameterError(
+                f"VersionConfig.ema_decay={self.ema_decay!r} must be in [0, 1) or None"
+            )
+        if not isinstance(self.augment, str):
+            raise ParameterError(f"VersionConfig.augment={self.augment!r} must be a policy string")
+        self.augmentation()  # validates the policy, p and bins_per_semitone
+
+    @property
+    def source_width(self) -> int:
+        """Frames of reference a sample reads: ``ceil(W * tempo_range[1]) + 1``."""
+        return math.ceil(self.image_size[1] * self.tempo_range[1]) + 1
+
+    def augmentation(self) -> DiffAugment:
+        """The discriminator's :class:`~covergan.augment.differentiable.DiffAugment`."""
+        return DiffAugment(
+            policy=self.augment,
+            strength=float(self.augment_strength),
+            p=float(self.augment_p),
+            bins_per_semitone=self.bins_per_semitone,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python dict (safe for ``torch.load(weights_only=True)``)."""
+        out = dataclasses.asdict(self)
+        for key in ("image_size", "tempo_range", "betas"):
+            out[key] = list(out[key])
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VersionConfig:
+        """Rebuild from :meth:`to_dict` output; unknown keys are an error."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ParameterError(f"unknown VersionConfig fields: {sorted(unknown)}")
+        values = dict(data)
+        for key in ("image_size", "tempo_range", "betas"):
+            if isinstance(values.get(key), list):
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+
+# ----------------------------------------------------------------------------------- model
+
+
+class VersionGAN:
+    """Reference-conditioned GAN: a CQT window in, plausible other versions of its work out.
+
+    Works in model space (``[-1, 1]``, see :class:`~covergan.cqt.CQTNormalizer`); use
+    :func:`sample_versions` or :meth:`covergan.Augmenter.sample_like` for feature-format
+    input and output.
+
+    Parameters
+    ----------
+    config : VersionConfig, optional
+        Default ``VersionConfig()`` (84 x 200 windows).
+    device : str or torch.device
+        ``"auto"`` (CUDA, then MPS, then CPU) or explicit.
+    seed : int, optional
+        Seeds the weight initialisation (torch's global generator is left alone) and is the
+        default training seed; ``None`` draws one at the first :meth:`fit`.
+
+    Attributes
+    ----------
+    generator, discriminator : nn.Module
+    generator_ema : nn.Module or None
+        Moving average of the generator, used for sampling.
+    step : int
+        Training steps done.
+    history : dict of str to list of float
+        Per-step ``loss_d``, ``loss_g``, ``d_real``, ``d_fake`` and, when enabled,
+        ``d_mismatch``, ``d_copy`` (mean logits), and ``diversity``
+        (``mean|G(z1) - G(z2)| / mean|z1 - z2|`` for one reference, key and tempo).
+
+    Examples
+    --------
+    >>> model = VersionGAN(VersionConfig(image_size=(84, 100)), device="cpu", seed=0)
+    >>> model.fit(train.windows(100, transform=normalizer), steps=800)   # doctest: +SKIP
+    >>> out = model.generate(refs, generator=0)   # refs [n, 1, 84, W_src] -> [n, 1, 84, 100]
+    """
+
+    def __init__(
+        self,
+        config: VersionConfig | None = None,
+        *,
+        device: str | torch.device = "auto",
+        seed: int | None = None,
+    ) -> None:
+        if config is None:
+            config = VersionConfig()
+        elif not isinstance(config, VersionConfig):
+            raise ParameterError(f"config must be a VersionConfig, got {type(config).__name__}")
+        if seed is not None and (not _is_int(seed) or seed < 0):
+            raise ParameterError(f"seed={seed!r} must be a non-negative integer or None")
+        self.config = config
+        self.device = resolve_device(device)
+        self.seed = None if seed is None else int(seed)
+        with torch.random.fork_rng(devices=[]):
+            if self.seed is not None:
+                torch.manual_seed(_derive_seed(self.seed, _STREAM_INIT))
+            self.generator: VersionGenerator = VersionGenerator(
+                image_size=config.image_size,
+                z_dim=config.z_dim,
+                width=config.g_width,
+                max_width=config.max_width,
+                n_stages=config.g_stages,
+                n_blocks=config.g_blocks,
+            )
+            self.discriminator: PairDiscriminator = PairDiscriminator(
+                image_size=config.image_size,
+                width=config.d_width,
+                max_width=config.max_width,
+                n_stages=config.d_stages,
+            )
+        self.generator.to(self.device)
+        self.discriminator.to(self.device)
+        self.generator_ema: nn.Module | None = None
+        if config.ema_decay is not None:
+            self.generator_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
+        self.opt_g = torch.optim.Adam(
+            self.generator.parameters(), lr=config.lr_g, betas=config.betas
+        )
+        self.opt_d = torch.optim.Adam(
+            self.discriminator.parameters(), lr=config.lr_d, betas=config.betas
+        )
+        self.augment = config.augmentation()
+        self.step = 0
+        self.history: dict[str, list[float]] = {}
+        self.pretrain_history: dict[str, list[float]] = {}
+
+    def __repr__(self) -> str:
+        return (
+            f"VersionGAN(image_size={self.config.image_size}, step={self.step}, "
+            f"device={str(self.device)!r})"
+        )
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """``(H, W)`` of a generated window."""
+        return self.config.image_size
+
+    # ------------------------------------------------------------------ training
+
+    def fit(
+        self,
+        data: CQTDataset,
+        *,
+        steps: int,
+        batch_size: int | None = None,
+        progress: bool = True,
+        seed: int | None = None,
+    ) -> VersionGAN:
+        """Train on pairs of recordings of the same work; a second call continues exactly.
+
+        Parameters
+        ----------
+        data : CQTDataset
+            Full tracks labelled by work, with ``transform`` mapping an item
+            ``[1, n_bins, frames]`` into model space (a fitted ``CQTNormalizer``); its
+            ``pad_mode`` and silence value pad crops of short tracks. Only works with two or
+            more recordings give pairs; the others are not used.
+        steps : int
+            Training steps to run now (>= 0).
+        batch_size : int, optional
+            Pairs per step; default ``config.batch_size``.
+        progress : bool
+            tqdm bar.
+        seed : int, optional
+            Training seed (pairs, crops, noise, augmentation); default the constructor's,
+            the previous call's, or a fresh one (kept in ``self.seed``).
+
+        Returns
+        -------
+        VersionGAN
+            ``self``.
+
+        Raises
+        ------
+        ParameterError
+            Bad arguments, a dataset that is not a CQTDataset, bins that do not match
+            ``image_size``, or a transform that does not return ``[1, n_bins, frames]``.
+        DatasetError
+            No work has two recordings.
+        """
+        if not isinstance(data, CQTDataset):
+            raise ParameterError(f"data must be a CQTDataset, got {type(data).__name__}")
+        if not _is_int(steps) or steps < 0:
+            raise ParameterError(f"steps={steps!r} must be a non-negative integer")
+        batch = self.config.batch_size if batch_size is None else batch_size
+        if not _is_int(batch) or batch < 2:
+            raise ParameterError(f"batch_size={batch!r} must be an integer >= 2")
+        self._set_seed(seed, data)
+        pairs = _PairSource(data, self.config)
+        bar = tqdm(total=steps, disable=not progress, desc="versions", unit="step", leave=False)
+        try:
+            for _ in range(steps):
+                rng = np.random.default_rng([cast(int, self.seed), _STREAM_DATA, self.step])
+                refs, cands, works = pairs.batch(int(batch), rng)
+                logs = self._train_step(refs.to(self.device), cands.to(self.device), works)
+                self.step += 1
+                for key, value in logs.items():
+                    self.history.setdefault(key, []).append(value)
+                bar.update(1)
+        finally:
+            bar.close()
+        return self
+
+    def pretrain_autoencoder(
+        self,
+        data: CQTDataset,
+        *,
+        steps: int,
+        batch_size: int | None = None,
+        lr: float = 1e-3,
+        kl_weight: float = 0.1,
+        progress: bool = True,
+        seed: int | None = None,
+    ) -> VersionGAN:
+        """Initialise the generator as the decoder of a style autoencoder (before :meth:`fit`).
+
+        A :class:`~covergan.models.ConvEncoder` maps a window to a Gaussian over the style
+        latent; the generator rebuilds the window from itself (content path, after a random
+        key and tempo change) and a sample of that Gaussian (style path). Loss: per-window L1
+        plus ``kl_weight`` times the KL divergence to ``N(0, I)``, which keeps encoded styles
+        where :meth:`generate` draws them. The generator thus learns to draw spectrograms
+        and to take their sound from ``z`` in a few hundred steps; :meth:`fit` then teaches
+        it, adversarially, to make *other* versions (its copy negatives push it away from
+        the reconstruction). Every recording serves, single ones included. The encoder is
+        discarded and the EMA generator is reset to the result.
+
+        Parameters
+        ----------
+        data : CQTDataset
+            As in :meth:`fit`.
+        steps : int
+            Autoencoder updates (>= 1).
+        batch_size : int, optional
+            Default ``config.batch_size``.
+        lr : float
+            Adam learning rate (betas (0.5, 0.999)).
+        kl_weight : float
+            Weight of the KL term (summed over the latent; the L1 term is summed over cells).
+        progress : bool
+            tqdm bar.
+        seed : int, optional
+            As in :meth:`fit`.
+
+        Returns
+        -------
+        VersionGAN
+            ``self``; ``self.pretrain_history`` holds ``ae_l1`` (per cell) and ``ae_kl``.
+
+        Raises
+        ------
+        ParameterError
+            Bad arguments, or a model that has already been trained adversarially.
+        """
+        if self.step > 0:
+            raise ParameterError(
+                f"pretrain_autoencoder initialises an untrained model; this one has done "
+                f"{self.step} adversarial steps"
+            )
+        if not isinstance(data, CQTDataset):
+            raise ParameterError(f"data must be a CQTDataset, got {type(data).__name__}")
+        if not _is_int(steps) or steps < 1:
+            raise ParameterError(f"steps={steps!r} must be a positive integer")
+        batch = self.config.batch_size if batch_size is None else batch_size
+        if not _is_int(batch) or batch < 1:
+            raise ParameterError(f"batch_size={batch!r} must be a positive integer")
+        if not _is_real(lr) or not math.isfinite(lr) or lr <= 0:
+            raise ParameterError(f"lr={lr!r} must be a positive number")
+        if not _is_real(kl_weight) or not math.isfinite(kl_weight) or kl_weight < 0:
+            raise ParameterError(f"kl_weight={kl_weight!r} must be >= 0")
+        self._set_seed(seed, data)
+        cfg = self.config
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_derive_seed(cast(int, self.seed), _STREAM_AE_INIT))
+            encoder = ConvEncoder(
+                image_size=cfg.image_size, z_dim=cfg.z_dim, width=cfg.d_width, max_width=64
+            ).to(self.device)
+        G = self.generator
+        optimiser = torch.optim.Adam(
+            [*encoder.parameters(), *G.parameters()], lr=float(lr), betas=(0.5, 0.999)
+        )
+        source = _PairSource(data, cfg, pairs=False)
+        width = cfg.image_size[1]
+        G.train()
+        bar = tqdm(total=steps, disable=not progress, desc="versions AE", unit="step", leave=False)
+        try:
+            for step in range(steps):
+                rng = np.random.default_rng([cast(int, self.seed), _STREAM_AE_DATA, step])
+                refs = source.singles(int(batch), rng).to(self.device)
+                gen = torch.Generator(device=self.device)
+                gen.manual_seed(_derive_seed(cast(int, self.seed), _STREAM_AE_STEP, step))
+                semis, rates, eps = self._draw(refs.shape[0], gen, self.device)
+                x = version_transform(
+                    refs, semis, rates, width=width, bins_per_semitone=cfg.bins_per_semitone
+                )
+                mu, log_var = encoder(x)
+                z = mu + eps * torch.exp(0.5 * log_var)
+                l1 = (G(x, z) - x).abs().flatten(1).sum(dim=1).mean()
+                kl = (0.5 * (mu.pow(2) + log_var.exp() - 1 - log_var)).sum(dim=1).mean()
+                loss: Tensor = l1 + kl_weight * kl
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()  # type: ignore[no-untyped-call]
+                optimiser.step()
+                self.pretrain_history.setdefault("ae_l1", []).append(
+                    float(l1.detach()) / x[0].numel()
+                )
+                self.pretrain_history.setdefault("ae_kl", []).append(float(kl.detach()))
+                bar.update(1)
+        finally:
+            bar.close()
+        if self.generator_ema is not None:
+            self.generator_ema.load_state_dict(G.state_dict())
+        return self
+
+    def _set_seed(self, seed: int | None, data: CQTDataset) -> None:
+        if seed is not None:
+            if not _is_int(seed) or seed < 0:
+                raise ParameterError(f"seed={seed!r} must be a non-negative integer or None")
+            self.seed = int(seed)
+        elif self.seed is None:
+            self.seed = int(np.random.SeedSequence().generate_state(1)[0])
+        if data.n_bins != self.image_size[0]:
+            raise ParameterError(
+                f"the dataset has {data.n_bins} bins but image_size={self.image_size}"
+            )
+
+    def _draw(self, n: int, gen: torch.Generator, device: torch.device) -> tuple[Tensor, ...]:
+        """Key changes ``[n]``, tempo factors ``[n]`` and style latents ``[n, z_dim]``."""
+        cfg = self.config
+        k = cfg.max_semitones
+        u = torch.rand(n, generator=gen, device=device)
+        semitones = torch.floor(u * (2 * k + 1)).long().clamp(max=2 * k) - k
+        low, high = (math.log(t) for t in cfg.tempo_range)
+        rates = torch.exp(low + (high - low) * torch.rand(n, generator=gen, device=device))
+        z = torch.randn(n, cfg.z_dim, generator=gen, device=device)
+        return semitones, rates, z
+
+    def _train_step(self, refs: Tensor, cands: Tensor, works: np.ndarray) -> dict[str, float]:
+        cfg = self.config
+        G, D = self.generator, self.discriminator
+        G.train()
+        D.train()
+        width = self.image_size[1]
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(_derive_seed(cast(int, self.seed), _STREAM_STEP, self.step))
+        half = refs.shape[0] // 2
+        semis, rates, _ = self._draw(half, gen, self.device)
+        z = torch.randn(2 * half, cfg.z_dim, generator=gen, device=self.device)
+        fake_refs = torch.cat([refs[:half], refs[:half]])
+        src = version_transform(
+            fake_refs,
+            torch.cat([semis, semis]),
+            torch.cat([rates, rates]),
+            width=width,
+            bins_per_semitone=cfg.bins_per_semitone,
+        )
+        fake = G(src, z)
+        aug = self.augment
+        b = refs.shape[0]
+
+        # discriminator: every candidate batch in one forward pass
+        e_ref = D.embed_reference(aug(refs[..., :width], gen))  # [b, C]
+        e_half = torch.cat([e_ref[:half], e_ref[:half]])
+        cand_list, emb_list, sizes = [cands, fake.detach()], [e_ref, e_half], [b, 2 * half]
+        perm = torch.roll(torch.arange(b), 1)
+        keep = torch.as_tensor(works != works[perm.numpy()]).nonzero().reshape(-1)
+        use_mismatch = cfg.mismatch_weight > 0 and keep.numel() > 0
+        if use_mismatch:
+            cand_list.append(cands[perm[keep].to(self.device)])
+            emb_list.append(e_ref[keep.to(self.device)])
+            sizes.append(keep.numel())
+        if cfg.copy_weight > 0:
+            cand_list.append(src[:half])
+            emb_list.append(e_ref[:half])
+            sizes.append(half)
+        scores = D(None, aug(torch.cat(cand_list), gen), torch.cat(emb_list)).split(sizes)
+        d_real, d_fake = scores[0], scores[1]
+        loss_d = torch.relu(1 - d_real).mean() + torch.relu(1 + d_fake).mean()
+        logs: dict[str, float] = {}
+        at = 2
+        if use_mismatch:
+            loss_d = loss_d + cfg.mismatch_weight * torch.relu(1 + scores[at]).mean()
+            logs["d_mismatch"] = float(scores[at].detach().mean())
+            at += 1
+        if cfg.copy_weight > 0:
+            loss_d = loss_d + cfg.copy_weight * torch.relu(1 + scores[at]).mean()
+            logs["d_copy"] = float(scores[at].detach().mean())
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()  # type: ignore[no-untyped-call]
+        self.opt_d.step()
+
+        # generator
+        trainable = [p for p in D.parameters() if p.requires_grad]
+        for p in trainable:
+            p.requires_grad_(False)
+        try:
+            with torch.no_grad():
+                e_g = D.embed_reference(aug(refs[:half, :, :, :width], gen))
+            g_out = D(None, aug(fake, gen), torch.cat([e_g, e_g]))
+            loss_g: Tensor = -g_out.mean()
+            spread = (fake[:half] - fake[half:]).abs().mean() / (
+                (z[:half] - z[half:]).abs().mean() + 1e-8
+            )
+            if cfg.diversity_weight > 0:
+                loss_g = loss_g + cfg.diversity_weight / (spread + 1e-5)
+            self.opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()  # type: ignore[no-untyped-call]
+            self.opt_g.step()
+        finally:
+            for p in trainable:
+                p.requires_grad_(True)
+        self._update_ema()
+        logs.update(
+            loss_d=float(loss_d.detach()),
+            loss_g=float(loss_g.detach()),
+            d_real=float(d_real.detach().mean()),
+            d_fake=float(d_fake.detach().mean()),
+            diversity=float(spread.detach()),
+        )
+        return logs
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        ema = self.generator_ema
+        if ema is None or self.config.ema_decay is None:
+            return
+        t = self.step
+        decay = min(self.config.ema_decay, (1 + t) / (10 + t))
+        for p_ema, p in zip(ema.parameters(), self.generator.parameters(), strict=True):
+            p_ema.lerp_(p.detach(), 1.0 - decay)
+
+    # ------------------------------------------------------------------ sampling
+
+    def generate(
+        self,
+        refs: Tensor,
+        *,
+        generator: torch.Generator | int | None = None,
+        batch_size: int = 256,
+        use_ema: bool = True,
+    ) -> Tensor:
+        """One version per reference window (eval mode, no gradients, in batches).
+
+        Parameters
+        ----------
+        refs : torch.Tensor [shape=(n, 1, H, W_src)]
+            Reference windows in model space; ``W_src >= config.source_width`` frames let the
+            fastest tempo read fresh frames (a shorter window repeats its last frame).
+        generator : torch.Generator or int, optional
+            Source of the key change, tempo factor and style latent of each sample, or its
+            seed (drawn on the CPU, so a seed gives the same samples on every device).
+            ``None``: torch's global generator.
+        batch_size : int
+            Samples per forward pass.
+        use_ema : bool
+            Sample the EMA generator (when there is one).
+
+        Returns
+        -------
+        torch.Tensor [shape=(n, 1, H, W)]
+            float32 on the CPU, in ``[-1, 1]``.
+        """
+        height, width = self.image_size
+        if not isinstance(refs, Tensor) or refs.dim() != 4 or refs.shape[1:3] != (1, height):
+            got = tuple(refs.shape) if isinstance(refs, Tensor) else type(refs).__name__
+            raise ParameterError(f"refs must be a tensor [n, 1, {height}, W_src], got {got}")
+        if not _is_int(batch_size) or batch_size < 1:
+            raise ParameterError(f"batch_size={batch_size!r} must be a positive integer")
+        if generator is None or isinstance(generator, torch.Generator):
+            gen = generator if generator is not None else torch.default_generator
+        elif _is_int(generator):
+            gen = torch.Generator().manual_seed(int(generator))
+        else:
+            raise ParameterError(
+                f"generator must be a torch.Generator, an int seed or None, got {generator!r}"
+            )
+        n = refs.shape[0]
+        semis, rates, z = self._draw(n, gen, gen.device)
+        module = self.generator_ema if (use_ema and self.generator_ema is not None) else None
+        module = module if module is not None else self.generator
+        was_training = module.training
+        module.eval()
+        out = torch.empty(n, 1, height, width)
+        try:
+            with torch.no_grad():
+                for start in range(0, n, batch_size):
+                    stop = min(start + batch_size, n)
+                    src = version_transform(
+                        refs[start:stop].to(self.device, torch.float32),
+                        semis[start:stop],
+                        rates[start:stop],
+                        width=width,
+                        bins_per_semitone=self.config.bins_per_semitone,
+                    )
+                    out[start:stop] = module(src, z[start:stop].to(self.device)).float().cpu()
+        finally:
+            module.train(was_training)
+        return out
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything :meth:`save` writes, as plain containers and tensors."""
+        from covergan import __version__
+
+        return {
+            "format": VERSIONS_FORMAT,
+            "format_version": VERSIONS_FORMAT_VERSION,
+            "covergan_version": __version__,
+            "config": self.config.to_dict(),
+            "generator": self.generator.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "generator_ema": (
+                None if self.generator_ema is None else self.generator_ema.state_dict()
+            ),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "step": self.step,
+            "seed": self.seed,
+            "history": {k: list(v) for k, v in self.history.items()},
+            "pretrain_history": {k: list(v) for k, v in self.pretrain_history.items()},
+        }
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write a checkpoint atomically (temporary file in the same folder, fsync, rename).
+
+        Returns
+        -------
+        Path
+            The file written.
+        """
+        target = Path(path).expanduser()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        state = self.state_dict()
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                torch.save(state, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return target
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], *, device: str | torch.device = "auto"
+    ) -> VersionGAN:
+        """Rebuild from :meth:`save` output with ``torch.load(weights_only=True)``.
+
+        Raises
+        ------
+        CheckpointError
+            Missing, truncated, corrupt or foreign file, objects other than tensors and
+            plain containers, a newer ``format_version``, or weights that do not fit.
+        """
+        source = Path(path).expanduser()
+        return cls.from_state_dict(_read_checkpoint(source), device=device, source=str(source))
+
+    @classmethod
+    def from_state_dict(
+        cls,
+        state: Any,
+        *,
+        device: str | torch.device = "auto",
+        source: str = "the state dict",
+    ) -> VersionGAN:
+        """Rebuild from :meth:`state_dict` output (e.g. embedded in an augmenter file).
+
+        Raises
+        ------
+        CheckpointError
+            As in :meth:`load`.
+        """
+        if not isinstance(state, dict) or state.get("format") != VERSIONS_FORMAT:
+            raise CheckpointError(f"{source} is not a covergan version-model checkpoint")
+        version = state.get("format_version")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise CheckpointError(f"{source} has an unknown format_version={version!r}")
+        if version > VERSIONS_FORMAT_VERSION:
+            raise CheckpointError(
+                f"{source} has format_version={version}, newer than the "
+                f"{VERSIONS_FORMAT_VERSION} this covergan reads (written by covergan "
+                f"{state.get('covergan_version', '?')}); upgrade covergan"
+            )
+        try:
+            config = VersionConfig.from_dict(state["config"])
+            model = cls(config, device=device, seed=0)
+            model.generator.load_state_dict(state["generator"])
+            model.discriminator.load_state_dict(state["discriminator"])
+            if model.generator_ema is not None:
+                if state["generator_ema"] is None:
+                    raise CheckpointError(f"{source}: the EMA generator weights are missing")
+                model.generator_ema.load_state_dict(state["generator_ema"])
+            model.opt_g.load_state_dict(state["opt_g"])
+            model.opt_d.load_state_dict(state["opt_d"])
+            model.step = int(state["step"])
+            model.seed = None if state["seed"] is None else int(state["seed"])
+            model.history = {
+                str(k): [float(v) for v in vals] for k, vals in dict(state["history"]).items()
+            }
+            model.pretrain_history = {
+                str(k): [float(v) for v in vals]
+                for k, vals in dict(state.get("pretrain_history") or {}).items()
+            }
+        except CheckpointError:
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(
+                f"{source} is an incomplete or inconsistent version-model checkpoint: {exc}"
+            ) from exc
+        return model
+
+
+class _PairSource:
+    """Random ``(reference, candidate)`` crops of two recordings of the same work."""
+
+    def __init__(self, data: CQTDataset, config: VersionConfig, *, pairs: bool = True) -> None:
+        self.data = data
+        self.height, self.width = config.image_size
+        self.source_width = config.source_width
+        if not pairs:
+            return
+        groups: dict[SongId, list[int]] = {}
+        for i, song in enumerate(data.song_ids):
+            groups.setdefault(song, []).append(i)
+        self.groups = {s: np.asarray(g) for s, g in groups.items() if len(g) >= 2}
+        if not self.groups:
+            raise DatasetError(
+                "a version model learns from works with two or more recordings; every work in "
+                "this dataset has one"
+            )
+        work_ids = {s: k for k, s in enumerate(self.groups)}
+        self.items = np.concatenate(list(self.groups.values()))
+        self.item_work = np.concatenate(
+            [np.full(len(g), work_ids[s]) for s, g in self.groups.items()]
+        )
+
+    def singles(self, n: int, rng: np.random.Generator) -> Tensor:
+        """``n`` source-width crops of random recordings (any work)."""
+        picks = rng.integers(0, len(self.data), size=n)
+        return torch.stack([self._crop(int(i), self.source_width, rng) for i in picks])
+
+    def batch(self, n: int, rng: np.random.Generator) -> tuple[Tensor, Tensor, np.ndarray]:
+        data = self.data
+        picks = rng.integers(0, len(self.items), size=n)
+        refs, cands = [], []
+        for p in picks:
+            i = int(self.items[p])
+            group = self.groups[data.song_ids[i]]
+            j = int(rng.choice(group[group != i]))
+            refs.append(self._crop(i, self.source_width, rng))
+            cands.append(self._crop(j, self.width, rng))
+        return torch.stack(refs), torch.stack(cands), self.item_work[picks]
+
+    def _crop(self, i: int, width: int, rng: np.random.Generator) -> Tensor:
+        data = self.data
+        x = random_crop(
+            data.features[i],
+            width,
+            rng=rng,
+            pad_mode=data.pad_mode,
+            pad_value=data.silence_value,
+        )
+        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None]
+        if data.transform is not None:
+            t = data.transform(t)
+        if not isinstance(t, Tensor) or tuple(t.shape) != (1, self.height, width):
+            got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
+            raise ParameterError(
+                f"the dataset's transform must return [1, {self.height}, {width}], got {got}"
+            )
+        return t.float()
+
+
+# ----------------------------------------------------------------------------------- sampling
+
+
+def _reference_track(features: Any, n_bins: int) -> np.ndarray:
+    """Validate one reference recording and return it as float32 ``[n_bins, n_frames]``."""
+    if isinstance(features, Tensor):
+        arr = features.detach().cpu().numpy()
+    elif isinstance(features, np.ndarray):
+        arr = features
+    else:
+        raise ParameterError(
+            f"features must be a numpy array or torch tensor [n_bins, n_frames], got "
+            f"{type(features).__name__}"
+        )
+    if arr.ndim == 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 2:
+        raise ParameterError(f"features must be [n_bins, n_frames], got shape {arr.shape}")
+    if arr.shape[0] != n_bins:
+        raise ParameterError(
+            f"features have {arr.shape[0]} bins on axis 0, the model makes {n_bins}; "
+            "features are [n_bins, n_frames] in the extractor's format"
+        )
+    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+        raise ParameterError(f"features must be real numbers, got dtype {arr.dtype}")
+    arr = np.asarray(arr, dtype=np.float32)
+    if not np.all(np.isfinite(arr)):
+        raise ParameterError("features contain NaN or inf")
+    return arr
+
+
+def sample_versions(
+    model: VersionGAN,
+    normalizer: CQTNormalizer,
+    features: np.ndarray | Tensor,
+    n: int,
+    *,
+    seed: int | None = None,
+    space: Space = "features",
+    crop: Crop = "random",
+    silence: float = 0.0,
+    pad_mode: Literal["constant", "wrap"] = "constant",
+) -> Tensor:
+    """Synthetic versions of one recording, in the feature format (the sampler behind
+    :meth:`covergan.Augmenter.sample_like`).
+
+    Crop and pad policy: sample ``i`` reads a window of ``model.config.source_width`` frames
+    of the recording (``ceil(W * tempo_range[1]) + 1``: what the fastest tempo consumes);
+    ``crop="random"`` draws each sample's window start uniformly (seeded), ``"center"`` uses
+    the centre for every sample. A recording shorter than that is padded at the end with
+    ``silence`` (``pad_mode="constant"``, as training windows are) or tiled (``"wrap"``).
+    A recording needs at least ``max(2, W // 4)`` frames.
+
+    Parameters
+    ----------
+    model : VersionGAN
+    normalizer : CQTNormalizer
+        The fitted feature <-> model-space map the model was trained with.
+    features : np.ndarray or torch.Tensor [shape=(n_bins, n_frames)]
+        One recording in the extractor's format (``[1, n_bins, n_frames]`` is accepted).
+    n : int
+        Number of versions (> 0).
+    seed : int, optional
+        Same seed, same samples (crops, key, tempo and style). ``None``: fresh randomness.
+    space : {"features", "model"}
+        Output in the extractor's format or in the model's ``[-1, 1]``.
+    crop : {"random", "center"}
+        Where the windows are read (see above).
+    silence : float
+        Feature value of silence for padding (0, or ``-top_db`` for dB features).
+    pad_mode : {"constant", "wrap"}
+        Padding of short recordings.
+
+    Returns
+    -------
+    torch.Tensor [shape=(n, 1, n_bins, W), dtype=float32, device=cpu]
+
+    Raises
+    ------
+    ParameterError
+        ``n`` not a positive int, bad ``space``/``crop``/``pad_mode``/``seed``, features that
+        are not a 2-D real array with the model's bins, contain NaN or inf, are negative
+        where the normaliser takes a log, or are shorter than ``max(2, W // 4)`` frames.
+    """
+    if not _is_int(n) or n <= 0:
+        raise ParameterError(f"n={n!r} must be a positive integer")
+    if space not in ("features", "model"):
+        raise ParameterError(f"space={space!r} must be 'features' or 'model'")
+    if crop not in ("random", "center"):
+        raise ParameterError(f"crop={crop!r} must be 'random' or 'center'")
+    if pad_mode not in ("constant", "wrap"):
+        raise ParameterError(f"pad_mode={pad_mode!r} must be 'constant' or 'wrap'")
+    if seed is not None and (not _is_int(seed) or seed < 0):
+        raise ParameterError(f"seed={seed!r} must be a non-negative integer or None")
+    height, width = model.image_size
+    track = _reference_track(features, height)
+    min_frames = max(2, width // 4)
+    if track.shape[1] < min_frames:
+        raise ParameterError(
+            f"the reference has {track.shape[1]} frames; a reference needs at least "
+            f"{min_frames} (a quarter of the {width}-frame window)"
+        )
+    if normalizer.log and bool((track < 0).any()):
+        raise ParameterError("features must be non-negative (the normaliser takes a log)")
+    source_width = model.config.source_width
+    rng = np.random.default_rng(None if seed is None else [seed, _STREAM_SAMPLE])
+    if crop == "random":
+        windows = [
+            random_crop(track, source_width, rng=rng, pad_mode=pad_mode, pad_value=silence)
+            for _ in range(int(n))
+        ]
+    else:
+        one = center_crop_or_pad(track, source_width, pad_mode=pad_mode, pad_value=silence)
+        windows = [one] * int(n)
+    refs = normalizer.forward(torch.from_numpy(np.stack(windows)))[:, None].float()
+    generator = None if seed is None else int(_derive_seed(seed, _STREAM_SAMPLE))
+    out = model.generate(refs, generator=generator)
+    return normalizer.inverse(out) if space == "features" else out
+
+
+# ----------------------------------------------------------------------------------- checks
+
+
+@dataclass(frozen=True)
+class VersionCheck:
+    """The two collapse checks of a version generator, measured with a CSI model.
+
+    Distances are cosine distances between CSI embeddings of ``W``-frame windows and the
+    embedding of a reference's full track, averaged over references. Retrieval ranks the
+    real full tracks other than the reference by distance to a query window; relevant are
+    the other recordings of the reference's work.
+
+    Attributes
+    ----------
+    n_references, n_samples : int
+        References (recordings of works with two or more recordings) and samples drawn.
+    distance_copy : float
+        Window of the reference itself <-> the reference: what copying scores.
+    distance_version : float
+        Window of another real version of the work <-> the reference.
+    distance_synthetic : float
+        Synthetic version <-> its reference. Copying: close to ``distance_copy``; a good
+        version generator: about ``distance_version``.
+    distance_other_work : float
+        Window of a recording of another work <-> the reference: what a song-independent
+        output scores.
+    distance_between_samples : float
+        Between two synthetic versions of the same reference (diversity; 0 = one output).
+    map_synthetic, top1_synthetic : float
+        MAP and top-1 hit rate of synthetic versions as queries.
+    map_real, top1_real : float
+        The same for a real window of the reference itself as query (what a real recording
+        of the work retrieves: the level to reach).
+    map_chance : float
+        Expected MAP of a random ranking (about the share of relevant items), what a
+        song-independent average scores.
+    """
+
+    n_references: int
+    n_samples: int
+    distance_copy: float
+    distance_version: float
+    distance_synthetic: float
+    distance_other_work: float
+    distance_between_samples: float
+    map_synthetic: float
+    top1_synthetic: float
+    map_real: float
+    top1_real: float
+    map_chance: float
+
+    def as_dict(self) -> dict[str, float | int]:
+        """Plain dict."""
+        return dataclasses.asdict(self)
+
+    def __str__(self) -> str:
+        return (
+            f"distance to reference: copy {self.distance_copy:.3f}, real version "
+            f"{self.distance_version:.3f}, synthetic {self.distance_synthetic:.3f}, other work "
+            f"{self.distance_other_work:.3f}; between samples {self.distance_between_samples:.3f}"
+            f"\nretrieval of the reference's work: synthetic MAP {self.map_synthetic:.3f} "
+            f"(top-1 {self.top1_synthetic:.3f}), real window MAP {self.map_real:.3f} "
+            f"(top-1 {self.top1_real:.3f}), chance {self.map_chance:.3f} "
+            f"({self.n_references} references, {self.n_samples} samples)"
+        )
+
+
+def check_versions(
+    sample_like: Callable[..., Tensor],
+    data: CQTDataset,
+    model: Any,
+    *,
+    n: int = 4,
+    seed: int = 0,
+) -> VersionCheck:
+    """Measure whether a version generator copies its reference or ignores it.
+
+    Parameters
+    ----------
+    sample_like : callable
+        ``sample_like(features [n_bins, n_frames], n, seed=int) -> Tensor [n, 1, n_bins, W]``
+        in the feature format, e.g. ``augmenter.sample_like``.
+    data : CQTDataset
+        Real recordings (feature format, no transform), e.g. held-out works the generator
+        never saw; recordings of works with two or more recordings are the references, all
+        recordings form the retrieval collection.
+    model : CSINet
+        A CSI model trained on the feature format (e.g. trained with classic augmentation).
+    n : int
+        Synthetic versions per reference.
+    seed : int
+        Seeds the samples and the real windows.
+
+    Returns
+    -------
+    VersionCheck
+
+    Raises
+    ------
+    DatasetError
+        Fewer than two works with two or more recordings.
+    """
+    from covergan.csi import embed_dataset
+
+    counts = data.class_counts()
+    refs = [i for i, s in enumerate(data.song_ids) if counts[s] >= 2]
+    if len({data.song_ids[i] for i in refs}) < 2:
+        raise DatasetError("check_versions needs at least two works with two or more recordings")
+    plain = data.windows(None, transform=None)
+    tracks = embed_dataset(model, plain).numpy()  # [N, D], unit norm
+    songs = np.asarray([str(s) for s in data.song_ids])
+    rng = np.random.default_rng([seed, 99])
+    synth, width = [], 0
+    copy_w: list[np.ndarray] = []
+    version_w: list[np.ndarray] = []
+    other_w: list[np.ndarray] = []
+    for k, i in enumerate(refs):
+        x = sample_like(data.features[i], n, seed=seed * 100003 + k)
+        synth.append(x)
+        width = x.shape[-1]
+    for i in refs:
+        same = [j for j in range(len(data)) if songs[j] == songs[i] and j != i]
+        diff = [j for j in range(len(data)) if songs[j] != songs[i]]
+        for pool, dest in (([i], copy_w), (same, version_w), (diff, other_w)):
+            j = int(rng.choice(pool))
+            dest.append(random_crop(data.features[j], width, rng=rng, pad_value=data.silence_value))
+
+    def embed(xs: Tensor) -> np.ndarray:
+        model.eval()
+        with torch.no_grad():
+            return cast(np.ndarray, model.embed(xs).numpy())
+
+    e_synth = embed(torch.cat(synth)).reshape(len(refs), n, -1)
+    e_copy, e_version, e_other = (
+        embed(torch.from_numpy(np.stack(w))[:, None].float()) for w in (copy_w, version_w, other_w)
+    )
+    e_ref = tracks[refs]
+
+    def dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return cast(np.ndarray, 1.0 - (a * b).sum(-1))
+
+    between = dist(e_synth[:, :1], e_synth[:, 1:]).mean() if n > 1 else float("nan")
+    ap_s, hit_s, ap_v, hit_v, chance = [], [], [], [], []
+    for k, i in enumerate(refs):
+        keep = np.arange(len(data)) != i
+        relevant = songs[keep] == songs[i]
+        chance.append(relevant.mean())
+        for q in e_synth[k]:
+            ap, hit = _average_precision(dist(q[None], tracks[keep]), relevant)
+            ap_s.append(ap)
+            hit_s.append(hit)
+        ap, hit = _average_precision(dist(e_copy[k][None], tracks[keep]), relevant)
+        ap_v.append(ap)
+        hit_v.append(hit)
+    return VersionCheck(
+        n_references=len(refs),
+        n_samples=len(refs) * n,
+        distance_copy=float(dist(e_copy, e_ref).mean()),
+        distance_version=float(dist(e_version, e_ref).mean()),
+        distance_synthetic=float(dist(e_synth, e_ref[:, None]).mean()),
+        distance_other_work=float(dist(e_other, e_ref).mean()),
+        distance_between_samples=float(between),
+        map_synthetic=float(np.mean(ap_s)),
+        top1_synthetic=float(np.mean(hit_s)),
+        map_real=float(np.mean(ap_v)),
+        top1_real=float(np.mean(hit_v)),
+        map_chance=float(np.mean(chance)),
+    )
+
+
+def _average_precision(distances: np.ndarray, relevant: np.ndarray) -> tuple[float, float]:
+    """AP and top-1 hit of one ranking (ascending distance, ties broken pessimistically)."""
+    order = np.lexsort((relevant.astype(int), distances))  # relevant items last among ties
+    rel = relevant[order]
+    hits = np.cumsum(rel)
+    ranks = np.flatnonzero(rel) + 1
+    ap = float((hits[rel] / ranks).mean()) if len(ranks) else 0.0
+    return ap, float(rel[0])

@@ -1,0 +1,466 @@
+"""The ``covergan`` command line, through :func:`covergan.cli.main` (and once a subprocess).
+
+Tiny data: four songs with 1..4 recordings of 24-bin features in a ``<song>/<rec>.npy``
+folder, a GAN of width 8 on 16-frame windows, 3 steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from covergan import cli
+from covergan.augmenter import Augmenter
+from covergan.cqt import CQTConfig, CQTExtractor
+from covergan.data import CQTDataset
+from covergan.gan import ConditionalDCGAN
+
+CFG = CQTConfig(n_bins=24)
+TINY_GAN = {"g_width": 8, "d_width": 8, "batch_size": 4}
+FIT = ["--window", "16", "--gan-config", json.dumps(TINY_GAN), "--device", "cpu"]
+FIT += ["--seed", "0", "--no-progress"]
+
+
+def toy_features(seed: int = 0) -> tuple[list[np.ndarray], list[str]]:
+    """Songs song-0..song-3 with 1..4 recordings, each song its own spectral envelope."""
+    rng = np.random.default_rng(seed)
+    feats, songs = [], []
+    for i in range(4):
+        envelope = np.exp(-0.5 * ((np.arange(24) - 5 * i - 3) / 2.0) ** 2)[:, None]
+        for _ in range(i + 1):
+            n = int(rng.integers(20, 40))
+            feats.append((envelope * rng.gamma(2.0, 0.5, size=(24, n)) + 1e-3).astype(np.float32))
+            songs.append(f"song-{i}")
+    return feats, songs
+
+
+def write_folder(root: Path, *, seed: int = 0, config: bool = True) -> Path:
+    """The layout ``covergan extract`` writes."""
+    feats, songs = toy_features(seed)
+    for k, (x, song) in enumerate(zip(feats, songs, strict=True)):
+        (root / song).mkdir(parents=True, exist_ok=True)
+        np.save(root / song / f"rec-{k}.npy", x)
+    if config:
+        (root / cli.CONFIG_FILE).write_text(json.dumps(CFG.to_dict()))
+    return root
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code: int, err: str, expected: int, match: str) -> None:
+    assert code == expected
+    assert err.startswith("covergan: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err and match in err, err
+
+
+def weights(aug: Augmenter) -> dict[str, torch.Tensor]:
+    gan = aug.gan_
+    out = {f"g.{k}": v for k, v in gan.generator.state_dict().items()}
+    out |= {f"d.{k}": v for k, v in gan.discriminator.state_dict().items()}
+    assert gan.generator_ema is not None
+    out |= {f"ema.{k}": v for k, v in gan.generator_ema.state_dict().items()}
+    return out
+
+
+def assert_same_model(a: Augmenter, b: Augmenter) -> None:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+    assert a.gan_.step == b.gan_.step and a.history_ == b.history_
+
+
+@pytest.fixture(scope="module")
+def features(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_folder(tmp_path_factory.mktemp("features"))
+
+
+@pytest.fixture(scope="module")
+def fitted(features: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("fit") / "aug.pt"
+    assert cli.main(["fit", str(features), str(out), "--steps", "3", *FIT]) == 0
+    return out
+
+
+def sigint_during_steps(
+    monkeypatch: pytest.MonkeyPatch, steps: set[int], *, times: int = 1
+) -> None:
+    """Send SIGINT ``times`` times while GAN step ``k`` (1-based) of ``steps`` runs."""
+    original: Callable[..., Any] = ConditionalDCGAN._train_step
+
+    def train_step(self: ConditionalDCGAN, batches: Any) -> Any:
+        if self.step + 1 in steps:
+            for _ in range(times):
+                signal.raise_signal(signal.SIGINT)
+        return original(self, batches)
+
+    monkeypatch.setattr(ConditionalDCGAN, "_train_step", train_step)
+
+
+# ----------------------------------------------------------------------------- the parser
+
+
+def test_help_documents_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = cli.build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(commands.choices) == {"demo", "extract", "fit", "sample", "evaluate", "listen"}
+    for name, sub in commands.choices.items():
+        code, out, _ = run([name, "--help"], capsys)
+        assert code == 0 and sub.description
+        for action in sub._actions:
+            assert action.help, f"{name} {action.dest} has no help"
+            for flag in action.option_strings:
+                assert flag in out, f"{flag} missing from 'covergan {name} --help'"
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["sample", "a.pt", "song-0", "-n", "0", "-o", "x"], "expected a positive integer, got 0"),
+        (["sample", "a.pt", "song-0", "-n", "-3", "-o", "x"], "expected a positive integer"),
+        (["fit", "d", "o.pt", "--gan-config", "[1]"], "expected a JSON object"),
+        (["fit", "d", "o.pt", "--gan-config", "{"], "not valid JSON"),
+        (["demo", "--minutes", "0"], "expected a positive number"),
+        (["sample", "a.pt", "--balance", "most", "-o", "x"], "expected 'max', 'median'"),
+        (["nope"], "invalid choice"),
+    ],
+)
+def test_usage_errors_are_one_line(
+    argv: list[str], match: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(argv, capsys)
+    assert_one_line_error(code, err, 2, match)
+
+
+# ----------------------------------------------------------------------------- fit
+
+
+def test_fit_writes_an_augmenter_in_the_folder_format(fitted: Path) -> None:
+    aug = Augmenter.load(fitted, device="cpu")
+    assert aug.gan_.step == 3 and aug.steps == 3 and aug.seed_ == 0
+    assert aug.config_ == CFG and aug.window_ == 16
+    assert aug.songs_.class_counts() == {"song-0": 1, "song-1": 2, "song-2": 3, "song-3": 4}
+    assert not fitted.with_name("aug.pt.partial").exists()
+
+
+def test_fit_without_config_file_takes_the_feature_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_folder(tmp_path / "feats", config=False)
+    code, _, err = run(["fit", data, tmp_path / "a.pt", "--steps", "1", *FIT], capsys)
+    assert_one_line_error(code, err, 1, "24")  # the CQTNet recipe expects 84 bins
+    argv = ["fit", data, tmp_path / "a.pt", "--steps", "1", "--n-bins", "24", *FIT]
+    code, out, _ = run(argv, capsys)
+    assert code == 0 and "wrote" in out
+    assert Augmenter.load(tmp_path / "a.pt").config_.n_bins == 24
+
+
+def test_interrupted_fit_resumes_to_the_uninterrupted_model(
+    fitted: Path,
+    features: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "aug.pt"
+    checkpoint = tmp_path / "aug.pt.partial"
+    sigint_during_steps(monkeypatch, {2})
+    code, _, err = run(["fit", features, out, "--steps", "3", *FIT], capsys)
+    assert code == 130 and not out.exists()
+    assert "interrupted at GAN step 2 of 3" in err and str(checkpoint) in err
+    assert Augmenter.load(checkpoint).gan_.step == 2
+    monkeypatch.undo()
+
+    code, stdout, _ = run(["fit", features, out, "--resume", *FIT], capsys)
+    assert code == 0 and "resuming" in stdout and "at GAN step 2 of 3" in stdout
+    assert out.exists() and not checkpoint.exists()
+    assert_same_model(Augmenter.load(out, device="cpu"), Augmenter.load(fitted, device="cpu"))
+
+
+def test_second_ctrl_c_quits_keeping_the_periodic_checkpoint(
+    features: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    checkpoint = tmp_path / "ckpt.pt"
+    sigint_during_steps(monkeypatch, {3}, times=2)
+    argv = ["fit", features, tmp_path / "aug.pt", "--steps", "3", *FIT]
+    argv += ["--checkpoint-every", "2", "--checkpoint", checkpoint]
+    code, _, err = run(argv, capsys)
+    assert code == 130 and "nothing saved" in err and "unchanged" in err
+    assert Augmenter.load(checkpoint).gan_.step == 2
+
+
+def test_ctrl_c_during_pretraining_saves_nothing(
+    features: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def pretrain(self: ConditionalDCGAN, *args: Any, **kwargs: Any) -> None:
+        signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(ConditionalDCGAN, "pretrain_autoencoder", pretrain)
+    out = tmp_path / "aug.pt"
+    code, _, err = run(
+        ["fit", features, out, "--steps", "3", "--pretrain-steps", "1", *FIT], capsys
+    )
+    assert code == 130 and "nothing saved" in err
+    assert list(tmp_path.iterdir()) == []
+    code, _, err = run(["fit", features, out, "--resume", *FIT], capsys)
+    assert_one_line_error(code, err, 1, "no checkpoint")
+
+
+def test_resume_checks_options_and_trains_longer(
+    fitted: Path, features: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "aug.pt"
+    out.write_bytes(fitted.read_bytes())
+    code, _, err = run(["fit", features, out, "--resume", "--seed", "5"], capsys)
+    assert_one_line_error(code, err, 1, "--seed 5 differs from the checkpoint's 0")
+    code, _, err = run(["fit", features, out, "--resume", "--steps", "2"], capsys)
+    assert_one_line_error(code, err, 1, "below the 3 GAN steps")
+    other = write_folder(tmp_path / "other")
+    (other / "song-3" / "rec-9.npy").unlink()  # one recording fewer
+    code, _, err = run(["fit", other, out, "--resume"], capsys)
+    assert_one_line_error(code, err, 1, "the dataset the augmenter was fitted on")
+    code, _, _ = run(["fit", features, out, "--resume", "--steps", "4", *FIT], capsys)
+    assert code == 0 and Augmenter.load(out).gan_.step == 4
+
+
+# ----------------------------------------------------------------------------- sample
+
+
+def test_sample_writes_one_npy_per_sample(
+    fitted: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "synth"
+    code, stdout, _ = run(["sample", fitted, "song-0", "song-3", "-n", "2", "-o", out], capsys)
+    assert code == 0 and "wrote 4 synthetic 24 x 16 CQTs" in stdout
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.npy"))
+    assert files == [f"song-{s}/synthetic-s0-000{k}.npy" for s in (0, 3) for k in (0, 1)]
+    expected = Augmenter.load(fitted, device="cpu").sample_many({"song-0": 2, "song-3": 2}, seed=0)
+    first = np.load(out / "song-3" / "synthetic-s0-0001.npy")
+    assert first.dtype == np.float32 and first.shape == (24, 16)
+    np.testing.assert_array_equal(first, expected["song-3"][1, 0].numpy())
+    config = CQTConfig.from_dict(json.loads((out / cli.CONFIG_FILE).read_text()))
+    again = CQTDataset.from_folder(out, extractor=CQTExtractor(config), progress=False)
+    assert config == CFG and again.class_counts() == {"song-0": 2, "song-3": 2}
+
+
+def test_sample_balance_and_model_space(
+    fitted: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = Augmenter.load(fitted).plan("max")
+    code, stdout, _ = run(["sample", fitted, "--balance", "max", "-o", tmp_path / "b"], capsys)
+    assert code == 0
+    counts = {p.name: len(list(p.glob("*.npy"))) for p in (tmp_path / "b").iterdir() if p.is_dir()}
+    assert counts == {s: n for s, n in plan.items() if n}
+    assert (tmp_path / "b" / cli.CONFIG_FILE).is_file()
+
+    argv = ["sample", fitted, "song-1", "--space", "model", "-o", tmp_path / "m"]
+    assert run(argv, capsys)[0] == 0
+    x = np.load(tmp_path / "m" / "song-1" / "synthetic-s0-0000.npy")
+    assert np.abs(x).max() <= 1.0 and not (tmp_path / "m" / cli.CONFIG_FILE).exists()
+
+    code, stdout, _ = run(["sample", fitted, "--balance", "0", "-o", tmp_path / "z"], capsys)
+    assert code == 0 and "nothing to sample" in stdout and not (tmp_path / "z").exists()
+
+
+def test_bad_input_gives_one_line_errors(
+    fitted: Path, features: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a torch file")
+    cases: list[tuple[list[Any], str]] = [
+        (["fit", tmp_path / "missing", tmp_path / "a.pt"], "dataset folder not found"),
+        (["fit", features, tmp_path / "a.pt", "--gan-config", '{"nope": 1}'], "unknown GANConfig"),
+        (["sample", tmp_path / "missing.pt", "song-0", "-o", tmp_path / "s"], "no augmenter file"),
+        (["sample", corrupt, "song-0", "-o", tmp_path / "s"], "corrupt"),
+        (["sample", fitted, "song-9", "-o", tmp_path / "s"], "did you mean"),
+        (["sample", fitted, "-o", tmp_path / "s"], "give song ids"),
+        (["sample", fitted, "song-0", "--balance", "max", "-o", tmp_path / "s"], "not both"),
+        (["evaluate", fitted, tmp_path / "missing"], "dataset folder not found"),
+        (["evaluate", fitted, features, "--n-per-song", "1"], "at least 2"),
+        (["listen", tmp_path / "missing.npy"], "no feature file"),
+        (["listen", fitted], "give --song"),
+        (["listen", fitted, "--song", "nope"], "unknown song id"),
+    ]
+    for argv, match in cases:
+        code, _, err = run(argv, capsys)
+        assert_one_line_error(code, err, 1, match)
+    assert not (tmp_path / "s").exists()
+
+
+def test_subprocess_entry_point(fitted: Path, tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "covergan", "sample", str(fitted), "song_0", "-o", str(tmp_path)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.startswith("covergan: error: unknown song id 'song_0'; did you mean ")
+    assert done.stderr.count("\n") == 1 and "'song-0'" in done.stderr
+
+
+# ----------------------------------------------------------------------------- evaluate, listen
+
+
+def test_evaluate_writes_a_report(
+    fitted: Path, features: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    heldout = write_folder(tmp_path / "heldout", seed=3)
+    argv = ["evaluate", fitted, features, heldout, "-o", tmp_path / "r", "--n-per-song", "4"]
+    code, out, _ = run([*argv, "--device", "cpu", "--no-progress"], capsys)
+    assert code == 0 and "x the real floor" in out
+    assert out.strip().endswith(f"report: {tmp_path / 'r' / 'report.md'}")
+    assert (tmp_path / "r" / "figures" / "grid.png").is_file()
+
+
+def fake_report(calls: list[dict[str, Any]]) -> Callable[..., Any]:
+    """A stand-in for ``quality_report`` that records its arguments."""
+
+    def quality_report(
+        aug: Augmenter, train: CQTDataset, heldout: CQTDataset, out: Path, **kw: Any
+    ) -> Any:
+        calls.append({"train": train, "heldout": heldout, **kw})
+        memo = SimpleNamespace(ratio=1.5)
+        return SimpleNamespace(
+            per_song=SimpleNamespace(ratio=1.25),
+            memorization=memo,
+            markdown=Path(out) / "report.md",
+        )
+
+    return quality_report
+
+
+def test_evaluate_without_heldout_holds_out_part_of_the_data(
+    fitted: Path,
+    features: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import covergan.report
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(covergan.report, "quality_report", fake_report(calls))
+    code, out, err = run(["evaluate", fitted, features, "-o", tmp_path, "--no-progress"], capsys)
+    assert code == 0 and "1.25x the real floor, memorisation ratio 1.50" in out
+    assert "held out: one recording of each of the 2 songs" in err
+    (call,) = calls
+    assert call["heldout"].class_counts() == {"song-2": 1, "song-3": 1}
+    assert len(call["train"]) == 8 and "floors are optimistic" in call["notes"][-1]
+
+
+@pytest.mark.filterwarnings("ignore:n_fft=.*is too large:UserWarning")  # 3-frame clip
+def test_listen_to_a_features_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(0)
+    source = tmp_path / "song" / "rec.npy"
+    source.parent.mkdir()
+    np.save(source, rng.random((84, 3), dtype=np.float32))  # no config file: the CQTNet recipe
+    code, out, _ = run(["listen", source, "--n-iter", "1"], capsys)
+    assert code == 0 and f"wrote {source.with_suffix('.wav')}" in out
+    y, sr = sf.read(source.with_suffix(".wav"))
+    assert sr == 22050 and len(y) == 3 * 20 * 512 - 1
+
+    pooled = CQTConfig(pool=10)  # a config file in the folder above is found
+    (tmp_path / cli.CONFIG_FILE).write_text(json.dumps(pooled.to_dict()))
+    code, _, _ = run(["listen", source, "-o", tmp_path / "p.wav", "--n-iter", "1"], capsys)
+    assert code == 0 and len(sf.read(tmp_path / "p.wav")[0]) == 3 * 10 * 512 - 1
+
+    np.save(tmp_path / "batch.npy", np.ones((2, 1, 84, 4), dtype=np.float32))
+    code, _, err = run(["listen", tmp_path / "batch.npy"], capsys)
+    assert_one_line_error(code, err, 1, "expected one CQT")
+    np.save(tmp_path / "bins.npy", np.ones((24, 4), dtype=np.float32))
+    code, _, err = run(["listen", tmp_path / "bins.npy", "--n-iter", "1"], capsys)
+    assert_one_line_error(code, err, 1, "n_bins=84")
+
+
+def test_listen_to_a_sample(
+    fitted: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import covergan.audio
+
+    calls: list[tuple[np.ndarray, CQTConfig, int]] = []
+
+    def to_audio(features: np.ndarray, config: CQTConfig, **kwargs: Any) -> np.ndarray:
+        calls.append((features, config, kwargs["seed"]))
+        return np.zeros(100, dtype=np.float32)
+
+    monkeypatch.setattr(covergan.audio, "to_audio", to_audio)
+    argv = ["listen", fitted, "--song", "song-2", "--seed", "3", "-o", tmp_path / "s.wav"]
+    code, out, _ = run([*argv, "--device", "cpu"], capsys)
+    assert code == 0 and "a sample of 'song-2'" in out and (tmp_path / "s.wav").is_file()
+    ((features, config, seed),) = calls
+    expected = Augmenter.load(fitted, device="cpu").sample("song-2", 1, seed=3)[0, 0].numpy()
+    np.testing.assert_array_equal(features, expected)
+    assert config == CFG and seed == 3
+
+
+# ----------------------------------------------------------------------------- demo
+
+
+def test_demo_step_budget() -> None:
+    assert cli._demo_steps(120.0, 0.1) == 1000  # 120 s / (1.2 x 0.1 s)
+    assert cli._demo_steps(-5.0, 0.1) == cli.DEMO_MIN_STEPS
+    assert cli._demo_steps(10.0, 0.0) == cli.DEMO_MIN_STEPS
+
+
+def test_demo_fits_its_budget_on_stand_in_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import covergan.datasets
+    import covergan.report
+
+    def chorales(**kwargs: Any) -> CQTDataset:
+        feats, songs = toy_features()
+        more, more_songs = toy_features(seed=1)
+        return CQTDataset.from_arrays(feats + more, songs + more_songs, config=CFG)
+
+    monkeypatch.setattr(covergan.datasets, "chorale_covers", chorales)
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(covergan.report, "quality_report", fake_report(calls))
+    argv = ["demo", "--out", tmp_path, "--minutes", "0.01", "--device", "cpu", "--no-progress"]
+    code, out, err = run([*argv, "--gan-config", json.dumps(TINY_GAN)], capsys)
+    assert code == 0, err
+    assert f"so {cli.DEMO_MIN_STEPS} GAN steps (+ 2 pretraining)" in out
+    assert "the budget is spent" in err
+    assert out.strip().endswith(f"report: {tmp_path / 'report.md'}")
+    assert Augmenter.load(tmp_path / "augmenter.pt").gan_.step == cli.DEMO_MIN_STEPS
+    assert (tmp_path / "versions.png").is_file() and len(calls) == 1
+
+
+# ----------------------------------------------------------------------------- extract
+
+
+def test_extract_writes_features_and_their_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.signals import SR, tone
+
+    for song, freq in (("a", 220.0), ("b", 330.0)):
+        (tmp_path / "audio" / song).mkdir(parents=True)
+        sf.write(tmp_path / "audio" / song / "v1.wav", tone(freq, 1.0), SR)
+    argv = ["extract", tmp_path / "audio", tmp_path / "feats", "--n-jobs", "1", "--n-bins", "24"]
+    code, out, _ = run([*argv, "--no-progress"], capsys)
+    assert code == 0 and "wrote 2 feature files of 2 songs" in out
+    config = CQTConfig.from_dict(json.loads((tmp_path / "feats" / cli.CONFIG_FILE).read_text()))
+    assert config.n_bins == 24 and np.load(tmp_path / "feats" / "a" / "v1.npy").shape[0] == 24

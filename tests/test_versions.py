@@ -1,0 +1,410 @@
+"""The reference-conditioned version model (covergan.versions) and Augmenter.sample_like."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from covergan.augmenter import Augmenter
+from covergan.cqt import CQTConfig, CQTNormalizer
+from covergan.csi import CSINet
+from covergan.data import CQTDataset
+from covergan.errors import CheckpointError, DatasetError, NotFittedError, ParameterError
+from covergan.models.reference import PairDiscriminator, VersionGenerator, version_transform
+from covergan.versions import (
+    VersionCheck,
+    VersionConfig,
+    VersionGAN,
+    check_versions,
+    sample_versions,
+)
+
+N_BINS, WINDOW = 24, 16
+CFG = CQTConfig(n_bins=N_BINS)
+TINY: dict[str, Any] = {
+    "image_size": (N_BINS, WINDOW),
+    "z_dim": 8,
+    "g_width": 4,
+    "d_width": 4,
+    "max_width": 16,
+    "batch_size": 4,
+    # the optional terms, so that their code runs
+    "mismatch_weight": 0.5,
+    "copy_weight": 0.5,
+    "diversity_weight": 0.05,
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def toy_works(seed: int = 0, counts: tuple[int, ...] = (3, 2, 2, 1)) -> CQTDataset:
+    """Works with a per-work pitch pattern, each recording transposed and re-timbred."""
+    rng = np.random.default_rng(seed)
+    feats, songs = [], []
+    for w, n in enumerate(counts):
+        pattern = rng.integers(4, 16, size=8)
+        for _ in range(n):
+            frames = int(rng.integers(18, 30))
+            shift = int(rng.integers(-3, 4))
+            x = 0.05 * rng.random((N_BINS, frames))
+            for t in range(frames):
+                x[pattern[(t // 4) % 8] + shift, t] += rng.uniform(0.5, 1.0)
+            feats.append((x / x.max()).astype(np.float32))
+            songs.append(f"work-{w}")
+    return CQTDataset.from_arrays(feats, songs, config=CFG)
+
+
+@pytest.fixture(scope="module")
+def data() -> CQTDataset:
+    return toy_works()
+
+
+@pytest.fixture(scope="module")
+def normalizer(data: CQTDataset) -> CQTNormalizer:
+    return CQTNormalizer.for_config(CFG).fit(data)
+
+
+def windows(data: CQTDataset, normalizer: CQTNormalizer) -> CQTDataset:
+    return data.windows(WINDOW, crop="random", seed=0, transform=normalizer)
+
+
+@pytest.fixture(scope="module")
+def model(data: CQTDataset, normalizer: CQTNormalizer) -> VersionGAN:
+    return VersionGAN(VersionConfig(**TINY), device="cpu", seed=0).fit(
+        windows(data, normalizer), steps=3, progress=False
+    )
+
+
+def weights(m: VersionGAN) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in m.generator.parameters()]
+
+
+# ----------------------------------------------------------------------------------- config
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("image_size", (2, 16)),
+        ("z_dim", 0),
+        ("batch_size", 1),
+        ("max_semitones", -1),
+        ("tempo_range", (1.2, 0.8)),
+        ("tempo_range", (0.0, 1.0)),
+        ("lr_g", float("nan")),
+        ("betas", (0.5, 1.0)),
+        ("ema_decay", 1.0),
+        ("copy_weight", -1.0),
+        ("g_stages", 5),
+        ("augment", "flip"),
+    ],
+)
+def test_config_rejects_bad_values(field: str, value: object) -> None:
+    with pytest.raises(ParameterError, match=field.split("_")[0]):
+        VersionConfig(**{**TINY, field: value})
+
+
+def test_config_round_trip_and_source_width() -> None:
+    cfg = VersionConfig(**TINY)
+    assert VersionConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.source_width == int(np.ceil(WINDOW * 1.25)) + 1  # 21
+    with pytest.raises(ParameterError, match="unknown VersionConfig fields"):
+        VersionConfig.from_dict({**cfg.to_dict(), "wings": 2})
+
+
+# ----------------------------------------------------------------------------------- modules
+
+
+def test_version_transform_closed_forms() -> None:
+    ref = torch.arange(2 * 6 * 10, dtype=torch.float32).reshape(2, 1, 6, 10) / 120
+    same = version_transform(ref, torch.zeros(2, dtype=torch.long), torch.ones(2), width=4)
+    assert torch.equal(same, ref[..., :4])
+    double = version_transform(
+        ref, torch.zeros(2, dtype=torch.long), torch.full((2,), 2.0), width=4
+    )
+    assert torch.allclose(double, ref[..., [0, 2, 4, 6]])
+    half = version_transform(ref, torch.zeros(2, dtype=torch.long), torch.full((2,), 0.5), width=3)
+    assert torch.allclose(half[..., 1], (ref[..., 0] + ref[..., 1]) / 2)
+    up = version_transform(ref, torch.tensor([1, -2]), torch.ones(2), width=4, bins_per_semitone=1)
+    assert torch.equal(up[0, 0, 1:], ref[0, 0, :5, :4]) and bool((up[0, 0, 0] == -1).all())
+    assert torch.equal(up[1, 0, :4], ref[1, 0, 2:, :4]) and bool((up[1, 0, 4:] == -1).all())
+
+
+def test_generator_and_discriminator_shapes() -> None:
+    g = VersionGenerator(image_size=(21, 14), z_dim=8, width=4, n_stages=2, n_blocks=1)
+    x = g(torch.rand(3, 1, 21, 14) * 2 - 1, torch.randn(3, 8)).detach()
+    assert x.shape == (3, 1, 21, 14) and float(x.abs().max()) <= 1.0
+    d = PairDiscriminator(image_size=(21, 14), width=4)
+    assert d(torch.randn(3, 1, 21, 20), x).shape == (3,)
+    with pytest.raises(ParameterError, match="takes"):
+        g(torch.zeros(3, 1, 20, 14), torch.randn(3, 8))
+
+
+# ----------------------------------------------------------------------------------- training
+
+
+def test_fit_logs_and_is_deterministic(
+    model: VersionGAN, data: CQTDataset, normalizer: CQTNormalizer
+) -> None:
+    assert model.step == 3
+    assert set(model.history) == {
+        "loss_d", "loss_g", "d_real", "d_fake", "d_mismatch", "d_copy", "diversity",
+    }  # fmt: skip
+    assert all(len(v) == 3 and np.isfinite(v).all() for v in model.history.values())
+    again = VersionGAN(VersionConfig(**TINY), device="cpu", seed=0)
+    again.fit(windows(data, normalizer), steps=3, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(weights(model), weights(again), strict=True))
+    # resuming in two calls equals one run
+    split = VersionGAN(VersionConfig(**TINY), device="cpu", seed=0)
+    split.fit(windows(data, normalizer), steps=1, progress=False)
+    split.fit(windows(data, normalizer), steps=2, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(weights(model), weights(split), strict=True))
+    assert split.history == model.history
+
+
+def test_pretrain_autoencoder(data: CQTDataset, normalizer: CQTNormalizer) -> None:
+    m = VersionGAN(VersionConfig(**TINY), device="cpu", seed=0)
+    m.pretrain_autoencoder(windows(data, normalizer), steps=2, progress=False)
+    assert set(m.pretrain_history) == {"ae_l1", "ae_kl"} and m.step == 0
+    assert m.generator_ema is not None
+    ema = dict(m.generator_ema.state_dict())
+    assert all(torch.equal(v, ema[k]) for k, v in m.generator.state_dict().items())
+    again = VersionGAN(VersionConfig(**TINY), device="cpu", seed=0)
+    again.pretrain_autoencoder(windows(data, normalizer), steps=2, progress=False)
+    assert again.pretrain_history == m.pretrain_history
+    m.fit(windows(data, normalizer), steps=1, progress=False)
+    with pytest.raises(ParameterError, match="untrained"):
+        m.pretrain_autoencoder(windows(data, normalizer), steps=1)
+    with pytest.raises(ParameterError, match="kl_weight"):
+        again.pretrain_autoencoder(windows(data, normalizer), steps=1, kl_weight=-1.0)
+
+
+def test_fit_errors(data: CQTDataset, normalizer: CQTNormalizer) -> None:
+    m = VersionGAN(VersionConfig(**TINY), device="cpu", seed=0)
+    singles = data.subset([0, 3, 5, 7])  # one recording of each work
+    with pytest.raises(DatasetError, match="two or more recordings"):
+        m.fit(windows(singles, normalizer), steps=1, progress=False)
+    with pytest.raises(ParameterError, match="CQTDataset"):
+        m.fit([(np.zeros((N_BINS, 20)), "a")], steps=1)  # type: ignore[arg-type]
+    with pytest.raises(ParameterError, match="bins"):
+        VersionGAN(VersionConfig(**{**TINY, "image_size": (12, WINDOW)}), device="cpu").fit(
+            windows(data, normalizer), steps=1
+        )
+    with pytest.raises(ParameterError, match="steps"):
+        m.fit(windows(data, normalizer), steps=-1)
+    with pytest.raises(ParameterError, match="config"):
+        VersionGAN({"z_dim": 3}, device="cpu")  # type: ignore[arg-type]
+
+
+def test_generate_is_seeded_and_in_range(model: VersionGAN) -> None:
+    refs = torch.rand(5, 1, N_BINS, 21) * 2 - 1
+    a = model.generate(refs, generator=3)
+    assert a.shape == (5, 1, N_BINS, WINDOW) and a.dtype == torch.float32
+    assert float(a.abs().max()) <= 1.0
+    assert torch.equal(a, model.generate(refs, generator=3))
+    assert not torch.equal(a, model.generate(refs, generator=4))
+    with pytest.raises(ParameterError, match="refs"):
+        model.generate(torch.zeros(5, N_BINS, 21))
+
+
+def test_save_load_round_trip_and_errors(model: VersionGAN, tmp_path: Path) -> None:
+    path = model.save(tmp_path / "versions.pt")
+    same = VersionGAN.load(path, device="cpu")
+    refs = torch.rand(3, 1, N_BINS, 21) * 2 - 1
+    assert torch.equal(same.generate(refs, generator=0), model.generate(refs, generator=0))
+    assert same.step == model.step and same.history == model.history
+    state = torch.load(path, weights_only=True)
+    torch.save({**state, "format_version": 2}, tmp_path / "newer.pt")
+    with pytest.raises(CheckpointError, match="newer"):
+        VersionGAN.load(tmp_path / "newer.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not a covergan version-model"):
+        VersionGAN.load(tmp_path / "foreign.pt")
+    torch.save({**state, "generator": {"w": torch.zeros(1)}}, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="inconsistent"):
+        VersionGAN.load(tmp_path / "bad.pt")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(CheckpointError, match="not a readable"):
+        VersionGAN.load(tmp_path / "junk.pt")
+
+
+class _Exploit:
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, ("touch /tmp/covergan-pwned-versions",))
+
+
+def test_load_never_runs_pickled_code(tmp_path: Path) -> None:
+    marker = Path("/tmp/covergan-pwned-versions")
+    marker.unlink(missing_ok=True)
+    torch.save({"format": "covergan.versions", "payload": _Exploit()}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="weights-only"):
+        VersionGAN.load(tmp_path / "evil.pt")
+    assert not marker.exists()
+
+
+# ----------------------------------------------------------------------------------- sampling
+
+
+def test_sample_versions_format_and_seeds(model: VersionGAN, normalizer: CQTNormalizer) -> None:
+    track = np.random.default_rng(1).random((N_BINS, 40)).astype(np.float32)
+    x = sample_versions(model, normalizer, track, 6, seed=0)
+    assert x.shape == (6, 1, N_BINS, WINDOW) and bool((x >= 0).all())
+    assert torch.equal(x, sample_versions(model, normalizer, torch.from_numpy(track), 6, seed=0))
+    assert not torch.equal(x, sample_versions(model, normalizer, track, 6, seed=1))
+    m = sample_versions(model, normalizer, track[None], 2, seed=0, space="model", crop="center")
+    assert m.shape == (2, 1, N_BINS, WINDOW) and float(m.abs().max()) <= 1.0
+    short = sample_versions(model, normalizer, track[:, : WINDOW // 4], 2, seed=0)  # padded
+    assert short.shape == (2, 1, N_BINS, WINDOW)
+
+
+@pytest.mark.parametrize(
+    ("features", "n", "kwargs", "match"),
+    [
+        (np.zeros((12, 30), np.float32), 2, {}, "bins"),
+        (np.full((N_BINS, 30), np.nan, np.float32), 2, {}, "NaN"),
+        (np.zeros((N_BINS, 3), np.float32), 2, {}, "at least 4"),
+        (np.zeros((N_BINS,), np.float32), 2, {}, r"\[n_bins, n_frames\]"),
+        (-np.ones((N_BINS, 30), np.float32), 2, {}, "non-negative"),
+        ([[0.0] * 30] * N_BINS, 2, {}, "numpy array or torch tensor"),
+        (np.zeros((N_BINS, 30), np.float32), 0, {}, "n=0"),
+        (np.zeros((N_BINS, 30), np.float32), 2, {"space": "audio"}, "space"),
+        (np.zeros((N_BINS, 30), np.float32), 2, {"crop": "left"}, "crop"),
+        (np.zeros((N_BINS, 30), np.float32), 2, {"seed": -1}, "seed"),
+    ],
+)
+def test_sample_versions_errors(
+    model: VersionGAN,
+    normalizer: CQTNormalizer,
+    features: Any,
+    n: int,
+    kwargs: dict[str, Any],
+    match: str,
+) -> None:
+    with pytest.raises(ParameterError, match=match):
+        sample_versions(model, normalizer, features, n, **kwargs)
+
+
+# ----------------------------------------------------------------------------------- Augmenter
+
+
+def make(**kwargs: Any) -> Augmenter:
+    params: dict[str, Any] = {
+        "steps": 2,
+        "pretrain_steps": 0,
+        "seed": 0,
+        "progress": False,
+        "window": WINDOW,
+        "gan": {"g_width": 4, "d_width": 4, "batch_size": 4, "max_width": 16},
+        "versions": {k: v for k, v in TINY.items() if k != "image_size"},
+        "version_steps": 2,
+    }
+    params.update(kwargs)
+    return Augmenter(**params)
+
+
+@pytest.fixture(scope="module")
+def aug(data: CQTDataset) -> Augmenter:
+    return make().fit(data)
+
+
+def test_augmenter_sample_like_any_song(aug: Augmenter, data: CQTDataset) -> None:
+    assert aug.versions_ is not None and aug.versions_.step == 2
+    assert aug.versions_.config.image_size == (N_BINS, WINDOW)
+    new_song = toy_works(seed=5, counts=(1,)).features[0]  # a song the augmenter never saw
+    x = aug.sample_like(new_song, 4, seed=0)
+    assert x.shape == (4, 1, N_BINS, WINDOW) and bool((x >= 0).all())
+    assert torch.equal(x, aug.sample_like(new_song, 4, seed=0))
+    assert aug.sample_like(new_song, 2, seed=0, space="model").abs().max() <= 1.0
+    with pytest.raises(ParameterError, match="n=0"):
+        aug.sample_like(new_song, 0)
+    with pytest.raises(ParameterError, match="bins"):
+        aug.sample_like(np.zeros((12, 30), np.float32), 2)
+
+
+def test_augmenter_without_version_model(data: CQTDataset, tmp_path: Path) -> None:
+    with pytest.raises(NotFittedError, match="not fitted"):
+        make().sample_like(data.features[0], 2)
+    plain = make(versions=False).fit(data)
+    assert plain.versions_ is None
+    with pytest.raises(NotFittedError, match="no version model"):
+        plain.sample_like(data.features[0], 2)
+    path = plain.save(tmp_path / "plain.pt")
+    assert torch.load(path, weights_only=True)["format_version"] == 1  # older covergan reads it
+    loaded = Augmenter.load(path, device="cpu")
+    with pytest.raises(NotFittedError, match="fit_versions"):
+        loaded.sample_like(data.features[0], 2)
+    loaded.fit_versions(data, steps=1)
+    assert loaded.sample_like(data.features[0], 2, seed=0).shape == (2, 1, N_BINS, WINDOW)
+
+
+def test_augmenter_versions_errors(data: CQTDataset) -> None:
+    with pytest.raises(ParameterError, match="versions must be"):
+        make(versions="yes").fit(data)
+    with pytest.raises(ParameterError, match="version_steps"):
+        make(version_steps=0).fit(data)
+    with pytest.raises(ParameterError, match="unknown VersionConfig fields"):
+        make(versions={"wings": 2}).fit(data)
+    with pytest.raises(DatasetError, match="two or more recordings"):
+        make().fit(data.subset([0, 3, 5, 7]))
+
+
+def test_augmenter_save_load_keeps_the_version_model(aug: Augmenter, tmp_path: Path) -> None:
+    path = aug.save(tmp_path / "aug.pt")
+    state = torch.load(path, weights_only=True)
+    assert state["format_version"] == 2 and state["versions"]["format"] == "covergan.versions"
+    same = Augmenter.load(path, device="cpu")
+    track = toy_works(seed=7, counts=(1,)).features[0]
+    assert torch.equal(same.sample_like(track, 3, seed=1), aug.sample_like(track, 3, seed=1))
+    assert same.version_steps == 2 and same.versions_ is not None
+    state["versions"]["format_version"] = 9
+    torch.save(state, tmp_path / "newer.pt")
+    with pytest.raises(CheckpointError, match="newer"):
+        Augmenter.load(tmp_path / "newer.pt")
+
+
+def test_balance_with_versions_reaches_unseen_songs(aug: Augmenter, data: CQTDataset) -> None:
+    new = toy_works(seed=9, counts=(4, 1))  # two songs the augmenter never saw
+    mixed = aug.balance(new, target="max", method="versions", seed=0)
+    assert mixed.class_counts(synthetic=True) == {"work-0": 0, "work-1": 3}
+    x, label, synthetic = mixed[len(mixed) - 1]
+    assert x.shape == (1, N_BINS, WINDOW) and label == 1 and synthetic
+    with pytest.raises(ParameterError, match="method"):
+        aug.balance(new, method="magic")  # type: ignore[arg-type]
+    with pytest.raises(ParameterError, match="bank_dir"):
+        aug.balance(new, target="max", method="versions", bank_dir="bank")
+
+
+# ----------------------------------------------------------------------------------- checks
+
+
+def test_check_versions_tells_copies_from_versions(data: CQTDataset, aug: Augmenter) -> None:
+    csi = CSINet(n_classes=4, n_bins=N_BINS, channels=(4, 8), embedding_dim=8, seed=0)
+    rng = np.random.default_rng(0)
+
+    def copier(features: np.ndarray, n: int, seed: int = 0) -> torch.Tensor:
+        """A 'generator' that copies windows of its reference."""
+        start = rng.integers(0, max(1, features.shape[1] - WINDOW), size=n)
+        return torch.stack([torch.from_numpy(features[:, s : s + WINDOW]) for s in start])[:, None]
+
+    copies = check_versions(copier, data, csi, n=2, seed=0)
+    assert isinstance(copies, VersionCheck) and copies.n_references == 7
+    assert copies.n_samples == 14
+    assert copies.distance_synthetic == pytest.approx(copies.distance_copy, abs=0.05)
+    assert 0 < copies.map_chance < 1 and 0 <= copies.top1_synthetic <= 1
+    real = check_versions(aug.sample_like, data, csi, n=2, seed=0)
+    assert all(np.isfinite(v) for v in real.as_dict().values())
+    assert "synthetic MAP" in str(real)
+    with pytest.raises(DatasetError, match="two works"):
+        check_versions(copier, data.subset([0, 1, 2, 7]), csi)

@@ -313,6 +313,36 @@ def test_cache_is_keyed_by_content_and_config(
     assert not list(cache.rglob("*.tmp"))
 
 
+def test_rewritten_file_misses_the_cache_and_reruns_skip_hashing(
+    extractor: CQTExtractor,
+    audio_files: list[Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cache = tmp_path / "cache"
+    target = tmp_path / "song.wav"
+    target.write_bytes(audio_files[0].read_bytes())
+    first = extractor.extract_many([target], cache_dir=cache, progress=False).features[0]
+    assert len(list((cache / "digests").glob("*.json"))) == 1
+
+    hashed: list[Path] = []
+    real_sha256 = cqt.hashlib.sha256
+
+    def counting_sha256(*args: object) -> object:
+        hashed.append(target)
+        return real_sha256(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cqt.hashlib, "sha256", counting_sha256)
+    again = extractor.extract_many([target], cache_dir=cache, progress=False)
+    assert again.n_cached == 1 and len(hashed) == 1  # the memo's name only, not the content
+
+    target.write_bytes(audio_files[1].read_bytes())  # same path, new content and mtime
+    os.utime(target, ns=(0, target.stat().st_mtime_ns + 1_000_000))
+    changed = extractor.extract_many([target], cache_dir=cache, progress=False)
+    assert changed.n_cached == 0
+    assert not np.array_equal(changed.features[0], first)
+
+
 def test_crash_while_writing_leaves_no_cache_entry(
     extractor: CQTExtractor,
     audio_files: list[Path],

@@ -10,6 +10,7 @@ into this format, mix with a user's existing features without glue code.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -412,9 +413,10 @@ class CQTExtractor:
         cache_dir : str or PathLike, optional
             Cache folder. Entries are keyed by the SHA-256 of the file's content,
             :meth:`CQTConfig.digest` and librosa's minor version, so renaming a file
-            still hits the cache and a changed file, config or librosa never does. Entries
-            are written atomically (temporary file + rename): a crash never leaves a
-            half-written entry.
+            still hits the cache and a changed file, config or librosa never does. The
+            digest of each path is remembered with the file's size and modification time,
+            so a re-run does not read unchanged files again. Entries are written atomically
+            (temporary file + rename): a crash never leaves a half-written entry.
         progress : bool
             Show a tqdm progress bar.
         on_error : {"raise", "skip"}
@@ -471,7 +473,7 @@ def _extract_one(extractor: CQTExtractor, path: Path, cache: Path | None) -> _Ou
     try:
         entry = None
         if cache is not None:
-            entry = cache / f"{_file_digest(path)}-{_cache_key(extractor.config)}.npy"
+            entry = cache / f"{_file_digest(path, cache)}-{_cache_key(extractor.config)}.npy"
             if entry.is_file():
                 try:
                     return np.load(entry, allow_pickle=False), None, True
@@ -485,6 +487,7 @@ def _extract_one(extractor: CQTExtractor, path: Path, cache: Path | None) -> _Ou
         return None, (type(error).__name__, str(error)), False
 
 
+@functools.lru_cache(maxsize=32)
 def _cache_key(config: CQTConfig) -> str:
     # librosa's minor version is part of the key: a new CQT implementation may change values
     from importlib.metadata import version as dist_version
@@ -493,14 +496,52 @@ def _cache_key(config: CQTConfig) -> str:
     return hashlib.sha256(f"{config.digest()}-librosa{version}".encode()).hexdigest()[:16]
 
 
-def _file_digest(path: Path) -> str:
-    if not path.is_file():
+def _file_digest(path: Path, cache: Path | None = None) -> str:
+    """SHA-256 of the file's content, memoised in ``cache`` by path, size and mtime.
+
+    Hashing costs about as much as reading the file, which would dominate a cached re-run.
+    With ``cache``, a small memo per path (``cache/digests/``) remembers the digest for the
+    file's (device, inode, size, mtime_ns); a file that changed any of these is hashed
+    again (the same rule as git's index and make).
+    """
+    try:
+        stat = path.stat()
+    except OSError:
+        stat = None
+    if stat is None or not path.is_file():
         raise AudioLoadError(f"audio file not found: {path}")
+    signature = [stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns]
+    memo = None
+    if cache is not None:
+        name = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:32]
+        memo = cache / "digests" / f"{name}.json"
+        try:
+            known = json.loads(memo.read_text())
+            if known.get("signature") == signature:
+                return str(known["sha256"])
+        except (OSError, ValueError, AttributeError, KeyError):
+            pass  # no memo yet, or an unreadable one: hash and rewrite it
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
-    return h.hexdigest()
+    digest = h.hexdigest()
+    if memo is not None:
+        _atomic_write_text(memo, json.dumps({"signature": signature, "sha256": digest}))
+    return digest
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    """Write a small cache file by rename (no fsync: readers treat a bad file as absent)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _atomic_save_npy(path: Path, array: np.ndarray) -> None:

@@ -12,7 +12,6 @@ import logging
 import os
 import pickle
 import secrets
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from covergan._io import atomic_torch_save
 from covergan.cqt import CQTConfig, CQTExtractor, CQTNormalizer
 from covergan.data import CQTDataset, SongId, SongIndex
 from covergan.errors import (
@@ -887,17 +887,7 @@ class Augmenter:
             state["versions"] = versions.state_dict()
             state["params"]["version_steps"] = self.version_steps
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                torch.save(state, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return target
+        return atomic_torch_save(state, target)
 
     @classmethod
     def load(

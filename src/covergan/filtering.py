@@ -14,7 +14,7 @@ their song. Both take and return the ``{song_id: Tensor[n, 1, n_bins, W]}`` mapp
     drawn = aug.sample_many({s: 3 * n for s, n in plan.items()}, seed=0)  # oversample 3x
     result = filter_synthetic(drawn, csi_model, index=train.index, top_k=1, max_per_song=plan)
     mixed = AugmentedDataset.from_tensors(train_windows, result.samples)
-    print(result.acceptance)                                             # share accepted
+    result.acceptance                                                    # share accepted
 
 Oversampling and then keeping the best ``max_per_song[s]`` samples keeps the number of
 synthetic items per song as planned while discarding the worst draws.

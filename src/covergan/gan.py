@@ -31,7 +31,6 @@ import math
 import os
 import pickle
 import secrets
-import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -47,6 +46,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
+from covergan._io import atomic_torch_save
 from covergan.augment.differentiable import DEFAULT_POLICY, DiffAugment
 from covergan.errors import (
     CheckpointError,
@@ -641,7 +641,7 @@ class SampleSnapshotCallback:
         samples = gan.generate(self.labels, n=self.n, generator=self.seed)
         self.snapshots.append((step, samples))
         if self.path is not None:
-            torch.save(samples, self.path.format(step=step))
+            atomic_torch_save(samples, self.path.format(step=step))
 
 
 # ----------------------------------------------------------------------------------- data
@@ -1517,18 +1517,7 @@ class ConditionalDCGAN:
         path : str or Path
             Target file (its folder must exist).
         """
-        path = Path(path)
-        state = self.state_dict()
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                torch.save(state, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_torch_save(self.state_dict(), path)
 
     @classmethod
     def load(

@@ -39,7 +39,6 @@ import copy
 import dataclasses
 import math
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +49,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from covergan._io import atomic_torch_save
 from covergan.augment.differentiable import DEFAULT_POLICY, DiffAugment
 from covergan.cqt import CQTNormalizer, center_crop_or_pad, random_crop
 from covergan.data import CQTDataset, SongId
@@ -773,17 +773,7 @@ class VersionGAN:
         target = Path(path).expanduser()
         target.parent.mkdir(parents=True, exist_ok=True)
         state = self.state_dict()
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                torch.save(state, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return target
+        return atomic_torch_save(state, target)
 
     @classmethod
     def load(

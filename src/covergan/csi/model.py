@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from covergan._io import atomic_torch_save
 from covergan.errors import CheckpointError, ParameterError
 
 __all__ = ["CSIConfig", "CSINet", "EmbeddingFeatures", "embedding_features"]
@@ -285,8 +286,8 @@ class CSINet(nn.Module):
         }
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write :meth:`checkpoint` to ``path`` with ``torch.save``."""
-        torch.save(self.checkpoint(), Path(path).expanduser())
+        """Write :meth:`checkpoint` to ``path`` atomically (temporary file + rename)."""
+        atomic_torch_save(self.checkpoint(), path)
 
     @classmethod
     def from_checkpoint(cls, state: dict[str, Any]) -> CSINet:

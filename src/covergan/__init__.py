@@ -29,6 +29,8 @@ from covergan.gan import (
     ConditionalDCGAN,
     GANConfig,
     SampleSnapshotCallback,
+    init_distributed,
+    is_main_process,
 )
 from covergan.metrics import (
     FrechetDistance,
@@ -70,6 +72,8 @@ __all__ = [
     "__version__",
     "frechet_distance",
     "frechet_with_floor",
+    "init_distributed",
+    "is_main_process",
     "memorization_check",
     "per_song_frechet",
     "quality_report",

@@ -46,6 +46,9 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
+from covergan._checks import check_adam, check_ints, check_reals
+from covergan._checks import is_int as _is_int
+from covergan._checks import is_real as _is_real
 from covergan._io import atomic_torch_save
 from covergan.augment.differentiable import DEFAULT_POLICY, DiffAugment
 from covergan.errors import (
@@ -90,14 +93,6 @@ _DRY_RUN_BATCH = 2
 
 
 # ----------------------------------------------------------------------------------- config
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _is_real(value: object) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -196,18 +191,9 @@ class GANConfig:
                 f"GANConfig.image_size={size!r} must be a pair of integers >= 2 (H, W)"
             )
         object.__setattr__(self, "image_size", (int(size[0]), int(size[1])))
-        for name in (
-            "z_dim",
-            "embed_dim",
-            "g_width",
-            "d_width",
-            "max_width",
-            "batch_size",
-            "d_steps",
-        ):
-            value = getattr(self, name)
-            if not _is_int(value) or value < 1:
-                raise ParameterError(f"GANConfig.{name}={value!r} must be a positive integer")
+        check_ints(
+            self, ("z_dim", "embed_dim", "g_width", "d_width", "max_width", "batch_size", "d_steps")
+        )
         if self.n_stages is not None and (not _is_int(self.n_stages) or self.n_stages < 1):
             raise ParameterError(
                 f"GANConfig.n_stages={self.n_stages!r} must be a positive integer or None"
@@ -218,28 +204,9 @@ class GANConfig:
             )
         if self.loss not in _LOSSES:
             raise ParameterError(f"GANConfig.loss={self.loss!r} must be one of {list(_LOSSES)}")
-        for name in ("lr_g", "lr_d"):
-            value = getattr(self, name)
-            if not _is_real(value) or not math.isfinite(value) or value <= 0:
-                raise ParameterError(f"GANConfig.{name}={value!r} must be a positive number")
-        for name in ("gp_weight", "lecam_weight", "augment_strength"):
-            value = getattr(self, name)
-            if not _is_real(value) or not math.isfinite(value) or value < 0:
-                raise ParameterError(f"GANConfig.{name}={value!r} must be >= 0")
-        betas = self.betas
-        if (
-            not isinstance(betas, (tuple, list))
-            or len(betas) != 2
-            or not all(_is_real(b) and 0.0 <= b < 1.0 for b in betas)
-        ):
-            raise ParameterError(f"GANConfig.betas={betas!r} must be two numbers in [0, 1)")
-        object.__setattr__(self, "betas", (float(betas[0]), float(betas[1])))
-        if self.ema_decay is not None and not (
-            _is_real(self.ema_decay) and 0.0 <= self.ema_decay < 1.0
-        ):
-            raise ParameterError(
-                f"GANConfig.ema_decay={self.ema_decay!r} must be in [0, 1) or None"
-            )
+        check_reals(self, ("lr_g", "lr_d"), positive=True)
+        check_reals(self, ("gp_weight", "lecam_weight", "augment_strength"), positive=False)
+        check_adam(self)
         if not (_is_real(self.lecam_decay) and 0.0 <= self.lecam_decay < 1.0):
             raise ParameterError(f"GANConfig.lecam_decay={self.lecam_decay!r} must be in [0, 1)")
         for name in ("amp", "channels_last"):

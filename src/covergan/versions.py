@@ -49,6 +49,9 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from covergan._checks import check_adam, check_ints, check_reals
+from covergan._checks import is_int as _is_int
+from covergan._checks import is_real as _is_real
 from covergan._io import atomic_torch_save
 from covergan.augment.differentiable import DEFAULT_POLICY, DiffAugment
 from covergan.cqt import CQTNormalizer, center_crop_or_pad, random_crop
@@ -83,14 +86,6 @@ _STREAM_AE_INIT = 17
 
 Crop = Literal["random", "center"]
 Space = Literal["features", "model"]
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _is_real(value: object) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 # ----------------------------------------------------------------------------------- config
@@ -185,18 +180,11 @@ class VersionConfig:
                 f"VersionConfig.image_size={size!r} must be a pair of integers >= 4 (H, W)"
             )
         object.__setattr__(self, "image_size", (int(size[0]), int(size[1])))
-        for name in ("z_dim", "g_width", "d_width", "max_width", "g_stages", "bins_per_semitone"):
-            value = getattr(self, name)
-            if not _is_int(value) or value < 1:
-                raise ParameterError(f"VersionConfig.{name}={value!r} must be a positive integer")
-        if not _is_int(self.batch_size) or self.batch_size < 2:
-            raise ParameterError(
-                f"VersionConfig.batch_size={self.batch_size!r} must be an integer >= 2"
-            )
-        for name in ("g_blocks", "max_semitones"):
-            value = getattr(self, name)
-            if not _is_int(value) or value < 0:
-                raise ParameterError(f"VersionConfig.{name}={value!r} must be an integer >= 0")
+        check_ints(
+            self, ("z_dim", "g_width", "d_width", "max_width", "g_stages", "bins_per_semitone")
+        )
+        check_ints(self, ("batch_size",), minimum=2)
+        check_ints(self, ("g_blocks", "max_semitones"), minimum=0)
         if 2**self.g_stages > min(self.image_size):
             raise ParameterError(
                 f"VersionConfig.g_stages={self.g_stages} is too many for "
@@ -217,28 +205,13 @@ class VersionConfig:
                 f"VersionConfig.tempo_range={tempo!r} must be two positive numbers low <= high"
             )
         object.__setattr__(self, "tempo_range", (float(tempo[0]), float(tempo[1])))
-        for name in ("lr_g", "lr_d"):
-            value = getattr(self, name)
-            if not _is_real(value) or not math.isfinite(value) or value <= 0:
-                raise ParameterError(f"VersionConfig.{name}={value!r} must be a positive number")
-        for name in ("mismatch_weight", "copy_weight", "diversity_weight", "augment_strength"):
-            value = getattr(self, name)
-            if not _is_real(value) or not math.isfinite(value) or value < 0:
-                raise ParameterError(f"VersionConfig.{name}={value!r} must be a number >= 0")
-        betas = self.betas
-        if (
-            not isinstance(betas, (tuple, list))
-            or len(betas) != 2
-            or not all(_is_real(b) and 0.0 <= b < 1.0 for b in betas)
-        ):
-            raise ParameterError(f"VersionConfig.betas={betas!r} must be two numbers in [0, 1)")
-        object.__setattr__(self, "betas", (float(betas[0]), float(betas[1])))
-        if self.ema_decay is not None and not (
-            _is_real(self.ema_decay) and 0.0 <= self.ema_decay < 1.0
-        ):
-            raise ParameterError(
-                f"VersionConfig.ema_decay={self.ema_decay!r} must be in [0, 1) or None"
-            )
+        check_reals(self, ("lr_g", "lr_d"), positive=True)
+        check_reals(
+            self,
+            ("mismatch_weight", "copy_weight", "diversity_weight", "augment_strength"),
+            positive=False,
+        )
+        check_adam(self)
         if not isinstance(self.augment, str):
             raise ParameterError(f"VersionConfig.augment={self.augment!r} must be a policy string")
         self.augmentation()  # validates the policy, p and bins_per_semitone

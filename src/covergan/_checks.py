@@ -1,0 +1,63 @@
+"""Field checks shared by the frozen config dataclasses (``GANConfig``, ``VersionConfig``).
+
+Each raises :class:`~covergan.errors.ParameterError` naming ``<Class>.<field>``, its value and
+what is allowed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from covergan.errors import ParameterError
+
+
+def is_int(value: object) -> bool:
+    """A Python or NumPy integer that is not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def is_real(value: object) -> bool:
+    """A Python or NumPy integer or float that is not a bool."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _name(config: Any, field: str) -> str:
+    return f"{type(config).__name__}.{field}"
+
+
+def check_ints(config: Any, fields: Iterable[str], minimum: int = 1) -> None:
+    """Each field is an integer >= ``minimum``."""
+    for field in fields:
+        value = getattr(config, field)
+        if not is_int(value) or value < minimum:
+            what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+            raise ParameterError(f"{_name(config, field)}={value!r} must be {what}")
+
+
+def check_reals(config: Any, fields: Iterable[str], *, positive: bool) -> None:
+    """Each field is a finite number, > 0 when ``positive`` else >= 0."""
+    for field in fields:
+        value = getattr(config, field)
+        if not is_real(value) or not math.isfinite(value) or value < 0 or (positive and not value):
+            what = "a positive number" if positive else "a number >= 0"
+            raise ParameterError(f"{_name(config, field)}={value!r} must be {what}")
+
+
+def check_adam(config: Any) -> None:
+    """``betas`` is two numbers in [0, 1) (stored as a tuple of floats); ``ema_decay`` is in
+    [0, 1) or None."""
+    betas = config.betas
+    if (
+        not isinstance(betas, (tuple, list))
+        or len(betas) != 2
+        or not all(is_real(b) and 0.0 <= b < 1.0 for b in betas)
+    ):
+        raise ParameterError(f"{_name(config, 'betas')}={betas!r} must be two numbers in [0, 1)")
+    object.__setattr__(config, "betas", (float(betas[0]), float(betas[1])))
+    decay = config.ema_decay
+    if decay is not None and not (is_real(decay) and 0.0 <= decay < 1.0):
+        raise ParameterError(f"{_name(config, 'ema_decay')}={decay!r} must be in [0, 1) or None")

@@ -489,6 +489,19 @@ def _agree_seed(seed: int) -> int:
     return int(value.item())
 
 
+@torch.no_grad()
+def _ema_step(ema: nn.Module | None, model: nn.Module, step: int, decay: float | None) -> None:
+    """Move ``ema``'s parameters towards ``model``'s with the ramped decay
+    ``min(decay, (1 + step) / (10 + step))`` and copy its buffers; no-op without an EMA."""
+    if ema is None or decay is None:
+        return
+    rate = min(decay, (1 + step) / (10 + step))
+    for p_ema, p in zip(ema.parameters(), model.parameters(), strict=True):
+        p_ema.lerp_(p.detach(), 1.0 - rate)
+    for b_ema, b in zip(ema.buffers(), model.buffers(), strict=True):
+        b_ema.copy_(b)
+
+
 def _derive_seed(*parts: int) -> int:
     """A well-mixed 63-bit seed from integers (seed, stream, counter)."""
     state = np.random.SeedSequence([int(p) for p in parts]).generate_state(2, dtype=np.uint32)
@@ -1335,17 +1348,8 @@ class ConditionalDCGAN:
         penalty: Tensor = (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
         return penalty
 
-    @torch.no_grad()
     def _update_ema(self) -> None:
-        ema = self.generator_ema
-        if ema is None or self.config.ema_decay is None:
-            return
-        t = self.step
-        decay = min(self.config.ema_decay, (1 + t) / (10 + t))
-        for p_ema, p in zip(ema.parameters(), self.generator.parameters(), strict=True):
-            p_ema.lerp_(p.detach(), 1.0 - decay)
-        for b_ema, b in zip(ema.buffers(), self.generator.buffers(), strict=True):
-            b_ema.copy_(b)
+        _ema_step(self.generator_ema, self.generator, self.step, self.config.ema_decay)
 
     # ------------------------------------------------------------------ sampling
 

@@ -57,7 +57,7 @@ from covergan.augment.differentiable import DEFAULT_POLICY, DiffAugment
 from covergan.cqt import CQTNormalizer, center_crop_or_pad, random_crop
 from covergan.data import CQTDataset, SongId
 from covergan.errors import CheckpointError, DatasetError, ParameterError
-from covergan.gan import _derive_seed, _read_checkpoint, resolve_device
+from covergan.gan import _derive_seed, _ema_step, _read_checkpoint, resolve_device
 from covergan.models.dcgan import ConvEncoder
 from covergan.models.reference import PairDiscriminator, VersionGenerator, version_transform
 
@@ -633,15 +633,8 @@ class VersionGAN:
         )
         return logs
 
-    @torch.no_grad()
     def _update_ema(self) -> None:
-        ema = self.generator_ema
-        if ema is None or self.config.ema_decay is None:
-            return
-        t = self.step
-        decay = min(self.config.ema_decay, (1 + t) / (10 + t))
-        for p_ema, p in zip(ema.parameters(), self.generator.parameters(), strict=True):
-            p_ema.lerp_(p.detach(), 1.0 - decay)
+        _ema_step(self.generator_ema, self.generator, self.step, self.config.ema_decay)
 
     # ------------------------------------------------------------------ sampling
 

@@ -32,7 +32,7 @@ import os
 import pickle
 import secrets
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -682,7 +682,115 @@ def _cycle(loader: DataLoader[Any]) -> Iterator[Any]:
 # ----------------------------------------------------------------------------------- the model
 
 
-class ConditionalDCGAN:
+def _noise_source(generator: torch.Generator | int | None) -> torch.Generator | None:
+    """A ``generate(generator=...)`` argument as a torch generator (an int seeds a CPU one)."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return generator
+    if _is_int(generator):
+        return torch.Generator().manual_seed(int(generator))
+    raise ParameterError(
+        f"generator must be a torch.Generator, an int seed or None, got {generator!r}"
+    )
+
+
+def _check_header(state: object, fmt: str, newest: int, source: str, what: str) -> dict[str, Any]:
+    """Check a checkpoint's ``format`` and ``format_version`` fields; return it as a dict."""
+    if not isinstance(state, dict) or state.get("format") != fmt:
+        raise CheckpointError(f"{source} is not a covergan {what} checkpoint (no format={fmt!r})")
+    version = state.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CheckpointError(f"{source} has an unknown format_version={version!r}")
+    if version > newest:
+        raise CheckpointError(
+            f"{source} has format_version={version}, newer than the {newest} this covergan "
+            f"reads (written by covergan {state.get('covergan_version', '?')}); upgrade covergan"
+        )
+    return state
+
+
+class _AdversarialPair:
+    """Scaffolding shared by :class:`ConditionalDCGAN` and :class:`covergan.versions.VersionGAN`:
+    eval-mode batched sampling from the EMA generator, and the training state of a checkpoint
+    (networks, EMA, optimisers, step, seed, histories)."""
+
+    generator: nn.Module
+    discriminator: nn.Module
+    generator_ema: nn.Module | None
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    device: torch.device
+    step: int
+    seed: int | None
+    history: dict[str, list[float]]
+    pretrain_history: dict[str, list[float]]
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """``(H, W)`` of a generated window."""
+        raise NotImplementedError
+
+    def _autocast(self) -> AbstractContextManager[Any]:
+        return nullcontext()
+
+    def _sample(
+        self,
+        count: int,
+        batch_size: int,
+        use_ema: bool,
+        forward: Callable[[nn.Module, int, int], Tensor],
+    ) -> Tensor:
+        """``forward(module, start, stop)`` over ``range(count)`` in batches, eval mode, no
+        gradients; returns ``[count, 1, H, W]`` float32 on the CPU."""
+        module = self.generator_ema if (use_ema and self.generator_ema is not None) else None
+        module = module if module is not None else self.generator
+        was_training = module.training
+        module.eval()
+        out = torch.empty(count, 1, *self.image_size)
+        try:
+            with torch.no_grad(), self._autocast():
+                for start in range(0, count, batch_size):
+                    stop = min(start + batch_size, count)
+                    out[start:stop] = forward(module, start, stop).float().cpu()
+        finally:
+            module.train(was_training)
+        return out
+
+    def _training_state(self) -> dict[str, Any]:
+        return {
+            "generator": self.generator.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "generator_ema": (
+                None if self.generator_ema is None else self.generator_ema.state_dict()
+            ),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "step": self.step,
+            "seed": self.seed,
+            "history": {k: list(v) for k, v in self.history.items()},
+            "pretrain_history": {k: list(v) for k, v in self.pretrain_history.items()},
+        }
+
+    def _load_training_state(self, state: dict[str, Any], source: str) -> None:
+        """Inverse of :meth:`_training_state`; KeyError, TypeError, ValueError and RuntimeError
+        (weights that do not fit) are left to the caller to word."""
+        self.generator.load_state_dict(state["generator"])
+        self.discriminator.load_state_dict(state["discriminator"])
+        if self.generator_ema is not None:
+            if state["generator_ema"] is None:
+                raise CheckpointError(f"{source}: the EMA generator weights are missing")
+            self.generator_ema.load_state_dict(state["generator_ema"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.step = int(state["step"])
+        self.seed = None if state["seed"] is None else int(state["seed"])
+        self.history = {
+            str(k): [float(v) for v in vals] for k, vals in dict(state["history"]).items()
+        }
+        pretrain = dict(state.get("pretrain_history") or {})
+        self.pretrain_history = {str(k): [float(v) for v in vals] for k, vals in pretrain.items()}
+
+
+class ConditionalDCGAN(_AdversarialPair):
     """A class-conditional GAN over CQT windows (or any one-channel image).
 
     Parameters
@@ -973,10 +1081,7 @@ class ConditionalDCGAN:
             raise ParameterError(f"steps={steps!r} must be a non-negative integer")
         if epochs is not None and (not _is_real(epochs) or not epochs > 0):
             raise ParameterError(f"epochs={epochs!r} must be a positive number")
-        if batch_size is None:
-            batch_size = self.config.batch_size
-        if not _is_int(batch_size) or batch_size < 1:
-            raise ParameterError(f"batch_size={batch_size!r} must be a positive integer")
+        batch_size = self._batch_size(batch_size)
         self._set_training_seed(seed)
         rank, world = _rank_world()
         d_steps = self.config.d_steps
@@ -1013,6 +1118,13 @@ class ConditionalDCGAN:
         finally:
             bar.close()
         return self
+
+    def _batch_size(self, batch_size: int | None) -> int:
+        """``batch_size`` checked, or the config's when ``None``."""
+        size = self.config.batch_size if batch_size is None else batch_size
+        if not _is_int(size) or size < 1:
+            raise ParameterError(f"batch_size={size!r} must be a positive integer")
+        return int(size)
 
     def _set_training_seed(self, seed: int | None) -> None:
         if seed is not None:
@@ -1082,10 +1194,7 @@ class ConditionalDCGAN:
             )
         if not _is_int(steps) or steps < 1:
             raise ParameterError(f"steps={steps!r} must be a positive integer")
-        if batch_size is None:
-            batch_size = self.config.batch_size
-        if not _is_int(batch_size) or batch_size < 1:
-            raise ParameterError(f"batch_size={batch_size!r} must be a positive integer")
+        batch_size = self._batch_size(batch_size)
         if not _is_real(lr) or not math.isfinite(lr) or lr <= 0:
             raise ParameterError(f"lr={lr!r} must be a positive number")
         if not _is_real(kl_weight) or not math.isfinite(kl_weight) or kl_weight < 0:
@@ -1410,14 +1519,7 @@ class ConditionalDCGAN:
             raise ParameterError(f"batch_size={batch_size!r} must be a positive integer")
         if truncation is not None and (not _is_real(truncation) or not truncation > 0):
             raise ParameterError(f"truncation={truncation!r} must be a positive number")
-        if generator is None or isinstance(generator, torch.Generator):
-            gen = generator
-        elif _is_int(generator):
-            gen = torch.Generator().manual_seed(int(generator))
-        else:
-            raise ParameterError(
-                f"generator must be a torch.Generator, an int seed or None, got {generator!r}"
-            )
+        gen = _noise_source(generator)
         z_device = gen.device if gen is not None else torch.device("cpu")
         z = torch.randn(count, self.z_dim, generator=gen, device=z_device)
         if truncation is not None:
@@ -1426,22 +1528,12 @@ class ConditionalDCGAN:
                 z[outside] = torch.randn(int(outside.sum()), generator=gen, device=z_device)
                 outside = z.abs() > truncation
 
-        module = self.generator_ema if (use_ema and self.generator_ema is not None) else None
-        module = module if module is not None else self.generator
-        was_training = module.training
-        module.eval()
-        height, width = self.image_size
-        out = torch.empty(count, 1, height, width)
-        try:
-            with torch.no_grad(), self._autocast():
-                for start in range(0, count, batch_size):
-                    stop = min(start + batch_size, count)
-                    zb = z[start:stop].to(self.device)
-                    lb = None if label_t is None else label_t[start:stop].to(self.device)
-                    out[start:stop] = module(zb, lb).float().cpu()
-        finally:
-            module.train(was_training)
-        return out
+        def forward(module: nn.Module, start: int, stop: int) -> Tensor:
+            labels = None if label_t is None else label_t[start:stop].to(self.device)
+            out: Tensor = module(z[start:stop].to(self.device), labels)
+            return out
+
+        return self._sample(count, batch_size, use_ema, forward)
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -1459,21 +1551,11 @@ class ConditionalDCGAN:
             "config": self.config.to_dict(),
             "custom_generator": self.custom_generator,
             "custom_discriminator": self.custom_discriminator,
-            "generator": self.generator.state_dict(),
-            "discriminator": self.discriminator.state_dict(),
-            "generator_ema": (
-                None if self.generator_ema is None else self.generator_ema.state_dict()
-            ),
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
+            **self._training_state(),
             "scaler_g": self.scaler_g.state_dict(),
             "scaler_d": self.scaler_d.state_dict(),
-            "step": self.step,
             "batches_seen": self.batches_seen,
-            "seed": self.seed,
             "lecam": self._lecam.clone(),
-            "history": {k: list(v) for k, v in self.history.items()},
-            "pretrain_history": {k: list(v) for k, v in self.pretrain_history.items()},
         }
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -1599,15 +1681,7 @@ class ConditionalDCGAN:
         except ParameterError as exc:
             raise CheckpointError(f"{source}: the stored configuration is invalid: {exc}") from exc
         try:
-            gan.generator.load_state_dict(ckpt["generator"])
-            gan.discriminator.load_state_dict(ckpt["discriminator"])
-            if gan.generator_ema is not None:
-                ema_state = ckpt["generator_ema"]
-                if ema_state is None:
-                    raise CheckpointError(f"{source}: the EMA generator weights are missing")
-                gan.generator_ema.load_state_dict(ema_state)
-            gan.opt_g.load_state_dict(ckpt["opt_g"])
-            gan.opt_d.load_state_dict(ckpt["opt_d"])
+            gan._load_training_state(ckpt, source)
             for scaler, key in ((gan.scaler_g, "scaler_g"), (gan.scaler_d, "scaler_d")):
                 if ckpt[key] and scaler.is_enabled():  # empty when saved without fp16 scaling
                     scaler.load_state_dict(ckpt[key])
@@ -1617,13 +1691,8 @@ class ConditionalDCGAN:
             raise CheckpointError(
                 f"{source}: the stored weights do not fit the model's architecture: {exc}"
             ) from exc
-        gan.step = int(ckpt["step"])
         gan.batches_seen = int(ckpt["batches_seen"])
-        gan.seed = None if ckpt["seed"] is None else int(ckpt["seed"])
         gan._lecam = ckpt["lecam"].to(torch.float64).cpu()
-        gan.history = {str(k): [float(v) for v in vals] for k, vals in ckpt["history"].items()}
-        pretrain = ckpt.get("pretrain_history") or {}
-        gan.pretrain_history = {str(k): [float(v) for v in vals] for k, vals in pretrain.items()}
         return gan
 
 
@@ -1666,21 +1735,9 @@ def _read_checkpoint(path: Path) -> Any:
     return ckpt
 
 
-def _validate_state(ckpt: object, path: str) -> dict[str, Any]:
+def _validate_state(state: object, path: str) -> dict[str, Any]:
     """Check the layout of a checkpoint dict; ``path`` names its source in messages."""
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(
-            f"{path} is not a covergan GAN checkpoint (no format={CHECKPOINT_FORMAT!r} field)"
-        )
-    version = ckpt.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise CheckpointError(f"{path} has an unknown format_version={version!r}")
-    if version > CHECKPOINT_FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path} has format_version={version}, newer than the {CHECKPOINT_FORMAT_VERSION} "
-            f"this covergan reads (written by covergan {ckpt.get('covergan_version', '?')}); "
-            "upgrade covergan"
-        )
+    ckpt = _check_header(state, CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, path, "GAN")
     for key, kind in _REQUIRED_KEYS.items():
         if not isinstance(ckpt.get(key), kind):
             raise CheckpointError(f"{path} is missing field {key!r} or it has the wrong type")

@@ -57,7 +57,15 @@ from covergan.augment.differentiable import DEFAULT_POLICY, DiffAugment
 from covergan.cqt import CQTNormalizer, center_crop_or_pad, random_crop
 from covergan.data import CQTDataset, SongId
 from covergan.errors import CheckpointError, DatasetError, ParameterError
-from covergan.gan import _derive_seed, _ema_step, _read_checkpoint, resolve_device
+from covergan.gan import (
+    _AdversarialPair,
+    _check_header,
+    _derive_seed,
+    _ema_step,
+    _noise_source,
+    _read_checkpoint,
+    resolve_device,
+)
 from covergan.models.dcgan import ConvEncoder
 from covergan.models.reference import PairDiscriminator, VersionGenerator, version_transform
 
@@ -254,7 +262,7 @@ class VersionConfig:
 # ----------------------------------------------------------------------------------- model
 
 
-class VersionGAN:
+class VersionGAN(_AdversarialPair):
     """Reference-conditioned GAN: a CQT window in, plausible other versions of its work out.
 
     Works in model space (``[-1, 1]``, see :class:`~covergan.cqt.CQTNormalizer`); use
@@ -673,36 +681,22 @@ class VersionGAN:
             raise ParameterError(f"refs must be a tensor [n, 1, {height}, W_src], got {got}")
         if not _is_int(batch_size) or batch_size < 1:
             raise ParameterError(f"batch_size={batch_size!r} must be a positive integer")
-        if generator is None or isinstance(generator, torch.Generator):
-            gen = generator if generator is not None else torch.default_generator
-        elif _is_int(generator):
-            gen = torch.Generator().manual_seed(int(generator))
-        else:
-            raise ParameterError(
-                f"generator must be a torch.Generator, an int seed or None, got {generator!r}"
+        gen = _noise_source(generator)
+        gen = torch.default_generator if gen is None else gen
+        semis, rates, z = self._draw(refs.shape[0], gen, gen.device)
+
+        def forward(module: nn.Module, start: int, stop: int) -> Tensor:
+            src = version_transform(
+                refs[start:stop].to(self.device, torch.float32),
+                semis[start:stop],
+                rates[start:stop],
+                width=width,
+                bins_per_semitone=self.config.bins_per_semitone,
             )
-        n = refs.shape[0]
-        semis, rates, z = self._draw(n, gen, gen.device)
-        module = self.generator_ema if (use_ema and self.generator_ema is not None) else None
-        module = module if module is not None else self.generator
-        was_training = module.training
-        module.eval()
-        out = torch.empty(n, 1, height, width)
-        try:
-            with torch.no_grad():
-                for start in range(0, n, batch_size):
-                    stop = min(start + batch_size, n)
-                    src = version_transform(
-                        refs[start:stop].to(self.device, torch.float32),
-                        semis[start:stop],
-                        rates[start:stop],
-                        width=width,
-                        bins_per_semitone=self.config.bins_per_semitone,
-                    )
-                    out[start:stop] = module(src, z[start:stop].to(self.device)).float().cpu()
-        finally:
-            module.train(was_training)
-        return out
+            out: Tensor = module(src, z[start:stop].to(self.device))
+            return out
+
+        return self._sample(refs.shape[0], batch_size, use_ema, forward)
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -715,17 +709,7 @@ class VersionGAN:
             "format_version": VERSIONS_FORMAT_VERSION,
             "covergan_version": __version__,
             "config": self.config.to_dict(),
-            "generator": self.generator.state_dict(),
-            "discriminator": self.discriminator.state_dict(),
-            "generator_ema": (
-                None if self.generator_ema is None else self.generator_ema.state_dict()
-            ),
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
-            "step": self.step,
-            "seed": self.seed,
-            "history": {k: list(v) for k, v in self.history.items()},
-            "pretrain_history": {k: list(v) for k, v in self.pretrain_history.items()},
+            **self._training_state(),
         }
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -771,37 +755,12 @@ class VersionGAN:
         CheckpointError
             As in :meth:`load`.
         """
-        if not isinstance(state, dict) or state.get("format") != VERSIONS_FORMAT:
-            raise CheckpointError(f"{source} is not a covergan version-model checkpoint")
-        version = state.get("format_version")
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise CheckpointError(f"{source} has an unknown format_version={version!r}")
-        if version > VERSIONS_FORMAT_VERSION:
-            raise CheckpointError(
-                f"{source} has format_version={version}, newer than the "
-                f"{VERSIONS_FORMAT_VERSION} this covergan reads (written by covergan "
-                f"{state.get('covergan_version', '?')}); upgrade covergan"
-            )
+        state = _check_header(
+            state, VERSIONS_FORMAT, VERSIONS_FORMAT_VERSION, source, "version-model"
+        )
         try:
-            config = VersionConfig.from_dict(state["config"])
-            model = cls(config, device=device, seed=0)
-            model.generator.load_state_dict(state["generator"])
-            model.discriminator.load_state_dict(state["discriminator"])
-            if model.generator_ema is not None:
-                if state["generator_ema"] is None:
-                    raise CheckpointError(f"{source}: the EMA generator weights are missing")
-                model.generator_ema.load_state_dict(state["generator_ema"])
-            model.opt_g.load_state_dict(state["opt_g"])
-            model.opt_d.load_state_dict(state["opt_d"])
-            model.step = int(state["step"])
-            model.seed = None if state["seed"] is None else int(state["seed"])
-            model.history = {
-                str(k): [float(v) for v in vals] for k, vals in dict(state["history"]).items()
-            }
-            model.pretrain_history = {
-                str(k): [float(v) for v in vals]
-                for k, vals in dict(state.get("pretrain_history") or {}).items()
-            }
+            model = cls(VersionConfig.from_dict(state["config"]), device=device, seed=0)
+            model._load_training_state(state, source)
         except CheckpointError:
             raise
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:

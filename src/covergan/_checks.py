@@ -29,6 +29,20 @@ def _name(config: Any, field: str) -> str:
     return f"{type(config).__name__}.{field}"
 
 
+def check_image_size(config: Any, minimum: int) -> None:
+    """``image_size`` is a pair of integers >= ``minimum`` (stored as a tuple of ints)."""
+    size = config.image_size
+    if (
+        not isinstance(size, (tuple, list))
+        or len(size) != 2
+        or not all(is_int(v) and v >= minimum for v in size)
+    ):
+        raise ParameterError(
+            f"{_name(config, 'image_size')}={size!r} must be a pair of integers >= {minimum} (H, W)"
+        )
+    object.__setattr__(config, "image_size", (int(size[0]), int(size[1])))
+
+
 def check_ints(config: Any, fields: Iterable[str], minimum: int = 1) -> None:
     """Each field is an integer >= ``minimum``."""
     for field in fields:

@@ -46,7 +46,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
-from covergan._checks import check_adam, check_ints, check_reals
+from covergan._checks import check_adam, check_image_size, check_ints, check_reals
 from covergan._checks import is_int as _is_int
 from covergan._checks import is_real as _is_real
 from covergan._io import atomic_torch_save
@@ -181,16 +181,7 @@ class GANConfig:
     channels_last: bool = True
 
     def __post_init__(self) -> None:
-        size = self.image_size
-        if (
-            not isinstance(size, (tuple, list))
-            or len(size) != 2
-            or not all(_is_int(v) and v >= 2 for v in size)
-        ):
-            raise ParameterError(
-                f"GANConfig.image_size={size!r} must be a pair of integers >= 2 (H, W)"
-            )
-        object.__setattr__(self, "image_size", (int(size[0]), int(size[1])))
+        check_image_size(self, 2)
         check_ints(
             self, ("z_dim", "embed_dim", "g_width", "d_width", "max_width", "batch_size", "d_steps")
         )

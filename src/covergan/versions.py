@@ -49,7 +49,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from covergan._checks import check_adam, check_ints, check_reals
+from covergan._checks import check_adam, check_image_size, check_ints, check_reals
 from covergan._checks import is_int as _is_int
 from covergan._checks import is_real as _is_real
 from covergan._io import atomic_torch_save
@@ -178,16 +178,7 @@ class VersionConfig:
     diversity_weight: float = 0.0
 
     def __post_init__(self) -> None:
-        size = self.image_size
-        if (
-            not isinstance(size, (tuple, list))
-            or len(size) != 2
-            or not all(_is_int(v) and v >= 4 for v in size)
-        ):
-            raise ParameterError(
-                f"VersionConfig.image_size={size!r} must be a pair of integers >= 4 (H, W)"
-            )
-        object.__setattr__(self, "image_size", (int(size[0]), int(size[1])))
+        check_image_size(self, 4)
         check_ints(
             self, ("z_dim", "g_width", "d_width", "max_width", "g_stages", "bins_per_semitone")
         )

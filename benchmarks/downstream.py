@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import functools
 import hashlib
 import json
 import logging
@@ -154,6 +155,7 @@ class Settings:
     # version model (covergan.versions), condition (e)
     version_steps: int = 800
     versions: tuple[tuple[str, Any], ...] = ()
+    version_truncation: float | None = None
     check_per_reference: int = 4
     # CSI model and training
     csi_steps: int = 300
@@ -195,8 +197,9 @@ _SPLIT_FIELDS = ("data", "heldout_works", "minority", "minority_keep", "singles"
 _CSI_FIELDS = ("csi_steps", "csi_batch", "csi_lr", "csi_channels")
 _GAN_FIELDS = ("gan_steps", "gan")
 _VERSION_FIELDS = ("version_steps", "versions")
+_VERSION_SAMPLE_FIELDS = ("version_truncation",)
 _SYNTH_FIELDS = ("target", "max_ratio", "truncation", "synthetic_weight", "synthetic_draws")
-_LATE_FIELDS = frozenset({"synthetic_draws"})
+_LATE_FIELDS = frozenset({"synthetic_draws", "version_truncation"})
 _FILTER_FIELDS = ("filter_by", "filter_oversample", "filter_top_k", "filter_threshold")
 
 
@@ -565,8 +568,12 @@ def _version_sampler(
 
     model, norm = _load_versions(_versions_path(workdir, seed, s))
 
-    def sample_like(features: Any, n: int, *, seed: int = 0) -> torch.Tensor:
-        return sample_versions(model, norm, features, n, seed=seed, silence=data.silence_value)
+    def sample_like(
+        features: Any, n: int, *, seed: int = 0, truncation: float | None = None
+    ) -> torch.Tensor:
+        return sample_versions(
+            model, norm, features, n, seed=seed, silence=data.silence_value, truncation=truncation
+        )
 
     return sample_like
 
@@ -589,7 +596,12 @@ def _version_samples(
         share = [total // len(recs) + (k < total % len(recs)) for k in range(len(recs))]
         out[song] = torch.cat(
             [
-                sample_like(split.train.features[i], c, seed=seed * 100_003 + i)
+                sample_like(
+                    split.train.features[i],
+                    c,
+                    seed=seed * 100_003 + i,
+                    truncation=s.version_truncation,
+                )
                 for i, c in zip(recs, share, strict=True)
                 if c
             ]
@@ -608,7 +620,13 @@ def task_check(seed: int, s: Settings, workdir: str) -> dict[str, Any]:
     csi = CSINet.load(_model_path(wd, seed, "classic", s))
     sample_like = _version_sampler(wd, seed, s, data)
     t0 = time.perf_counter()
-    check = check_versions(sample_like, split.retrieval, csi, n=s.check_per_reference, seed=seed)
+    check = check_versions(
+        functools.partial(sample_like, truncation=s.version_truncation),
+        split.retrieval,
+        csi,
+        n=s.check_per_reference,
+        seed=seed,
+    )
     return {**check.as_dict(), "seconds": time.perf_counter() - t0}
 
 
@@ -832,7 +850,7 @@ def build_tasks(s: Settings, workdir: str) -> list[Task]:
                 fields += (*_GAN_FIELDS, *_SYNTH_FIELDS)
                 deps.append(f"fit/{seed}")
             if cond in VERSION_CONDITIONS:
-                fields += (*_VERSION_FIELDS, *_SYNTH_FIELDS)
+                fields += (*_VERSION_FIELDS, *_SYNTH_FIELDS, *_VERSION_SAMPLE_FIELDS)
                 deps.append(f"vfit/{seed}")
             if filt is not None:
                 fields += _FILTER_FIELDS
@@ -852,7 +870,7 @@ def build_tasks(s: Settings, workdir: str) -> list[Task]:
             )
         if need_versions and "classic" in conds:
             key = s.key(
-                *split_csi, *_VERSION_FIELDS, "check_per_reference",
+                *split_csi, *_VERSION_FIELDS, *_VERSION_SAMPLE_FIELDS, "check_per_reference",
                 extra={"seed": seed, "task": "vcheck"},
             )  # fmt: skip
             deps = (f"vfit/{seed}", f"classic/{seed}")
@@ -1205,6 +1223,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--gan", type=_parse_gan, default=(), help="GANConfig overrides, JSON")
     p.add_argument("--version-steps", type=int, help="steps of the version model, (e)")
     p.add_argument("--versions", type=_parse_gan, default=(), help="VersionConfig overrides, JSON")
+    p.add_argument(
+        "--version-truncation", type=float, help="style-latent truncation of (e)'s samples"
+    )
     p.add_argument("--csi-steps", type=int)
     p.add_argument("--window", type=int)
     p.add_argument("--target", help="'max', 'median' or an int (Augmenter.plan)")
@@ -1228,7 +1249,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for name in (
         "gan_steps", "version_steps", "csi_steps", "window", "target", "max_ratio", "truncation",
         "synthetic_weight", "synthetic_draws", "filter_by", "filter_oversample", "filter_top_k",
-        "filter_threshold", "cas_per_song", "singles",
+        "filter_threshold", "cas_per_song", "singles", "version_truncation",
     ):  # fmt: skip
         value = getattr(args, name)
         if value is not None:

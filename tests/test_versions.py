@@ -219,6 +219,25 @@ def test_generate_is_seeded_and_in_range(model: VersionGAN) -> None:
         model.generate(torch.zeros(5, N_BINS, 21))
 
 
+def test_generate_truncation(model: VersionGAN) -> None:
+    refs = torch.rand(6, 1, N_BINS, 21) * 2 - 1
+    semis, rates, z = model._draw(200, torch.Generator().manual_seed(1), torch.device("cpu"))
+    t_semis, t_rates, t_z = model._draw(
+        200, torch.Generator().manual_seed(1), torch.device("cpu"), truncation=0.5
+    )
+    # the key and tempo of each sample are unchanged; only the style latent is truncated
+    assert torch.equal(semis, t_semis) and torch.equal(rates, t_rates)
+    assert float(z.abs().max()) > 0.5 >= float(t_z.abs().max())
+    assert torch.equal(t_z[z.abs() <= 0.5], z[z.abs() <= 0.5])
+    # a threshold no entry reaches changes nothing
+    assert torch.equal(
+        model.generate(refs, generator=3, truncation=1e9), model.generate(refs, generator=3)
+    )
+    for bad in (0, -1.0, "1"):
+        with pytest.raises(ParameterError, match="truncation"):
+            model.generate(refs, truncation=bad)  # type: ignore[arg-type]
+
+
 def test_save_load_round_trip_and_errors(model: VersionGAN, tmp_path: Path) -> None:
     path = model.save(tmp_path / "versions.pt")
     same = VersionGAN.load(path, device="cpu")
@@ -327,6 +346,10 @@ def test_augmenter_sample_like_any_song(aug: Augmenter, data: CQTDataset) -> Non
     assert x.shape == (4, 1, N_BINS, WINDOW) and bool((x >= 0).all())
     assert torch.equal(x, aug.sample_like(new_song, 4, seed=0))
     assert aug.sample_like(new_song, 2, seed=0, space="model").abs().max() <= 1.0
+    near = aug.sample_like(new_song, 4, seed=0, truncation=0.25)
+    assert near.shape == x.shape and not torch.equal(near, x)
+    with pytest.raises(ParameterError, match="truncation"):
+        aug.sample_like(new_song, 4, truncation=0.0)
     with pytest.raises(ParameterError, match="n=0"):
         aug.sample_like(new_song, 0)
     with pytest.raises(ParameterError, match="bins"):

@@ -527,6 +527,7 @@ class Augmenter:
         seed: int | None = None,
         space: Space = "features",
         crop: Literal["random", "center"] = "random",
+        truncation: float | None = None,
     ) -> torch.Tensor:
         """Synthetic versions of any recording, including songs the augmenter never saw.
 
@@ -552,6 +553,9 @@ class Augmenter:
             As in :meth:`sample`.
         crop : {"random", "center"}
             Where the reference windows are read (see above).
+        truncation : float, optional
+            Redraw style-latent entries with ``|z| > truncation``: smaller stays closer to the
+            reference's rendering (key and tempo changes are drawn as usual).
 
         Returns
         -------
@@ -565,7 +569,7 @@ class Augmenter:
         ParameterError
             ``n <= 0`` or not an int; features that are not ``[n_bins, n_frames]`` with the
             augmenter's bins, contain NaN or inf, are negative (magnitude formats) or are too
-            short; a bad ``space``, ``crop`` or ``seed``.
+            short; a bad ``space``, ``crop``, ``seed`` or ``truncation``.
         """
         self._check_fitted()
         model = getattr(self, "versions_", None)
@@ -585,6 +589,7 @@ class Augmenter:
             space=space,
             crop=crop,
             silence=silence,
+            truncation=truncation,
         )
 
     # ---------------------------------------------------------------------------- sampling

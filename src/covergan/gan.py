@@ -684,6 +684,29 @@ def _noise_source(generator: torch.Generator | int | None) -> torch.Generator | 
     )
 
 
+def _check_truncation(truncation: float | None) -> None:
+    if truncation is not None and (not _is_real(truncation) or not truncation > 0):
+        raise ParameterError(f"truncation={truncation!r} must be a positive number")
+
+
+def _truncated_normal(
+    n: int,
+    dim: int,
+    gen: torch.Generator | None,
+    device: torch.device,
+    truncation: float | None,
+) -> Tensor:
+    """Noise ``[n, dim]`` from N(0, 1); with ``truncation`` (the truncation trick), entries
+    with ``|z| > truncation`` are redrawn until none is left."""
+    z = torch.randn(n, dim, generator=gen, device=device)
+    if truncation is not None:
+        outside = z.abs() > truncation
+        while bool(outside.any()):
+            z[outside] = torch.randn(int(outside.sum()), generator=gen, device=device)
+            outside = z.abs() > truncation
+    return z
+
+
 def _check_header(state: object, fmt: str, newest: int, source: str, what: str) -> dict[str, Any]:
     """Check a checkpoint's ``format`` and ``format_version`` fields; return it as a dict."""
     if not isinstance(state, dict) or state.get("format") != fmt:
@@ -1508,16 +1531,10 @@ class ConditionalDCGAN(_AdversarialPair):
             count = int(n)
         if not _is_int(batch_size) or batch_size < 1:
             raise ParameterError(f"batch_size={batch_size!r} must be a positive integer")
-        if truncation is not None and (not _is_real(truncation) or not truncation > 0):
-            raise ParameterError(f"truncation={truncation!r} must be a positive number")
+        _check_truncation(truncation)
         gen = _noise_source(generator)
         z_device = gen.device if gen is not None else torch.device("cpu")
-        z = torch.randn(count, self.z_dim, generator=gen, device=z_device)
-        if truncation is not None:
-            outside = z.abs() > truncation
-            while bool(outside.any()):
-                z[outside] = torch.randn(int(outside.sum()), generator=gen, device=z_device)
-                outside = z.abs() > truncation
+        z = _truncated_normal(count, self.z_dim, gen, z_device, truncation)
 
         def forward(module: nn.Module, start: int, stop: int) -> Tensor:
             labels = None if label_t is None else label_t[start:stop].to(self.device)

@@ -60,10 +60,12 @@ from covergan.errors import CheckpointError, DatasetError, ParameterError
 from covergan.gan import (
     _AdversarialPair,
     _check_header,
+    _check_truncation,
     _derive_seed,
     _ema_step,
     _noise_source,
     _read_checkpoint,
+    _truncated_normal,
     resolve_device,
 )
 from covergan.models.dcgan import ConvEncoder
@@ -537,15 +539,22 @@ class VersionGAN(_AdversarialPair):
                 f"the dataset has {data.n_bins} bins but image_size={self.image_size}"
             )
 
-    def _draw(self, n: int, gen: torch.Generator, device: torch.device) -> tuple[Tensor, ...]:
-        """Key changes ``[n]``, tempo factors ``[n]`` and style latents ``[n, z_dim]``."""
+    def _draw(
+        self,
+        n: int,
+        gen: torch.Generator,
+        device: torch.device,
+        truncation: float | None = None,
+    ) -> tuple[Tensor, ...]:
+        """Key changes ``[n]``, tempo factors ``[n]`` and style latents ``[n, z_dim]``
+        (truncated at ``truncation`` when given)."""
         cfg = self.config
         k = cfg.max_semitones
         u = torch.rand(n, generator=gen, device=device)
         semitones = torch.floor(u * (2 * k + 1)).long().clamp(max=2 * k) - k
         low, high = (math.log(t) for t in cfg.tempo_range)
         rates = torch.exp(low + (high - low) * torch.rand(n, generator=gen, device=device))
-        z = torch.randn(n, cfg.z_dim, generator=gen, device=device)
+        z = _truncated_normal(n, cfg.z_dim, gen, device, truncation)
         return semitones, rates, z
 
     def _train_step(self, refs: Tensor, cands: Tensor, works: np.ndarray) -> dict[str, float]:
@@ -642,6 +651,7 @@ class VersionGAN(_AdversarialPair):
         refs: Tensor,
         *,
         generator: torch.Generator | int | None = None,
+        truncation: float | None = None,
         batch_size: int = 256,
         use_ema: bool = True,
     ) -> Tensor:
@@ -656,6 +666,10 @@ class VersionGAN(_AdversarialPair):
             Source of the key change, tempo factor and style latent of each sample, or its
             seed (drawn on the CPU, so a seed gives the same samples on every device).
             ``None``: torch's global generator.
+        truncation : float, optional
+            Truncation trick on the style latent: entries with ``|z| > truncation`` are
+            redrawn. Smaller keeps more of the reference's rendering (the key change and
+            tempo are drawn as usual).
         batch_size : int
             Samples per forward pass.
         use_ema : bool
@@ -672,9 +686,10 @@ class VersionGAN(_AdversarialPair):
             raise ParameterError(f"refs must be a tensor [n, 1, {height}, W_src], got {got}")
         if not _is_int(batch_size) or batch_size < 1:
             raise ParameterError(f"batch_size={batch_size!r} must be a positive integer")
+        _check_truncation(truncation)
         gen = _noise_source(generator)
         gen = torch.default_generator if gen is None else gen
-        semis, rates, z = self._draw(refs.shape[0], gen, gen.device)
+        semis, rates, z = self._draw(refs.shape[0], gen, gen.device, truncation)
 
         def forward(module: nn.Module, start: int, stop: int) -> Tensor:
             src = version_transform(
@@ -864,6 +879,7 @@ def sample_versions(
     crop: Crop = "random",
     silence: float = 0.0,
     pad_mode: Literal["constant", "wrap"] = "constant",
+    truncation: float | None = None,
 ) -> Tensor:
     """Synthetic versions of one recording, in the feature format (the sampler behind
     :meth:`covergan.Augmenter.sample_like`).
@@ -894,6 +910,8 @@ def sample_versions(
         Feature value of silence for padding (0, or ``-top_db`` for dB features).
     pad_mode : {"constant", "wrap"}
         Padding of short recordings.
+    truncation : float, optional
+        Truncation of the style latent (see :meth:`VersionGAN.generate`).
 
     Returns
     -------
@@ -902,9 +920,10 @@ def sample_versions(
     Raises
     ------
     ParameterError
-        ``n`` not a positive int, bad ``space``/``crop``/``pad_mode``/``seed``, features that
-        are not a 2-D real array with the model's bins, contain NaN or inf, are negative
-        where the normaliser takes a log, or are shorter than ``max(2, W // 4)`` frames.
+        ``n`` not a positive int, bad ``space``/``crop``/``pad_mode``/``seed``/``truncation``,
+        features that are not a 2-D real array with the model's bins, contain NaN or inf, are
+        negative where the normaliser takes a log, or are shorter than ``max(2, W // 4)``
+        frames.
     """
     if not _is_int(n) or n <= 0:
         raise ParameterError(f"n={n!r} must be a positive integer")
@@ -938,7 +957,7 @@ def sample_versions(
         windows = [one] * int(n)
     refs = normalizer.forward(torch.from_numpy(np.stack(windows)))[:, None].float()
     generator = None if seed is None else int(_derive_seed(seed, _STREAM_SAMPLE))
-    out = model.generate(refs, generator=generator)
+    out = model.generate(refs, generator=generator, truncation=truncation)
     return normalizer.inverse(out) if space == "features" else out
 
 

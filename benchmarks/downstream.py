@@ -76,6 +76,7 @@ from covergan.csi import (
 )
 from covergan.data import CQTDataset, SongId
 from covergan.filtering import filter_by_discriminator, filter_synthetic
+from covergan.gan import GANConfig
 from covergan.sampling import AugmentedDataset
 
 #: Conditions in table order: name -> (classic augmentation, GAN samples, filter)
@@ -162,6 +163,7 @@ class Settings:
     csi_batch: int = 32
     csi_lr: float = 2e-3
     csi_channels: tuple[int, ...] = (24, 48, 96, 192)
+    equal_real: bool = False
     conditions: tuple[str, ...] = tuple(CONDITIONS)
 
     def as_dict(self) -> dict[str, Any]:
@@ -175,11 +177,15 @@ class Settings:
         """Hash of the named fields (and ``extra``): the cache key of a task.
 
         Fields added after the first published run count only when they differ from their
-        default, so older cached results stay valid.
+        default, so older cached results stay valid. ``gan`` counts as the whole resolved
+        ``GANConfig`` of the default preset, so a change of a library default invalidates the
+        GANs trained under the old one.
         """
         d = self.as_dict()
         defaults = Settings().as_dict()
         payload = {f: d[f] for f in fields if f not in _LATE_FIELDS or d[f] != defaults[f]}
+        if "gan" in payload:
+            payload["gan"] = GANConfig.for_preset("default", **d["gan"]).to_dict()
         payload.update(extra or {})
         blob = json.dumps(payload, sort_keys=True, default=str).encode()
         return hashlib.sha1(blob).hexdigest()[:12]
@@ -199,7 +205,7 @@ _GAN_FIELDS = ("gan_steps", "gan")
 _VERSION_FIELDS = ("version_steps", "versions")
 _VERSION_SAMPLE_FIELDS = ("version_truncation",)
 _SYNTH_FIELDS = ("target", "max_ratio", "truncation", "synthetic_weight", "synthetic_draws")
-_LATE_FIELDS = frozenset({"synthetic_draws", "version_truncation"})
+_LATE_FIELDS = frozenset({"synthetic_draws", "version_truncation", "equal_real"})
 _FILTER_FIELDS = ("filter_by", "filter_oversample", "filter_top_k", "filter_threshold")
 
 
@@ -647,11 +653,12 @@ def _train_eval(
     s: Settings,
     *,
     augment: Callable[[torch.Tensor], torch.Tensor] | None,
+    steps: int,
 ) -> dict[str, Any]:
     hist = train_csi(
         model,
         data,
-        steps=s.csi_steps,
+        steps=steps,
         batch_size=s.csi_batch,
         lr=s.csi_lr,
         synthetic_weight=s.synthetic_weight,
@@ -769,8 +776,12 @@ def task_csi(seed: int, cond: str, s: Settings, workdir: str) -> dict[str, Any]:
         else:
             train_data = EpochForwarding(AugmentedDataset.from_tensors(real, samples))
     model = _new_model(split, seed, s)
-    out = _train_eval(model, train_data, split, seed, s, augment=augment)
+    steps = s.csi_steps
+    if s.equal_real:  # as many real windows as the real-only conditions see, on average
+        steps = round(s.csi_steps * len(train_data) / len(real))
+    out = _train_eval(model, train_data, split, seed, s, augment=augment, steps=steps)
     out["synthetic"] = info
+    out["steps"] = steps
     if cond in ("none", "classic"):
         model.save(_model_path(wd, seed, cond, s))
     return out
@@ -852,6 +863,8 @@ def build_tasks(s: Settings, workdir: str) -> list[Task]:
             if cond in VERSION_CONDITIONS:
                 fields += (*_VERSION_FIELDS, *_SYNTH_FIELDS, *_VERSION_SAMPLE_FIELDS)
                 deps.append(f"vfit/{seed}")
+            if use_gan or cond in VERSION_CONDITIONS:
+                fields += ("equal_real",)
             if filt is not None:
                 fields += _FILTER_FIELDS
                 if s.filter_by == "classifier":
@@ -1227,6 +1240,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "--version-truncation", type=float, help="style-latent truncation of (e)'s samples"
     )
     p.add_argument("--csi-steps", type=int)
+    p.add_argument(
+        "--equal-real",
+        action="store_true",
+        default=None,
+        help="train conditions with synthetic samples for proportionally more steps, so every "
+        "condition sees as many real windows (default: equal steps)",
+    )
     p.add_argument("--window", type=int)
     p.add_argument("--target", help="'max', 'median' or an int (Augmenter.plan)")
     p.add_argument("--max-ratio", type=float)
@@ -1249,7 +1269,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for name in (
         "gan_steps", "version_steps", "csi_steps", "window", "target", "max_ratio", "truncation",
         "synthetic_weight", "synthetic_draws", "filter_by", "filter_oversample", "filter_top_k",
-        "filter_threshold", "cas_per_song", "singles", "version_truncation",
+        "filter_threshold", "cas_per_song", "singles", "version_truncation", "equal_real",
     ):  # fmt: skip
         value = getattr(args, name)
         if value is not None:

@@ -11,6 +11,7 @@ Usage::
 
     python benchmarks/gan_width.py                           # 16 vs 32, 3 seeds, 600 steps
     python benchmarks/gan_width.py --widths 8 16 --steps 50 --seeds 0   # smoke run
+    python benchmarks/gan_width.py --generation-only   # CQTs/s per width, 1 and 2 threads
 """
 
 from __future__ import annotations
@@ -26,14 +27,14 @@ import torch
 
 from covergan.augmenter import Augmenter
 from covergan.data import split_recordings
+from covergan.gan import ConditionalDCGAN, GANConfig
 from covergan.report import quality_report
 
 WINDOW = 200
 
 
-def generation_throughput(aug: Augmenter, n: int = 1024, batch: int = 256) -> float:
-    """CQTs per second of ``aug.gan_.generate`` at ``batch`` (after one warm-up batch)."""
-    gan = aug.gan_
+def generation_throughput(gan: ConditionalDCGAN, n: int = 1024, batch: int = 256) -> float:
+    """CQTs per second of ``gan.generate`` at ``batch`` (after one warm-up batch)."""
     labels = torch.arange(n) % max(gan.n_classes, 1)
     gan.generate(labels[:batch], generator=0, batch_size=batch)
     t0 = time.perf_counter()
@@ -56,7 +57,21 @@ def main() -> None:
     parser.add_argument("--max-works", type=int, default=None, help="limit the chorale works")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--json", type=Path, default=None, help="write the numbers as JSON")
+    parser.add_argument(
+        "--generation-only",
+        action="store_true",
+        help="only time generation (84 x 200, 68 classes; speed does not depend on the weights)",
+    )
     args = parser.parse_args()
+    if args.generation_only:
+        print(f"{platform.processor() or platform.machine()}; batch 256, best of 3")
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            for width in args.widths:
+                gan = ConditionalDCGAN(68, config=GANConfig(g_width=width), device="cpu", seed=0)
+                best = max(generation_throughput(gan) for _ in range(3))
+                print(f"g_width={width}, {threads} thread(s): {best:.0f} CQTs/s")
+        return
     torch.set_num_threads(args.threads)
 
     from covergan.datasets import chorale_covers
@@ -84,7 +99,7 @@ def main() -> None:
             report = quality_report(aug, train, heldout, out, seed=seed)
             row = {
                 "train_seconds": seconds,
-                "generation_per_s": generation_throughput(aug),
+                "generation_per_s": generation_throughput(aug.gan_),
                 "per_song_ratio": report.per_song.ratio,
                 "pooled_ratio": report.overall.distance / report.overall.floor,
                 "memorization_ratio": (

@@ -7,9 +7,9 @@ Generator (:class:`DCGANGenerator`)
     tanh -> centre crop to (H, W).
     Any (H, W) works: the seed is ``ceil(H / 2**n) x ceil(W / 2**n)`` and the surplus is cropped
     (84 x 200: seed 6 x 13, output 96 x 208, crop 6 bins top and bottom, 4 frames each side).
-    The last layer goes from 32 channels at half resolution directly to the image, so no
-    multi-channel tensor ever exists at full resolution: on a CPU the full-resolution layers are
-    memory-bound, and this is what makes generation fast. The inner layers are ConvTranspose
+    The last layer goes from ``width`` channels (16 in the default preset) at half resolution
+    directly to the image, so no multi-channel tensor ever exists at full resolution: on a CPU
+    the full-resolution layers are memory-bound, and this is what makes generation fast. The inner layers are ConvTranspose
     4 x 4 / 2 (4 MACs per output cell and channel pair, 2.25 x less than upsample + 3 x 3 conv);
     the last is a sub-pixel convolution because a one-channel ConvTranspose runs at a fraction
     of the speed of a four-channel Conv2d on oneDNN (measured 2x in ``channels_last``).

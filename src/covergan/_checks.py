@@ -1,13 +1,15 @@
-"""Field checks shared by the frozen config dataclasses (``GANConfig``, ``VersionConfig``).
+"""Field checks and dict round trips shared by the frozen config dataclasses (``GANConfig``,
+``VersionConfig``, ``CSIConfig``, ``CQTConfig``).
 
-Each raises :class:`~covergan.errors.ParameterError` naming ``<Class>.<field>``, its value and
+Each check raises :class:`~covergan.errors.ParameterError` naming ``<Class>.<field>``, its value and
 what is allowed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -23,6 +25,26 @@ def is_int(value: object) -> bool:
 def is_real(value: object) -> bool:
     """A Python or NumPy integer or float that is not a bool."""
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def check_known_fields(cls: type, keys: Iterable[str]) -> None:
+    """Every key names a field of the dataclass ``cls``."""
+    unknown = set(keys) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ParameterError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """The fields of a config dataclass as plain Python, tuples as lists (safe for JSON and
+    ``torch.load(weights_only=True)``)."""
+    out = dataclasses.asdict(config)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+
+def config_from_dict(cls: Any, data: Mapping[str, Any]) -> Any:
+    """Inverse of :func:`config_to_dict`: lists back to tuples; unknown keys are an error."""
+    check_known_fields(cls, data)
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
 def _name(config: Any, field: str) -> str:

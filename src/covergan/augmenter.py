@@ -19,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from covergan._checks import check_known_fields
 from covergan._io import atomic_torch_save
 from covergan.cqt import CQTConfig, CQTExtractor, CQTNormalizer
 from covergan.data import CQTDataset, SongId, SongIndex
@@ -51,6 +52,17 @@ Target = Literal["max", "median"] | int
 
 #: The longest default GAN window, in pooled frames (CQTNet's training crop).
 MAX_AUTO_WINDOW = 200
+
+
+def _check_count(name: str, value: object, minimum: int, *, optional: bool = False) -> None:
+    """``value`` is a Python int >= ``minimum`` (or None when ``optional``)."""
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        what = {0: "a non-negative integer", 1: "a positive integer"}.get(
+            minimum, f"an integer >= {minimum}"
+        )
+        raise ParameterError(f"{name}={value!r} must be {what}{' or None' if optional else ''}")
 
 
 class Augmenter:
@@ -333,30 +345,16 @@ class Augmenter:
         return min(batch, n_items)
 
     def _check_params(self) -> None:
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
-            raise ParameterError(f"steps={self.steps!r} must be a positive integer")
-        if self.pretrain_steps is not None and (
-            isinstance(self.pretrain_steps, bool)
-            or not isinstance(self.pretrain_steps, int)
-            or self.pretrain_steps < 0
-        ):
-            raise ParameterError(
-                f"pretrain_steps={self.pretrain_steps!r} must be a non-negative integer or None"
-            )
-        if self.window is not None and (
-            isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 2
-        ):
-            raise ParameterError(f"window={self.window!r} must be an integer >= 2 or None")
+        _check_count("steps", self.steps, 1)
+        _check_count("pretrain_steps", self.pretrain_steps, 0, optional=True)
+        _check_count("window", self.window, 2, optional=True)
         if self.extractor is not None and not isinstance(self.extractor, CQTExtractor):
             raise ParameterError(f"extractor must be a CQTExtractor, got {type(self.extractor)}")
         if self.gan is not None and not isinstance(self.gan, (GANConfig, Mapping)):
             raise ParameterError(
                 f"gan must be a GANConfig or a mapping of overrides, got {type(self.gan)}"
             )
-        if self.seed is not None and (
-            isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0
-        ):
-            raise ParameterError(f"seed={self.seed!r} must be a non-negative integer or None")
+        _check_count("seed", self.seed, 0, optional=True)
         if self.versions is not None and not isinstance(
             self.versions, (bool, VersionConfig, Mapping)
         ):
@@ -364,14 +362,7 @@ class Augmenter:
                 f"versions must be a bool, a VersionConfig or a mapping of overrides, got "
                 f"{type(self.versions).__name__}"
             )
-        if self.version_steps is not None and (
-            isinstance(self.version_steps, bool)
-            or not isinstance(self.version_steps, int)
-            or self.version_steps < 1
-        ):
-            raise ParameterError(
-                f"version_steps={self.version_steps!r} must be a positive integer or None"
-            )
+        _check_count("version_steps", self.version_steps, 1, optional=True)
 
     def _pretrain_steps(self) -> int:
         if self.pretrain_steps is not None:
@@ -437,10 +428,7 @@ class Augmenter:
         if isinstance(versions, VersionConfig):
             return dataclasses.replace(versions, **fixed)
         if isinstance(versions, Mapping):
-            names = {f.name for f in dataclasses.fields(VersionConfig)}
-            unknown = set(versions) - names
-            if unknown:
-                raise ParameterError(f"unknown VersionConfig fields: {sorted(unknown)}")
+            check_known_fields(VersionConfig, versions)
             return VersionConfig(**{**dict(versions), **fixed})
         return VersionConfig(**fixed)
 

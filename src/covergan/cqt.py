@@ -25,6 +25,7 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 import torch
 
+from covergan._checks import check_known_fields
 from covergan.errors import AudioLoadError, ExtractionError, NotFittedError, ParameterError
 
 __all__ = [
@@ -161,10 +162,7 @@ class CQTConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CQTConfig:
         """Rebuild a config from :meth:`to_dict` output; unknown keys are an error."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ParameterError(f"unknown CQTConfig fields: {sorted(unknown)}")
+        check_known_fields(cls, data)
         return cls(**data)
 
     def digest(self) -> str:

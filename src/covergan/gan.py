@@ -25,7 +25,6 @@ ranks before every optimiser step, so the weights stay identical on every rank (
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 import math
 import os
@@ -46,7 +45,15 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
-from covergan._checks import check_adam, check_image_size, check_ints, check_reals
+from covergan._checks import (
+    check_adam,
+    check_image_size,
+    check_ints,
+    check_known_fields,
+    check_reals,
+    config_from_dict,
+    config_to_dict,
+)
 from covergan._checks import is_int as _is_int
 from covergan._checks import is_real as _is_real
 from covergan._io import atomic_torch_save
@@ -248,31 +255,18 @@ class GANConfig:
                 "augment": "",
                 "channels_last": False,
             }
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(overrides) - names
-        if unknown:
-            raise ParameterError(f"unknown GANConfig fields: {sorted(unknown)}")
+        check_known_fields(cls, overrides)
         return cls(**{**base, **overrides})
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python dict of the fields (safe for ``torch.load(weights_only=True)``)."""
-        out = dataclasses.asdict(self)
-        out["image_size"] = list(self.image_size)
-        out["betas"] = list(self.betas)
-        return out
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GANConfig:
         """Rebuild a config from :meth:`to_dict` output; unknown keys are an error."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ParameterError(f"unknown GANConfig fields: {sorted(unknown)}")
-        values = dict(data)
-        for key in ("image_size", "betas"):
-            if isinstance(values.get(key), list):
-                values[key] = tuple(values[key])
-        return cls(**values)
+        result: GANConfig = config_from_dict(cls, data)
+        return result
 
 
 def _check_preset(preset: object) -> None:

@@ -49,7 +49,14 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from covergan._checks import check_adam, check_image_size, check_ints, check_reals
+from covergan._checks import (
+    check_adam,
+    check_image_size,
+    check_ints,
+    check_reals,
+    config_from_dict,
+    config_to_dict,
+)
 from covergan._checks import is_int as _is_int
 from covergan._checks import is_real as _is_real
 from covergan._io import atomic_torch_save
@@ -233,23 +240,13 @@ class VersionConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python dict (safe for ``torch.load(weights_only=True)``)."""
-        out = dataclasses.asdict(self)
-        for key in ("image_size", "tempo_range", "betas"):
-            out[key] = list(out[key])
-        return out
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VersionConfig:
         """Rebuild from :meth:`to_dict` output; unknown keys are an error."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ParameterError(f"unknown VersionConfig fields: {sorted(unknown)}")
-        values = dict(data)
-        for key in ("image_size", "tempo_range", "betas"):
-            if isinstance(values.get(key), list):
-                values[key] = tuple(values[key])
-        return cls(**values)
+        result: VersionConfig = config_from_dict(cls, data)
+        return result
 
 
 # ----------------------------------------------------------------------------------- model

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from covergan._checks import config_from_dict, config_to_dict
 from covergan._io import atomic_torch_save
 from covergan.errors import CheckpointError, ParameterError
 
@@ -112,21 +113,13 @@ class CSIConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of the fields (``torch.load(weights_only=True)`` safe)."""
-        data = dataclasses.asdict(self)
-        data["channels"] = list(self.channels)
-        return data
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CSIConfig:
         """Rebuild a config from :meth:`to_dict` output; unknown keys are an error."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ParameterError(f"unknown CSIConfig fields: {sorted(unknown)}")
-        data = dict(data)
-        if "channels" in data and isinstance(data["channels"], list):
-            data["channels"] = tuple(data["channels"])
-        return cls(**data)
+        result: CSIConfig = config_from_dict(cls, data)
+        return result
 
 
 def _check_positive_int(name: str, value: object) -> None:

@@ -9,8 +9,9 @@ Generator (:class:`DCGANGenerator`)
     (84 x 200: seed 6 x 13, output 96 x 208, crop 6 bins top and bottom, 4 frames each side).
     The last layer goes from ``width`` channels (16 in the default preset) at half resolution
     directly to the image, so no multi-channel tensor ever exists at full resolution: on a CPU
-    the full-resolution layers are memory-bound, and this is what makes generation fast. The inner layers are ConvTranspose
-    4 x 4 / 2 (4 MACs per output cell and channel pair, 2.25 x less than upsample + 3 x 3 conv);
+    the full-resolution layers are memory-bound, and this is what makes generation fast. The
+    inner layers are ConvTranspose 4 x 4 / 2 (4 MACs per output cell and channel pair, 2.25 x
+    less than upsample + 3 x 3 conv);
     the last is a sub-pixel convolution because a one-channel ConvTranspose runs at a fraction
     of the speed of a four-channel Conv2d on oneDNN (measured 2x in ``channels_last``).
     Classes enter BigGAN-style through a shared class embedding ``e`` (unit-variance entries):
@@ -137,6 +138,28 @@ class DCGANGenerator(nn.Module):
         return x[:, :, top : top + height, left : left + width]
 
 
+def conv_trunk(
+    width: int, max_width: int, n_stages: int, *, spectral: bool = True
+) -> tuple[nn.Sequential, int]:
+    """The discriminators' and the encoder's feature trunk: ``n_stages`` ``Conv2d(4, stride 2)``
+    + LeakyReLU(0.2) from one channel, doubling from ``width`` up to ``max_width``, then a
+    3 x 3 conv + LeakyReLU; every conv spectral-normalised when ``spectral``. Returns the
+    trunk and its output channels."""
+
+    def conv(c_in: int, c_out: int, kernel: int, stride: int) -> nn.Module:
+        layer = nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=1)
+        return spectral_norm(layer) if spectral else layer
+
+    layers: list[nn.Module] = []
+    c_in = 1
+    for k in range(n_stages):
+        c_out = min(max_width, width * 2**k)
+        layers += [conv(c_in, c_out, 4, 2), nn.LeakyReLU(0.2)]
+        c_in = c_out
+    layers += [conv(c_in, c_in, 3, 1), nn.LeakyReLU(0.2)]
+    return nn.Sequential(*layers), c_in
+
+
 class ProjectionDiscriminator(nn.Module):
     """Spectral-norm convolutional discriminator with a projection head (see module docstring).
 
@@ -166,17 +189,7 @@ class ProjectionDiscriminator(nn.Module):
         super().__init__()
         n = _check_size(image_size, n_stages)
         self.n_classes = n_classes
-        chans = [min(max_width, width * 2**k) for k in range(n)]
-        layers: list[nn.Module] = []
-        c_in = 1
-        for c_out in chans:
-            layers += [
-                spectral_norm(nn.Conv2d(c_in, c_out, 4, stride=2, padding=1)),
-                nn.LeakyReLU(0.2),
-            ]
-            c_in = c_out
-        layers += [spectral_norm(nn.Conv2d(c_in, c_in, 3, padding=1)), nn.LeakyReLU(0.2)]
-        self.features = nn.Sequential(*layers)
+        self.features, c_in = conv_trunk(width, max_width, n)
         self.linear = spectral_norm(nn.Linear(c_in, 1))
         self.embed: nn.Embedding | None = None
         if n_classes > 0:
@@ -232,14 +245,7 @@ class ConvEncoder(nn.Module):
     ) -> None:
         super().__init__()
         n = _check_size(image_size, n_stages)
-        chans = [min(max_width, width * 2**k) for k in range(n)]
-        layers: list[nn.Module] = []
-        c_in = 1
-        for c_out in chans:
-            layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
-            c_in = c_out
-        layers += [nn.Conv2d(c_in, c_in, 3, padding=1), nn.LeakyReLU(0.2)]
-        self.features = nn.Sequential(*layers)
+        self.features, c_in = conv_trunk(width, max_width, n, spectral=False)
         self.head = nn.Linear(c_in, 2 * z_dim)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:

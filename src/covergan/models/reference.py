@@ -36,6 +36,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 from covergan.augment.differentiable import FLOOR, apply_freq_shift
 from covergan.errors import ParameterError
 from covergan.models.base import auto_stages
+from covergan.models.dcgan import conv_trunk
 
 __all__ = ["AdaIN", "PairDiscriminator", "VersionGenerator", "version_transform"]
 
@@ -240,17 +241,7 @@ class PairDiscriminator(nn.Module):
         n = auto_stages(*image_size) if n_stages is None else int(n_stages)
         if n < 1:
             raise ParameterError(f"n_stages={n_stages!r} must be >= 1")
-        chans = [min(max_width, width * 2**k) for k in range(n)]
-        layers: list[nn.Module] = []
-        c_in = 1
-        for c_out in chans:
-            layers += [
-                spectral_norm(nn.Conv2d(c_in, c_out, 4, stride=2, padding=1)),
-                nn.LeakyReLU(0.2),
-            ]
-            c_in = c_out
-        layers += [spectral_norm(nn.Conv2d(c_in, c_in, 3, padding=1)), nn.LeakyReLU(0.2)]
-        self.features = nn.Sequential(*layers)
+        self.features, c_in = conv_trunk(width, max_width, n)
         self.linear = spectral_norm(nn.Linear(c_in, 1))
         self.ref_proj = nn.Linear(c_in, c_in)
         self.channels = c_in

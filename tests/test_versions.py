@@ -16,7 +16,13 @@ from covergan.cqt import CQTConfig, CQTNormalizer
 from covergan.csi import CSINet
 from covergan.data import CQTDataset
 from covergan.errors import CheckpointError, DatasetError, NotFittedError, ParameterError
-from covergan.models.reference import PairDiscriminator, VersionGenerator, version_transform
+from covergan.models.reference import (
+    PairDiscriminator,
+    VersionGenerator,
+    chroma_correlation,
+    pitch_class_profile,
+    version_transform,
+)
 from covergan.versions import (
     VersionCheck,
     VersionConfig,
@@ -142,6 +148,59 @@ def test_version_transform_closed_forms() -> None:
     assert torch.equal(up[1, 0, :4], ref[1, 0, 2:, :4]) and bool((up[1, 0, 4:] == -1).all())
 
 
+def test_pitch_class_profile_folds_octaves_and_semitone_bins() -> None:
+    x = torch.full((1, 1, 30, 2), -1.0)  # 2 bins per semitone: 1.25 octaves, top one padded
+    x[0, 0, 2, 0] = 1.0  # pitch class 1, octave 0
+    x[0, 0, 27, 0] = 1.0  # bin 27 -> semitone 13 -> pitch class 1, octave 1
+    p = pitch_class_profile(x, bins_per_semitone=2)
+    assert p.shape == (1, 12, 2)
+    silence = -1.0 * 2 * 2  # two octaves (one padded) x two bins per class
+    assert p[0, 1, 0] == silence + 4 and bool((p[0, 0] == silence).all())
+    assert bool((p[..., 1] == silence).all())
+    with pytest.raises(ParameterError, match=r"\[B, 1, H, W\]"):
+        pitch_class_profile(torch.zeros(1, 30, 2))
+
+
+def test_chroma_correlation_ignores_octave_and_level_but_not_notes() -> None:
+    gen = torch.Generator().manual_seed(0)
+    a = torch.rand(3, 1, 36, 8, generator=gen) * 2 - 1
+    same = chroma_correlation(a, a)
+    assert torch.allclose(same, torch.ones(3), atol=1e-4)
+    # the same pitch classes an octave higher and at another level: still correlated 1
+    moved = torch.full_like(a, -1.0)
+    moved[:, :, 12:] = 0.5 * a[:, :, :24] + 0.2
+    ref = torch.full_like(a, -1.0)
+    ref[:, :, :24] = a[:, :, :24]
+    assert torch.allclose(chroma_correlation(moved, ref), torch.ones(3), atol=1e-4)
+    # a semitone shift is a different chord: clearly lower
+    shifted = torch.roll(ref, 1, dims=2)
+    assert float(chroma_correlation(shifted, ref).max()) < 0.9
+    # silence against anything counts 0, with a finite gradient
+    silent = torch.full_like(a, -1.0).requires_grad_(True)
+    corr = chroma_correlation(silent, a)
+    assert torch.allclose(corr, torch.zeros(3))
+    corr.sum().backward()  # type: ignore[no-untyped-call]
+    assert silent.grad is not None and bool(torch.isfinite(silent.grad).all())
+    with pytest.raises(ParameterError, match="same shape"):
+        chroma_correlation(a, a[..., :4])
+
+
+def test_content_weight_keeps_the_reference_notes(
+    data: CQTDataset, normalizer: CQTNormalizer
+) -> None:
+    """Same seed, same steps: the content term raises the logged correlation."""
+    logged = {}
+    for w in (0.0, 5.0):
+        cfg = VersionConfig(**{**TINY, "lr_g": 5e-3}, content_weight=w)
+        m = VersionGAN(cfg, device="cpu", seed=0).fit(
+            windows(data, normalizer), steps=10, progress=False
+        )
+        logged[w] = float(np.mean(m.history["content"][-5:]))
+    assert logged[5.0] > logged[0.0] + 0.1  # about 0.13 against -0.05
+    with pytest.raises(ParameterError, match="content_weight"):
+        VersionConfig(**TINY, content_weight=-1.0)
+
+
 def test_generator_and_discriminator_shapes() -> None:
     g = VersionGenerator(image_size=(21, 14), z_dim=8, width=4, n_stages=2, n_blocks=1)
     x = g(torch.rand(3, 1, 21, 14) * 2 - 1, torch.randn(3, 8)).detach()
@@ -160,7 +219,7 @@ def test_fit_logs_and_is_deterministic(
 ) -> None:
     assert model.step == 3
     assert set(model.history) == {
-        "loss_d", "loss_g", "d_real", "d_fake", "d_mismatch", "d_copy", "diversity",
+        "loss_d", "loss_g", "d_real", "d_fake", "d_mismatch", "d_copy", "diversity", "content",
     }  # fmt: skip
     assert all(len(v) == 3 and np.isfinite(v).all() for v in model.history.values())
     again = VersionGAN(VersionConfig(**TINY), device="cpu", seed=0)

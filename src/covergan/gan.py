@@ -686,6 +686,22 @@ def _check_truncation(truncation: float | None) -> None:
         raise ParameterError(f"truncation={truncation!r} must be a positive number")
 
 
+def _check_pretrain(done: int, kind: str, steps: int, lr: float, kl_weight: float) -> None:
+    """Arguments of a ``pretrain_autoencoder``: an untrained model, steps >= 1, lr > 0,
+    kl_weight >= 0 (``done``: the model's ``kind`` steps so far)."""
+    if done > 0:
+        raise ParameterError(
+            f"pretrain_autoencoder initialises an untrained model; this one has done "
+            f"{done} {kind} steps"
+        )
+    if not _is_int(steps) or steps < 1:
+        raise ParameterError(f"steps={steps!r} must be a positive integer")
+    if not _is_real(lr) or not math.isfinite(lr) or lr <= 0:
+        raise ParameterError(f"lr={lr!r} must be a positive number")
+    if not _is_real(kl_weight) or not math.isfinite(kl_weight) or kl_weight < 0:
+        raise ParameterError(f"kl_weight={kl_weight!r} must be >= 0")
+
+
 def _truncated_normal(
     n: int,
     dim: int,
@@ -1198,18 +1214,8 @@ class ConditionalDCGAN(_AdversarialPair):
         ParameterError
             Bad arguments, or the model has already been trained adversarially.
         """
-        if self.step > 0:
-            raise ParameterError(
-                f"pretrain_autoencoder initialises an untrained model; this one has done "
-                f"{self.step} GAN steps"
-            )
-        if not _is_int(steps) or steps < 1:
-            raise ParameterError(f"steps={steps!r} must be a positive integer")
+        _check_pretrain(self.step, "GAN", steps, lr, kl_weight)
         batch_size = self._batch_size(batch_size)
-        if not _is_real(lr) or not math.isfinite(lr) or lr <= 0:
-            raise ParameterError(f"lr={lr!r} must be a positive number")
-        if not _is_real(kl_weight) or not math.isfinite(kl_weight) or kl_weight < 0:
-            raise ParameterError(f"kl_weight={kl_weight!r} must be >= 0")
         self._set_training_seed(seed)
         rank, world = _rank_world()
         self._batches_per_epoch(data, batch_size, world)

@@ -38,7 +38,14 @@ from covergan.errors import ParameterError
 from covergan.models.base import auto_stages
 from covergan.models.dcgan import conv_trunk
 
-__all__ = ["AdaIN", "PairDiscriminator", "VersionGenerator", "version_transform"]
+__all__ = [
+    "AdaIN",
+    "PairDiscriminator",
+    "VersionGenerator",
+    "chroma_correlation",
+    "pitch_class_profile",
+    "version_transform",
+]
 
 
 def version_transform(
@@ -83,6 +90,71 @@ def version_transform(
     idx1 = i1.view(b, 1, 1, width).expand(b, 1, h, width)
     out = torch.gather(ref, 3, idx0) * (1 - frac) + torch.gather(ref, 3, idx1) * frac
     return apply_freq_shift(out, semitones.to(ref.device).long() * int(bins_per_semitone))
+
+
+def pitch_class_profile(x: Tensor, *, bins_per_semitone: int = 1) -> Tensor:
+    """Fold model-space CQT windows into 12 pitch classes per frame (a differentiable chroma).
+
+    Bin ``i`` counts towards pitch class ``(i // bins_per_semitone) % 12`` (bin 0 is pitch
+    class 0); the bins of a class are summed over octaves. Model space is per-bin
+    standardised log magnitude, so the profile measures which pitch classes sound louder
+    than usual in a frame, whatever the instrument's spectral envelope.
+
+    Parameters
+    ----------
+    x : torch.Tensor [shape=(B, 1, H, W)]
+        Windows in model space (silence ``-1``).
+    bins_per_semitone : int
+        Frequency bins per semitone.
+
+    Returns
+    -------
+    torch.Tensor [shape=(B, 12, W)]
+    """
+    if x.dim() != 4 or x.shape[1] != 1:
+        raise ParameterError(f"x must be [B, 1, H, W], got {tuple(x.shape)}")
+    octave = 12 * int(bins_per_semitone)
+    b, _, h, w = x.shape
+    pad = -h % octave
+    if pad:  # silence above the top bin completes the last octave
+        x = torch.nn.functional.pad(x, (0, 0, 0, pad), value=FLOOR)
+    folded = x.reshape(b, (h + pad) // octave, 12, int(bins_per_semitone), w)
+    return folded.sum(dim=(1, 3))
+
+
+def chroma_correlation(a: Tensor, b: Tensor, *, bins_per_semitone: int = 1) -> Tensor:
+    """Frame-by-frame correlation of the pitch-class profiles of two batches of windows.
+
+    For every frame, the Pearson correlation over the 12 pitch classes of
+    :func:`pitch_class_profile` of ``a`` and ``b``, averaged over frames: 1 when the two
+    windows play the same pitch classes at the same times, whatever their timbre, octave
+    placement or level; about 0 for unrelated content. A frame in which either profile is
+    flat (silence) counts as 0. The version model's content term
+    (``VersionConfig.content_weight``) is ``1 -`` this between a sample and its transposed,
+    tempo-changed reference.
+
+    Parameters
+    ----------
+    a, b : torch.Tensor [shape=(B, 1, H, W)]
+        Windows in model space, same shape.
+    bins_per_semitone : int
+        Frequency bins per semitone.
+
+    Returns
+    -------
+    torch.Tensor [shape=(B,)]
+        Mean per-frame correlation in ``[-1, 1]``.
+    """
+    if a.shape != b.shape:
+        raise ParameterError(f"a and b must have the same shape, got {a.shape} and {b.shape}")
+    pa = pitch_class_profile(a, bins_per_semitone=bins_per_semitone)
+    pb = pitch_class_profile(b, bins_per_semitone=bins_per_semitone)
+    pa = pa - pa.mean(dim=1, keepdim=True)
+    pb = pb - pb.mean(dim=1, keepdim=True)
+    num = (pa * pb).sum(dim=1)
+    den = torch.sqrt(pa.pow(2).sum(dim=1) * pb.pow(2).sum(dim=1) + 1e-6)
+    corr: Tensor = (num / den).mean(dim=1)
+    return corr
 
 
 class AdaIN(nn.Module):

@@ -66,7 +66,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from covergan.augment.classic import Compose, SemitoneRoll, TempoChange, TimeMask
+from covergan.augment.classic import Compose, SemitoneRoll, TempoChange, TimeMask, Transform
 from covergan.csi import (
     CSINet,
     classification_accuracy,
@@ -157,6 +157,7 @@ class Settings:
     version_steps: int = 800
     versions: tuple[tuple[str, Any], ...] = ()
     version_truncation: float | None = None
+    version_augment: float | None = None
     check_per_reference: int = 4
     # CSI model and training
     csi_steps: int = 300
@@ -205,7 +206,7 @@ _GAN_FIELDS = ("gan_steps", "gan")
 _VERSION_FIELDS = ("version_steps", "versions")
 _VERSION_SAMPLE_FIELDS = ("version_truncation",)
 _SYNTH_FIELDS = ("target", "max_ratio", "truncation", "synthetic_weight", "synthetic_draws")
-_LATE_FIELDS = frozenset({"synthetic_draws", "version_truncation", "equal_real"})
+_LATE_FIELDS = frozenset({"synthetic_draws", "version_truncation", "equal_real", "version_augment"})
 _FILTER_FIELDS = ("filter_by", "filter_oversample", "filter_top_k", "filter_threshold")
 
 
@@ -756,10 +757,24 @@ def task_csi(seed: int, cond: str, s: Settings, workdir: str) -> dict[str, Any]:
     split = make_split(data, seed, s)
     classic, use_gan, _ = CONDITIONS[cond]
     real = split.train.windows(s.window, crop="random", seed=seed)
-    augment = classic_augment(data) if classic else None
+    augment: Transform[Any] | None = classic_augment(data) if classic else None
     info: dict[str, Any] = {}
     train_data: Dataset[Any] = real
-    if cond in VERSION_CONDITIONS:
+    if cond in VERSION_CONDITIONS and s.version_augment is not None:
+        # versions as a transform of every training window (no synthetic items)
+        from covergan.versions import VersionAugment
+
+        model_v, norm = _load_versions(_versions_path(wd, seed, s))
+        versions = VersionAugment(
+            model_v,
+            norm,
+            p=s.version_augment,
+            silence=data.silence_value,
+            truncation=s.version_truncation,
+        )
+        augment = versions if augment is None else Compose([versions, augment])
+        info = {"version_augment": s.version_augment}
+    elif cond in VERSION_CONDITIONS:
         sample_like = _version_sampler(wd, seed, s, data)
         samples, info = _version_samples(sample_like, split, seed, s)
         if s.synthetic_draws > 1:
@@ -862,6 +877,7 @@ def build_tasks(s: Settings, workdir: str) -> list[Task]:
                 deps.append(f"fit/{seed}")
             if cond in VERSION_CONDITIONS:
                 fields += (*_VERSION_FIELDS, *_SYNTH_FIELDS, *_VERSION_SAMPLE_FIELDS)
+                fields += ("version_augment",)
                 deps.append(f"vfit/{seed}")
             if use_gan or cond in VERSION_CONDITIONS:
                 fields += ("equal_real",)
@@ -1239,6 +1255,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument(
         "--version-truncation", type=float, help="style-latent truncation of (e)'s samples"
     )
+    p.add_argument(
+        "--version-augment",
+        type=float,
+        metavar="P",
+        help="(e): replace each training window with probability P by a synthetic version of "
+        "itself (covergan.versions.VersionAugment) instead of adding planned synthetic items",
+    )
     p.add_argument("--csi-steps", type=int)
     p.add_argument(
         "--equal-real",
@@ -1270,6 +1293,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "gan_steps", "version_steps", "csi_steps", "window", "target", "max_ratio", "truncation",
         "synthetic_weight", "synthetic_draws", "filter_by", "filter_oversample", "filter_top_k",
         "filter_threshold", "cas_per_song", "singles", "version_truncation", "equal_real",
+        "version_augment",
     ):  # fmt: skip
         value = getattr(args, name)
         if value is not None:

@@ -6,6 +6,7 @@ condition, CAS, summary, table, JSON, plot, cache), not the numbers.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import sys
@@ -134,6 +135,17 @@ def test_protocol_runs_every_condition_and_metric(bench: ModuleType, tmp_path: P
     png = tmp_path / "downstream.png"
     bench.plot(s, summary, str(png))
     assert png.stat().st_size > 0
+
+    # (e) as a transform of every window: same version models, new CSI runs, no items added
+    online = dataclasses.replace(
+        s, version_augment=0.5, conditions=("versions", "classic+versions")
+    )
+    res = bench.run(online, jobs=1, workdir=str(tmp_path / "work"), data=toy_dataset())["results"]
+    for seed in s.seeds:
+        assert res[f"vfit/{seed}"].get("cached")
+        row = res[f"classic+versions/{seed}"]
+        assert not row.get("cached") and row["synthetic"] == {"version_augment": 0.5}
+        assert np.isfinite(row["map"])
 
 
 def test_cli_parses_overrides(bench: ModuleType) -> None:

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
+from covergan.augment.classic import Compose, SemitoneRoll
 from covergan.augmenter import Augmenter
 from covergan.cqt import CQTConfig, CQTNormalizer
-from covergan.csi import CSINet
+from covergan.csi import CSINet, train_csi
 from covergan.data import CQTDataset
 from covergan.errors import CheckpointError, DatasetError, NotFittedError, ParameterError
 from covergan.models.reference import (
@@ -24,6 +25,7 @@ from covergan.models.reference import (
     version_transform,
 )
 from covergan.versions import (
+    VersionAugment,
     VersionCheck,
     VersionConfig,
     VersionGAN,
@@ -374,6 +376,73 @@ def test_sample_versions_errors(
         sample_versions(model, normalizer, features, n, **kwargs)
 
 
+def test_version_augment_replaces_chosen_windows(
+    model: VersionGAN, data: CQTDataset, normalizer: CQTNormalizer
+) -> None:
+    x = torch.stack([torch.from_numpy(f[:, :WINDOW]) for f in data.features[:6]])[:, None]
+    none = VersionAugment(model, normalizer, p=0.0, seed=0)
+    assert torch.equal(none(x), x)
+    every = VersionAugment(model, normalizer, p=1.0, seed=0)
+    y = every(x)
+    assert y.shape == x.shape and bool((y >= 0).all()) and bool(torch.isfinite(y).all())
+    assert all(not torch.equal(a, b) for a, b in zip(y, x, strict=True))
+    assert torch.equal(y, VersionAugment(model, normalizer, p=1.0, seed=0)(x))  # seeded
+    assert not torch.equal(y, every(x))  # the stream advances
+    # one item, NumPy in and out, a constant pad, and inside a Compose
+    one = VersionAugment(model, normalizer, p=1.0, pad_mode="constant", seed=1)(x[0].numpy())
+    assert isinstance(one, np.ndarray) and one.shape == (1, N_BINS, WINDOW)
+    half = VersionAugment(model, normalizer, p=0.5, truncation=0.5)
+    params = half.randomize(x, torch.Generator().manual_seed(3))
+    mixed = half.apply(x, params)
+    kept = ~params.applied
+    assert bool(kept.any()) and bool(params.applied.any())
+    assert torch.equal(mixed[kept], x[kept]) and not torch.equal(mixed[~kept], x[~kept])
+    composed = Compose([half, SemitoneRoll(2, p=0.5)], seed=0)
+    assert composed(x).shape == x.shape
+    assert "truncation=0.5" in repr(half)
+
+
+def test_version_augment_trains_a_csi_model(
+    model: VersionGAN, data: CQTDataset, normalizer: CQTNormalizer
+) -> None:
+    net = CSINet(n_classes=data.n_songs, n_bins=N_BINS, channels=(4, 8), seed=0)
+    augment = VersionAugment(model, normalizer, p=0.5)
+    hist = train_csi(
+        net, data.windows(WINDOW, seed=0), steps=2, batch_size=4, augment=augment,
+        seed=0, progress=False, log_every=0,
+    )  # fmt: skip
+    assert len(hist.loss) == 2 and np.isfinite(hist.loss).all()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"p": 1.5}, "p=1.5"),
+        ({"pad_mode": "reflect"}, "pad_mode"),
+        ({"truncation": 0.0}, "truncation"),
+        ({"silence": float("nan")}, "silence"),
+        ({"seed": "zero"}, "seed"),
+    ],
+)
+def test_version_augment_errors(
+    model: VersionGAN, normalizer: CQTNormalizer, kwargs: dict[str, Any], match: str
+) -> None:
+    with pytest.raises(ParameterError, match=match):
+        VersionAugment(model, normalizer, **kwargs)
+
+
+def test_version_augment_needs_the_models_window(
+    model: VersionGAN, normalizer: CQTNormalizer
+) -> None:
+    with pytest.raises(ParameterError, match="VersionGAN"):
+        VersionAugment(object(), normalizer)  # type: ignore[arg-type]
+    with pytest.raises(ParameterError, match="fitted CQTNormalizer"):
+        VersionAugment(model, CQTNormalizer())
+    augment = VersionAugment(model, normalizer, p=1.0)
+    with pytest.raises(ParameterError, match=r"\(B, 1, 24, 16\)"):
+        augment(torch.rand(2, 1, N_BINS, WINDOW + 1))
+
+
 # ----------------------------------------------------------------------------------- Augmenter
 
 
@@ -395,6 +464,16 @@ def make(**kwargs: Any) -> Augmenter:
 @pytest.fixture(scope="module")
 def aug(data: CQTDataset) -> Augmenter:
     return make().fit(data)
+
+
+def test_augmenter_version_augment(aug: Augmenter, data: CQTDataset) -> None:
+    augment = aug.version_augment(1.0, seed=0)
+    assert isinstance(augment, VersionAugment) and augment.model is aug.versions_
+    x = torch.stack([torch.from_numpy(f[:, :WINDOW]) for f in data.features[:3]])[:, None]
+    y = augment(x)
+    assert y.shape == x.shape and not torch.equal(y, x)
+    with pytest.raises(ParameterError, match="p="):
+        aug.version_augment(-0.1)
 
 
 def test_augmenter_sample_like_any_song(aug: Augmenter, data: CQTDataset) -> None:
@@ -422,6 +501,8 @@ def test_augmenter_without_version_model(data: CQTDataset, tmp_path: Path) -> No
     assert plain.versions_ is None
     with pytest.raises(NotFittedError, match="no version model"):
         plain.sample_like(data.features[0], 2)
+    with pytest.raises(NotFittedError, match="no version model"):
+        plain.version_augment(0.5)
     path = plain.save(tmp_path / "plain.pt")
     assert torch.load(path, weights_only=True)["format_version"] == 1  # older covergan reads it
     loaded = Augmenter.load(path, device="cpu")

@@ -31,7 +31,7 @@ from covergan.errors import (
 )
 from covergan.gan import Callback, ConditionalDCGAN, GANConfig, _agree_seed, _derive_seed
 from covergan.sampling import AugmentedDataset, SyntheticBank
-from covergan.versions import VersionConfig, VersionGAN, sample_versions
+from covergan.versions import VersionAugment, VersionConfig, VersionGAN, sample_versions
 
 __all__ = ["Augmenter", "DatasetLike"]
 
@@ -559,25 +559,75 @@ class Augmenter:
             augmenter's bins, contain NaN or inf, are negative (magnitude formats) or are too
             short; a bad ``space``, ``crop``, ``seed`` or ``truncation``.
         """
-        self._check_fitted()
-        model = getattr(self, "versions_", None)
-        if model is None:
-            raise NotFittedError(
-                "this augmenter has no version model (it was fitted with versions=False or "
-                "saved by an older covergan); call aug.fit_versions(dataset) or refit with "
-                "Augmenter(versions=True)"
-            )
-        silence = -float(self.config_.top_db) if self.config_.scale == "db" else 0.0
         return sample_versions(
-            model,
+            self._version_model(),
             self.normalizer_,
             features,
             n,
             seed=seed,
             space=space,
             crop=crop,
-            silence=silence,
+            silence=self._silence(),
             truncation=truncation,
+        )
+
+    def _version_model(self) -> VersionGAN:
+        self._check_fitted()
+        model: VersionGAN | None = getattr(self, "versions_", None)
+        if model is None:
+            raise NotFittedError(
+                "this augmenter has no version model (it was fitted with versions=False or "
+                "saved by an older covergan); call aug.fit_versions(dataset) or refit with "
+                "Augmenter(versions=True)"
+            )
+        return model
+
+    def _silence(self) -> float:
+        """Feature value of silence: 0, or ``-top_db`` for dB features."""
+        return -float(self.config_.top_db) if self.config_.scale == "db" else 0.0
+
+    def version_augment(
+        self,
+        p: float = 0.5,
+        *,
+        truncation: float | None = None,
+        seed: int | torch.Generator | None = None,
+    ) -> VersionAugment:
+        """The version model as a training-time transform: each window, with probability
+        ``p``, becomes a synthetic version of itself (:class:`~covergan.versions.VersionAugment`).
+
+        For ``train_csi(..., augment=...)`` or a :class:`~covergan.augment.classic.Compose`;
+        windows must be ``(B, 1, n_bins, window_)`` in the augmenter's feature format, and
+        are tiled to the model's source width.
+
+        Parameters
+        ----------
+        p : float
+            Probability per window, in ``[0, 1]``.
+        truncation : float, optional
+            Style-latent truncation, as in :meth:`sample_like`.
+        seed : int, torch.Generator or None
+            The transform's own random stream (``None``: torch's global generator).
+
+        Returns
+        -------
+        VersionAugment
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`, or without a version model (as :meth:`sample_like`).
+        ParameterError
+            A bad ``p``, ``truncation`` or ``seed``.
+        """
+        model = self._version_model()
+        return VersionAugment(
+            model,
+            self.normalizer_,
+            p=p,
+            silence=self._silence(),
+            truncation=truncation,
+            seed=seed,
         )
 
     # ---------------------------------------------------------------------------- sampling

@@ -60,6 +60,7 @@ from covergan._checks import (
 from covergan._checks import is_int as _is_int
 from covergan._checks import is_real as _is_real
 from covergan._io import atomic_torch_save
+from covergan.augment.classic import Params, Transform
 from covergan.augment.differentiable import DEFAULT_POLICY, DiffAugment
 from covergan.cqt import CQTNormalizer, center_crop_or_pad, random_crop
 from covergan.data import CQTDataset, SongId
@@ -87,9 +88,11 @@ from covergan.models.reference import (
 __all__ = [
     "VERSIONS_FORMAT",
     "VERSIONS_FORMAT_VERSION",
+    "VersionAugment",
     "VersionCheck",
     "VersionConfig",
     "VersionGAN",
+    "VersionParams",
     "check_versions",
     "sample_versions",
 ]
@@ -974,6 +977,121 @@ def sample_versions(
     generator = None if seed is None else int(_derive_seed(seed, _STREAM_SAMPLE))
     out = model.generate(refs, generator=generator, truncation=truncation)
     return normalizer.inverse(out) if space == "features" else out
+
+
+# ----------------------------------------------------------------------- as a transform
+
+
+@dataclass(frozen=True)
+class VersionParams(Params):
+    """:class:`VersionAugment` parameters; ``seeds`` [shape=(B,), int64]: sampling seeds."""
+
+    seeds: Tensor
+
+
+class VersionAugment(Transform[VersionParams]):
+    """Replace training windows, each with probability ``p``, by a synthetic version of itself.
+
+    A :mod:`covergan.augment.classic` transform (composable with :class:`Compose
+    <covergan.augment.classic.Compose>`, seeded the same way, usable as ``train_csi``'s
+    ``augment``) built on a trained :class:`VersionGAN`: a chosen window becomes another
+    version of the same work (a new key, tempo and sound) *of the same label*. Unlike a bank
+    of synthetic items for a few songs, every song's windows can be re-rendered, and the real
+    windows keep their share of each batch.
+
+    Pad policy: a window of ``W`` frames is tiled (``pad_mode="wrap"``) or padded with
+    ``silence`` (``"constant"``) to the model's ``config.source_width`` frames (what the
+    fastest tempo reads) before the version is drawn.
+
+    Parameters
+    ----------
+    model : VersionGAN
+        Trained version model; its ``image_size`` must be the windows' ``(n_bins, W)``.
+    normalizer : CQTNormalizer
+        The fitted feature <-> model-space map the model was trained with.
+    p : float
+        Probability per window, in ``[0, 1]``.
+    silence : float
+        Feature value of silence (0, or ``-top_db`` for dB features).
+    pad_mode : {"wrap", "constant"}
+        How a window is extended to ``source_width`` frames.
+    truncation : float, optional
+        Style-latent truncation (see :meth:`VersionGAN.generate`).
+    seed : int, torch.Generator or None
+        The transform's own random stream (see :mod:`covergan.augment.classic`).
+
+    Raises
+    ------
+    ParameterError
+        A model that is not a VersionGAN, an unfitted normaliser, a bad ``p``, ``pad_mode``,
+        ``truncation`` or ``seed``; at call time, windows that are not ``(B, 1, n_bins, W)``
+        with the model's ``image_size``.
+
+    Examples
+    --------
+    >>> from covergan.augment.classic import Compose, SemitoneRoll
+    >>> augment = Compose([aug.version_augment(p=0.3), SemitoneRoll(6, p=0.5)])
+    >>> train_csi(model, windows, steps=300, augment=augment)
+    """
+
+    def __init__(
+        self,
+        model: VersionGAN,
+        normalizer: CQTNormalizer,
+        *,
+        p: float = 0.5,
+        silence: float = 0.0,
+        pad_mode: Literal["wrap", "constant"] = "wrap",
+        truncation: float | None = None,
+        seed: int | torch.Generator | None = None,
+    ) -> None:
+        super().__init__(p=p, seed=seed)
+        if not isinstance(model, VersionGAN):
+            raise ParameterError(f"model must be a VersionGAN, got {type(model).__name__}")
+        if not isinstance(normalizer, CQTNormalizer) or not normalizer.is_fitted:
+            raise ParameterError("normalizer must be a fitted CQTNormalizer")
+        if pad_mode not in ("wrap", "constant"):
+            raise ParameterError(f"pad_mode={pad_mode!r} must be 'wrap' or 'constant'")
+        if not _is_real(silence) or not math.isfinite(silence):
+            raise ParameterError(f"silence={silence!r} must be a finite number")
+        _check_truncation(truncation)
+        self.model = model
+        self.normalizer = normalizer
+        self.silence = float(silence)
+        self.pad_mode = pad_mode
+        self.truncation = truncation
+
+    def _describe(self) -> str:
+        return f"truncation={self.truncation}, pad_mode={self.pad_mode!r}, "
+
+    def _draw(self, batch: int, applied: Tensor, gen: torch.Generator | None) -> VersionParams:
+        device = gen.device if gen is not None else torch.device("cpu")
+        seeds = torch.randint(0, 2**62, (batch,), generator=gen, device=device).cpu()
+        return VersionParams(applied=applied, seeds=seeds)
+
+    def _apply(self, x: Tensor, params: VersionParams) -> Tensor:
+        height, width = self.model.image_size
+        if x.shape[1] != 1 or tuple(x.shape[2:]) != (height, width):
+            raise ParameterError(
+                f"VersionAugment: windows must be (B, 1, {height}, {width}) for this model, "
+                f"got {tuple(x.shape)}"
+            )
+        chosen = params.applied.nonzero().reshape(-1)
+        out = x.clone()
+        if chosen.numel() == 0:
+            return out
+        src = x[chosen.to(x.device), 0].detach().float().cpu()  # [k, H, W]
+        extra = self.model.config.source_width - width
+        if self.pad_mode == "wrap":
+            src = src.repeat(1, 1, -(-self.model.config.source_width // width))
+            src = src[..., : self.model.config.source_width]
+        else:
+            src = torch.nn.functional.pad(src, (0, extra), value=self.silence)
+        refs = self.normalizer.forward(src)[:, None].float()
+        seed = _derive_seed(*params.seeds[chosen].tolist())
+        versions = self.model.generate(refs, generator=seed, truncation=self.truncation)
+        out[chosen.to(x.device)] = self.normalizer.inverse(versions).to(x.device, x.dtype)
+        return out
 
 
 # ----------------------------------------------------------------------------------- checks

@@ -78,6 +78,13 @@ from covergan.data import CQTDataset, SongId
 from covergan.filtering import filter_by_discriminator, filter_synthetic
 from covergan.gan import GANConfig
 from covergan.sampling import AugmentedDataset
+from covergan.versions import (
+    VersionAugment,
+    VersionConfig,
+    VersionGAN,
+    check_versions,
+    sample_versions,
+)
 
 #: Conditions in table order: name -> (classic augmentation, GAN samples, filter)
 CONDITIONS: dict[str, tuple[bool, bool, str | None]] = {
@@ -179,14 +186,17 @@ class Settings:
 
         Fields added after the first published run count only when they differ from their
         default, so older cached results stay valid. ``gan`` counts as the whole resolved
-        ``GANConfig`` of the default preset, so a change of a library default invalidates the
-        GANs trained under the old one.
+        ``GANConfig`` of the default preset and ``versions`` as the whole resolved
+        ``VersionConfig`` (its window and bins are set from the data at training time), so a
+        change of a library default invalidates the models trained under the old one.
         """
         d = self.as_dict()
         defaults = Settings().as_dict()
         payload = {f: d[f] for f in fields if f not in _LATE_FIELDS or d[f] != defaults[f]}
         if "gan" in payload:
             payload["gan"] = GANConfig.for_preset("default", **d["gan"]).to_dict()
+        if "versions" in payload:
+            payload["versions"] = VersionConfig(**d["versions"]).to_dict()
         payload.update(extra or {})
         blob = json.dumps(payload, sort_keys=True, default=str).encode()
         return hashlib.sha1(blob).hexdigest()[:12]
@@ -524,7 +534,6 @@ def task_versions(seed: int, s: Settings, workdir: str) -> dict[str, Any]:
     """Train the reference-conditioned version model on one seed's training works
     (``version_steps // 5`` style-autoencoder steps, then ``version_steps`` GAN steps)."""
     from covergan.cqt import CQTNormalizer
-    from covergan.versions import VersionConfig, VersionGAN
 
     split = make_split(_dataset(), seed, s)
     train = split.train
@@ -560,7 +569,6 @@ def task_versions(seed: int, s: Settings, workdir: str) -> dict[str, Any]:
 
 def _load_versions(path: Path) -> tuple[Any, Any]:
     from covergan.cqt import CQTNormalizer
-    from covergan.versions import VersionGAN
 
     state = torch.load(path, map_location="cpu", weights_only=True)
     model = VersionGAN.from_state_dict(state["versions"], device="cpu", source=str(path))
@@ -571,7 +579,6 @@ def _version_sampler(
     workdir: Path, seed: int, s: Settings, data: CQTDataset
 ) -> Callable[..., torch.Tensor]:
     """``sample_like(features, n, seed=...)`` of this seed's version model."""
-    from covergan.versions import sample_versions
 
     model, norm = _load_versions(_versions_path(workdir, seed, s))
 
@@ -619,7 +626,6 @@ def _version_samples(
 
 def task_check(seed: int, s: Settings, workdir: str) -> dict[str, Any]:
     """The version model's collapse checks on the held-out works, with the (b) CSI model."""
-    from covergan.versions import check_versions
 
     wd = Path(workdir)
     data = _dataset()
@@ -762,8 +768,6 @@ def task_csi(seed: int, cond: str, s: Settings, workdir: str) -> dict[str, Any]:
     train_data: Dataset[Any] = real
     if cond in VERSION_CONDITIONS and s.version_augment is not None:
         # versions as a transform of every training window (no synthetic items)
-        from covergan.versions import VersionAugment
-
         model_v, norm = _load_versions(_versions_path(wd, seed, s))
         versions = VersionAugment(
             model_v,

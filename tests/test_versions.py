@@ -441,6 +441,12 @@ def test_version_augment_needs_the_models_window(
     augment = VersionAugment(model, normalizer, p=1.0)
     with pytest.raises(ParameterError, match=r"\(B, 1, 24, 16\)"):
         augment(torch.rand(2, 1, N_BINS, WINDOW + 1))
+    bad = torch.rand(2, 1, N_BINS, WINDOW)
+    bad[1, 0, 3, 4] = float("nan")
+    with pytest.raises(ParameterError, match="NaN"):
+        augment(bad)
+    with pytest.raises(ParameterError, match="non-negative"):
+        augment(-torch.rand(2, 1, N_BINS, WINDOW))
 
 
 # ----------------------------------------------------------------------------------- Augmenter

@@ -1025,7 +1025,8 @@ class VersionAugment(Transform[VersionParams]):
     ParameterError
         A model that is not a VersionGAN, an unfitted normaliser, a bad ``p``, ``pad_mode``,
         ``truncation`` or ``seed``; at call time, windows that are not ``(B, 1, n_bins, W)``
-        with the model's ``image_size``.
+        with the model's ``image_size``, or chosen windows with NaN, inf or (magnitude
+        formats) negative values.
 
     Examples
     --------
@@ -1076,17 +1077,20 @@ class VersionAugment(Transform[VersionParams]):
                 f"VersionAugment: windows must be (B, 1, {height}, {width}) for this model, "
                 f"got {tuple(x.shape)}"
             )
-        chosen = params.applied.nonzero().reshape(-1)
-        out = x.clone()
-        if chosen.numel() == 0:
-            return out
+        chosen = params.applied.nonzero().reshape(-1)  # never empty: apply() skips that
         src = x[chosen.to(x.device), 0].detach().float().cpu()  # [k, H, W]
-        extra = self.model.config.source_width - width
+        if not bool(torch.isfinite(src).all()):
+            raise ParameterError("VersionAugment: windows contain NaN or inf")
+        if self.normalizer.log and bool((src < 0).any()):
+            raise ParameterError(
+                "VersionAugment: windows must be non-negative (the normaliser takes a log)"
+            )
+        source_width = self.model.config.source_width
         if self.pad_mode == "wrap":
-            src = src.repeat(1, 1, -(-self.model.config.source_width // width))
-            src = src[..., : self.model.config.source_width]
+            src = src.repeat(1, 1, -(-source_width // width))[..., :source_width]
         else:
-            src = torch.nn.functional.pad(src, (0, extra), value=self.silence)
+            src = torch.nn.functional.pad(src, (0, source_width - width), value=self.silence)
+        out = x.clone()
         refs = self.normalizer.forward(src)[:, None].float()
         seed = _derive_seed(*params.seeds[chosen].tolist())
         versions = self.model.generate(refs, generator=seed, truncation=self.truncation)

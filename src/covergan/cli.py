@@ -85,6 +85,18 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _add_seed(parser: argparse.ArgumentParser, *, default: int | None, help: str) -> None:
+    parser.add_argument("--seed", metavar="N", type=_non_negative_int, default=default, help=help)
+
+
+def _add_n_jobs(parser: argparse.ArgumentParser, *, default: int, help: str) -> None:
+    parser.add_argument("--n-jobs", metavar="N", type=_jobs, default=default, help=help)
+
+
+def _add_cache_dir(parser: argparse.ArgumentParser, *, help: str) -> None:
+    parser.add_argument("--cache-dir", metavar="DIR", type=Path, default=None, help=help)
+
+
 def _non_negative_int(text: str) -> int:
     try:
         value = int(text)
@@ -259,24 +271,10 @@ def _add_demo(sub: Any) -> None:
         help="GAN training steps (plus steps // 5 autoencoder pretraining steps); overrides "
         "--minutes, so the run is exactly reproducible",
     )
-    demo.add_argument(
-        "--seed",
-        metavar="N",
-        type=_non_negative_int,
-        default=0,
-        help="seed of data, training and sampling (default: %(default)s)",
-    )
-    demo.add_argument(
-        "--cache-dir",
-        metavar="DIR",
-        type=Path,
-        default=None,
-        help="data cache (default: $COVERGAN_CACHE or ~/.cache/covergan)",
-    )
-    demo.add_argument(
-        "--n-jobs",
-        metavar="N",
-        type=_jobs,
+    _add_seed(demo, default=0, help="seed of data, training and sampling (default: %(default)s)")
+    _add_cache_dir(demo, help="data cache (default: $COVERGAN_CACHE or ~/.cache/covergan)")
+    _add_n_jobs(
+        demo,
         default=2,
         help="processes for parsing, rendering and extraction (default: %(default)s)",
     )
@@ -306,20 +304,8 @@ def _add_extract(sub: Any) -> None:
         "source", metavar="SOURCE", type=Path, help="audio folder or manifest .csv"
     )
     extract.add_argument("out", metavar="OUT", type=Path, help="output folder for .npy features")
-    extract.add_argument(
-        "--n-jobs",
-        type=_jobs,
-        default=-1,
-        help="worker processes (default: every core)",
-        metavar="N",
-    )
-    extract.add_argument(
-        "--cache-dir",
-        type=Path,
-        default=None,
-        help="feature cache folder (default: none)",
-        metavar="DIR",
-    )
+    _add_n_jobs(extract, default=-1, help="worker processes (default: every core)")
+    _add_cache_dir(extract, help="feature cache folder (default: none)")
     _add_feature_options(extract, defaults=True)
     extract.add_argument(
         "--skip-errors", action="store_true", help="skip unreadable files instead of failing"
@@ -379,13 +365,7 @@ def _add_fit(sub: Any) -> None:
         help="(default: the preset's)",
         metavar="N",
     )
-    fit.add_argument(
-        "--seed",
-        metavar="N",
-        type=_non_negative_int,
-        default=None,
-        help="seed of crops, initialisation and training (default: 0)",
-    )
+    _add_seed(fit, default=None, help="seed of crops, initialisation and training (default: 0)")
     _add_device(fit)
     fit.add_argument(
         "--checkpoint-every",
@@ -409,20 +389,8 @@ def _add_fit(sub: Any) -> None:
         "--gan-config must match it or be left out; the pretraining and feature options are "
         "the checkpoint's",
     )
-    fit.add_argument(
-        "--n-jobs",
-        type=_jobs,
-        default=1,
-        help="extraction processes for audio (default: 1)",
-        metavar="N",
-    )
-    fit.add_argument(
-        "--cache-dir",
-        type=Path,
-        default=None,
-        help="feature cache for audio (default: none)",
-        metavar="DIR",
-    )
+    _add_n_jobs(fit, default=1, help="extraction processes for audio (default: 1)")
+    _add_cache_dir(fit, help="feature cache for audio (default: none)")
     _add_gan_config(fit)
     _add_feature_options(fit, defaults=False)
     fit.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -463,13 +431,7 @@ def _add_sample(sub: Any) -> None:
         help="with --balance: at most this many synthetic samples per real recording",
     )
     sample.add_argument("-o", "--out", type=Path, required=True, help="output folder")
-    sample.add_argument(
-        "--seed",
-        type=_non_negative_int,
-        default=0,
-        help="noise seed (default: %(default)s)",
-        metavar="N",
-    )
+    _add_seed(sample, default=0, help="noise seed (default: %(default)s)")
     sample.add_argument(
         "--space",
         choices=("features", "model"),
@@ -526,20 +488,8 @@ def _add_evaluate(sub: Any) -> None:
         default=16,
         help="synthetic windows per evaluated song, >= 2 (default: %(default)s)",
     )
-    evaluate.add_argument(
-        "--seed",
-        type=_non_negative_int,
-        default=0,
-        help="(default: %(default)s)",
-        metavar="N",
-    )
-    evaluate.add_argument(
-        "--n-jobs",
-        type=_jobs,
-        default=1,
-        help="extraction processes for audio (default: 1)",
-        metavar="N",
-    )
+    _add_seed(evaluate, default=0, help="(default: %(default)s)")
+    _add_n_jobs(evaluate, default=1, help="extraction processes for audio (default: 1)")
     _add_device(evaluate)
     evaluate.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
@@ -566,10 +516,8 @@ def _add_listen(sub: Any) -> None:
         default=None,
         help="WAV file (default: SOURCE with .wav for a .npy; <song>-s<seed>.wav for an augmenter)",
     )
-    listen.add_argument(
-        "--seed",
-        metavar="N",
-        type=_non_negative_int,
+    _add_seed(
+        listen,
         default=0,
         help="seed of the sample and of the initial phase (default: %(default)s)",
     )

@@ -95,6 +95,11 @@ def model(data: CQTDataset, normalizer: CQTNormalizer) -> VersionGAN:
     )
 
 
+def first_windows(data: CQTDataset, n: int) -> torch.Tensor:
+    """The first ``WINDOW`` frames of the first ``n`` recordings, ``[n, 1, N_BINS, WINDOW]``."""
+    return torch.stack([torch.from_numpy(f[:, :WINDOW]) for f in data.features[:n]])[:, None]
+
+
 def weights(m: VersionGAN) -> list[torch.Tensor]:
     return [p.detach().clone() for p in m.generator.parameters()]
 
@@ -379,7 +384,7 @@ def test_sample_versions_errors(
 def test_version_augment_replaces_chosen_windows(
     model: VersionGAN, data: CQTDataset, normalizer: CQTNormalizer
 ) -> None:
-    x = torch.stack([torch.from_numpy(f[:, :WINDOW]) for f in data.features[:6]])[:, None]
+    x = first_windows(data, 6)
     none = VersionAugment(model, normalizer, p=0.0, seed=0)
     assert torch.equal(none(x), x)
     every = VersionAugment(model, normalizer, p=1.0, seed=0)
@@ -475,7 +480,7 @@ def aug(data: CQTDataset) -> Augmenter:
 def test_augmenter_version_augment(aug: Augmenter, data: CQTDataset) -> None:
     augment = aug.version_augment(1.0, seed=0)
     assert isinstance(augment, VersionAugment) and augment.model is aug.versions_
-    x = torch.stack([torch.from_numpy(f[:, :WINDOW]) for f in data.features[:3]])[:, None]
+    x = first_windows(data, 3)
     y = augment(x)
     assert y.shape == x.shape and not torch.equal(y, x)
     with pytest.raises(ParameterError, match="p="):

@@ -567,7 +567,7 @@ class Augmenter:
             seed=seed,
             space=space,
             crop=crop,
-            silence=self._silence(),
+            silence=self.config_.silence_value,
             truncation=truncation,
         )
 
@@ -581,10 +581,6 @@ class Augmenter:
                 "Augmenter(versions=True)"
             )
         return model
-
-    def _silence(self) -> float:
-        """Feature value of silence: 0, or ``-top_db`` for dB features."""
-        return -float(self.config_.top_db) if self.config_.scale == "db" else 0.0
 
     def version_augment(
         self,
@@ -625,7 +621,7 @@ class Augmenter:
             model,
             self.normalizer_,
             p=p,
-            silence=self._silence(),
+            silence=self.config_.silence_value,
             truncation=truncation,
             seed=seed,
         )

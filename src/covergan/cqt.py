@@ -25,7 +25,7 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 import torch
 
-from covergan._checks import check_known_fields
+from covergan._checks import config_from_dict, config_to_dict
 from covergan.errors import AudioLoadError, ExtractionError, NotFittedError, ParameterError
 
 __all__ = [
@@ -155,15 +155,20 @@ class CQTConfig:
         """Shortest audio (samples at ``sr``) that yields one pooled frame without padding."""
         return self.hop_length * self.pool
 
+    @property
+    def silence_value(self) -> float:
+        """Feature value of silence, used for padding: 0, or ``-top_db`` for dB features."""
+        return -float(self.top_db) if self.scale == "db" else 0.0
+
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python dict of the fields (JSON and ``torch.load(weights_only=True)`` safe)."""
-        return dataclasses.asdict(self)
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CQTConfig:
         """Rebuild a config from :meth:`to_dict` output; unknown keys are an error."""
-        check_known_fields(cls, data)
-        return cls(**data)
+        result: CQTConfig = config_from_dict(cls, data)
+        return result
 
     def digest(self) -> str:
         """Short stable hash of the config and the feature code version (cache key part)."""

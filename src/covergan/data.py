@@ -535,9 +535,7 @@ class CQTDataset(Dataset[tuple[torch.Tensor, int]]):
     @property
     def silence_value(self) -> float:
         """Feature value of silence, used for padding (0, or ``-top_db`` for dB features)."""
-        if self.config is not None and self.config.scale == "db":
-            return -float(self.config.top_db)
-        return 0.0
+        return self.config.silence_value if self.config is not None else 0.0
 
     def class_counts(self) -> dict[SongId, int]:
         """Recordings per song, in class-index order."""

@@ -880,10 +880,16 @@ def _reference_track(features: Any, n_bins: int) -> np.ndarray:
         )
     if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
         raise ParameterError(f"features must be real numbers, got dtype {arr.dtype}")
-    arr = np.asarray(arr, dtype=np.float32)
-    if not np.all(np.isfinite(arr)):
-        raise ParameterError("features contain NaN or inf")
-    return arr
+    return np.asarray(arr, dtype=np.float32)
+
+
+def _check_values(x: np.ndarray | Tensor, normalizer: CQTNormalizer, what: str) -> None:
+    """``x`` is finite, and non-negative where ``normalizer`` takes a log."""
+    values = torch.as_tensor(x)
+    if not bool(torch.isfinite(values).all()):
+        raise ParameterError(f"{what} contain NaN or inf")
+    if normalizer.log and bool((values < 0).any()):
+        raise ParameterError(f"{what} must be non-negative (the normaliser takes a log)")
 
 
 def sample_versions(
@@ -961,8 +967,7 @@ def sample_versions(
             f"the reference has {track.shape[1]} frames; a reference needs at least "
             f"{min_frames} (a quarter of the {width}-frame window)"
         )
-    if normalizer.log and bool((track < 0).any()):
-        raise ParameterError("features must be non-negative (the normaliser takes a log)")
+    _check_values(track, normalizer, "features")
     source_width = model.config.source_width
     rng = np.random.default_rng(None if seed is None else [seed, _STREAM_SAMPLE])
     if crop == "random":
@@ -1079,17 +1084,10 @@ class VersionAugment(Transform[VersionParams]):
             )
         chosen = params.applied.nonzero().reshape(-1)  # never empty: apply() skips that
         src = x[chosen.to(x.device), 0].detach().float().cpu()  # [k, H, W]
-        if not bool(torch.isfinite(src).all()):
-            raise ParameterError("VersionAugment: windows contain NaN or inf")
-        if self.normalizer.log and bool((src < 0).any()):
-            raise ParameterError(
-                "VersionAugment: windows must be non-negative (the normaliser takes a log)"
-            )
-        source_width = self.model.config.source_width
-        if self.pad_mode == "wrap":
-            src = src.repeat(1, 1, -(-source_width // width))[..., :source_width]
-        else:
-            src = torch.nn.functional.pad(src, (0, source_width - width), value=self.silence)
+        _check_values(src, self.normalizer, "VersionAugment: windows")
+        src = center_crop_or_pad(
+            src, self.model.config.source_width, pad_mode=self.pad_mode, pad_value=self.silence
+        )  # W < source_width: tiled or padded at the end
         out = x.clone()
         refs = self.normalizer.forward(src)[:, None].float()
         seed = _derive_seed(*params.seeds[chosen].tolist())

@@ -72,6 +72,12 @@ def test_config_rejects_bad_values(kwargs: dict[str, object], match: str) -> Non
         CQTConfig(**kwargs)  # type: ignore[arg-type]
 
 
+def test_config_silence_value_per_scale() -> None:
+    assert CQTConfig().silence_value == 0.0
+    assert CQTConfig(scale="power").silence_value == 0.0
+    assert CQTConfig(scale="db", top_db=60.0).silence_value == -60.0
+
+
 def test_config_from_dict_rejects_unknown_fields() -> None:
     with pytest.raises(ParameterError, match="unknown"):
         CQTConfig.from_dict({"sr": 22050, "colour": "red"})

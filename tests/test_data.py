@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 from covergan.cqt import CQTConfig, CQTExtractor, CQTNormalizer
 from covergan.data import CQTDataset, SongIndex, split_by_song, split_recordings
 from covergan.errors import (
+    CheckpointError,
     CoverGANWarning,
     DatasetError,
     ExtractionError,
@@ -262,6 +263,65 @@ def test_manifest_errors(tmp_path: Path, text: str, match: str) -> None:
 def test_missing_manifest(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="manifest not found"):
         CQTDataset.from_manifest(tmp_path / "m.csv")
+
+
+# -- save / load -------------------------------------------------------------------------
+
+
+def test_save_and_load_round_trip(tmp_path: Path) -> None:
+    cfg = CQTConfig(scale="db", top_db=60.0)
+    tracks = [np.asfortranarray(t) for t in make_tracks([30, 12, 40])]  # any memory layout
+    ds = CQTDataset.from_arrays(tracks, ["a", 7, "a"], names=["x", "y", "z"], config=cfg)
+    view = ds.windows(8, crop="center", transform=lambda x: x + 1)
+    path = view.save(tmp_path / "sub" / "data.pt")  # missing folders are created
+    back = CQTDataset.load(path)
+    assert back.song_ids == ["a", 7, "a"] and back.names == ["x", "y", "z"]
+    assert back.config == cfg and back.index == ds.index
+    for a, b in zip(ds.features, back.features, strict=True):
+        assert b.dtype == np.float32
+        np.testing.assert_array_equal(a, b)
+    assert back.window is None and back.transform is None  # full tracks, no view settings
+    assert back[0][0].shape == (1, 84, 30)
+    no_config = CQTDataset.from_arrays(make_tracks([5]), ["a"])
+    assert CQTDataset.load(no_config.save(tmp_path / "plain.pt")).config is None
+
+
+def test_save_replaces_a_file_only_when_complete(
+    tmp_path: Path, ds: CQTDataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = ds.save(tmp_path / "data.pt")
+    before = path.read_bytes()
+
+    def broken_save(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        CQTDataset.from_arrays(make_tracks([9]), ["z"]).save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["data.pt"]
+
+
+def test_load_errors(tmp_path: Path, ds: CQTDataset) -> None:
+    with pytest.raises(CheckpointError, match="no dataset file"):
+        CQTDataset.load(tmp_path / "missing.pt")
+    good = ds.save(tmp_path / "data.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(good[: len(good) // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        CQTDataset.load(tmp_path / "cut.pt")
+    torch.save({"format": "covergan-gan"}, tmp_path / "gan.pt")
+    with pytest.raises(CheckpointError, match="not a covergan dataset"):
+        CQTDataset.load(tmp_path / "gan.pt")
+    state = torch.load(tmp_path / "data.pt", weights_only=True)
+    torch.save({**state, "format_version": 99}, tmp_path / "new.pt")
+    with pytest.raises(CheckpointError, match="newer"):
+        CQTDataset.load(tmp_path / "new.pt")
+    torch.save({**state, "song_ids": "abc"}, tmp_path / "typed.pt")
+    with pytest.raises(CheckpointError, match="mistyped"):
+        CQTDataset.load(tmp_path / "typed.pt")
+    torch.save({**state, "song_ids": ["a"]}, tmp_path / "short.pt")
+    with pytest.raises(CheckpointError, match="invalid dataset: got 6 feature arrays"):
+        CQTDataset.load(tmp_path / "short.pt")
 
 
 # -- splits ------------------------------------------------------------------------------

@@ -1,13 +1,16 @@
-"""Atomic file writes shared by every module that saves state."""
+"""File helpers shared by every module that saves state: atomic writes, checked reads."""
 
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from covergan.errors import CheckpointError
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
@@ -40,3 +43,39 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def read_checkpoint(path: Path, what: str = "checkpoint") -> Any:
+    """``torch.load(weights_only=True)`` with every failure turned into a CheckpointError;
+    ``what`` names the kind of file in the messages."""
+    if not path.is_file():
+        raise CheckpointError(f"no {what} file at {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason = str(exc).rsplit("WeightsUnpickler error:", 1)[-1].strip().split("\n")[0]
+        raise CheckpointError(
+            f"{path} was refused by the weights-only loader: it is corrupt or holds objects other "
+            f"than tensors and plain containers (which are never unpickled, so a crafted file "
+            f"cannot run code): {reason}"
+        ) from exc
+    except Exception as exc:  # truncated zips, struct errors, foreign formats, ...
+        raise CheckpointError(
+            f"{path} is not a readable {what} file (truncated, corrupt or not a torch file): {exc}"
+        ) from exc
+    return ckpt
+
+
+def check_header(state: object, fmt: str, newest: int, source: str, what: str) -> dict[str, Any]:
+    """Check a checkpoint's ``format`` and ``format_version`` fields; return it as a dict."""
+    if not isinstance(state, dict) or state.get("format") != fmt:
+        raise CheckpointError(f"{source} is not a covergan {what} checkpoint (no format={fmt!r})")
+    version = state.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CheckpointError(f"{source} has an unknown format_version={version!r}")
+    if version > newest:
+        raise CheckpointError(
+            f"{source} has format_version={version}, newer than the {newest} this covergan "
+            f"reads (written by covergan {state.get('covergan_version', '?')}); upgrade covergan"
+        )
+    return state

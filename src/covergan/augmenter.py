@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import pickle
 import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 
 from covergan._checks import check_known_fields
-from covergan._io import atomic_torch_save
+from covergan._io import atomic_torch_save, check_header, read_checkpoint
 from covergan.cqt import CQTConfig, CQTExtractor, CQTNormalizer
 from covergan.data import CQTDataset, SongId, SongIndex
 from covergan.errors import (
@@ -29,7 +28,14 @@ from covergan.errors import (
     NotFittedError,
     ParameterError,
 )
-from covergan.gan import Callback, ConditionalDCGAN, GANConfig, _agree_seed, _derive_seed
+from covergan.gan import (
+    CHECKPOINT_FORMAT,
+    Callback,
+    ConditionalDCGAN,
+    GANConfig,
+    _agree_seed,
+    _derive_seed,
+)
 from covergan.sampling import AugmentedDataset, SyntheticBank
 from covergan.versions import VersionAugment, VersionConfig, VersionGAN, sample_versions
 
@@ -948,34 +954,15 @@ class Augmenter:
             contents.
         """
         source = Path(path).expanduser()
-        if not source.is_file():
-            raise CheckpointError(f"no augmenter file at {source}")
-        try:
-            state = torch.load(source, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as error:
+        state = read_checkpoint(source, "augmenter")
+        if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT:
             raise CheckpointError(
-                f"{source} was refused by the weights-only loader: it is corrupt or holds "
-                f"objects other than tensors and plain containers: {error}"
-            ) from error
-        except Exception as error:  # torch raises many types for junk (struct.error, ...)
-            raise CheckpointError(
-                f"{source} is not a readable augmenter file (truncated, corrupt or not a torch "
-                f"file): {error}"
-            ) from error
-        if not isinstance(state, dict) or state.get("format") != AUGMENTER_FORMAT:
-            hint = ""
-            if isinstance(state, dict) and state.get("format") == "covergan.gan":
-                hint = "; it is a GAN checkpoint: use ConditionalDCGAN.load"
-            raise CheckpointError(f"{source} is not a covergan augmenter file{hint}")
-        version = state.get("format_version")
-        if not isinstance(version, int) or version < 1:
-            raise CheckpointError(f"{source} has an unknown format_version={version!r}")
-        if version > AUGMENTER_FORMAT_VERSION:
-            raise CheckpointError(
-                f"{source} has format_version={version}, newer than the "
-                f"{AUGMENTER_FORMAT_VERSION} this covergan reads (written by covergan "
-                f"{state.get('covergan_version', '?')}); upgrade covergan"
+                f"{source} is not a covergan augmenter file; it is a GAN checkpoint: use "
+                "ConditionalDCGAN.load"
             )
+        state = check_header(
+            state, AUGMENTER_FORMAT, AUGMENTER_FORMAT_VERSION, str(source), "augmenter"
+        )
         try:
             params = dict(state["params"])
             config = CQTConfig.from_dict(state["cqt_config"])

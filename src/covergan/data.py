@@ -21,8 +21,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from covergan._io import atomic_torch_save, check_header, read_checkpoint
 from covergan.cqt import CQTConfig, CQTExtractor, PadMode, center_crop_or_pad, random_crop
 from covergan.errors import (
+    CheckpointError,
     CoverGANWarning,
     DatasetError,
     ParameterError,
@@ -43,6 +45,9 @@ logger = logging.getLogger(__name__)
 SongId: TypeAlias = str | int
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 _FEATURE_SUFFIX = ".npy"
+#: ``format`` and newest ``format_version`` of the files :meth:`CQTDataset.save` writes.
+DATASET_FORMAT = "covergan-dataset"
+DATASET_FORMAT_VERSION = 1
 Crop = Literal["random", "center"]
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -594,6 +599,87 @@ class CQTDataset(Dataset[tuple[torch.Tensor, int]]):
             seed=self.seed,
             transform=self.transform,
         )
+
+    # -- persistence ---------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the tracks, song ids, names and feature recipe to one file, atomically.
+
+        Extract once and reuse the features elsewhere: :meth:`load` needs neither the audio
+        nor librosa (a GPU machine without the audio stack, a later session). The window
+        settings and ``transform`` are not stored; :meth:`load` returns full tracks, and
+        :meth:`windows` sets a view again. The file is a torch file of tensors and plain
+        containers (``torch.load(weights_only=True)`` safe).
+
+        Parameters
+        ----------
+        path : str or PathLike
+            Target file (``.pt`` by convention); missing folders are created. An existing
+            file is replaced only once the new one is complete.
+
+        Returns
+        -------
+        Path
+            The file written.
+        """
+        from covergan import __version__
+
+        target = Path(path).expanduser()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        state = {
+            "format": DATASET_FORMAT,
+            "format_version": DATASET_FORMAT_VERSION,
+            "covergan_version": __version__,
+            "features": [torch.from_numpy(x) for x in self.features],
+            "song_ids": list(self.song_ids),
+            "names": list(self.names),
+            "config": self.config.to_dict() if self.config is not None else None,
+        }
+        return atomic_torch_save(state, target)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> CQTDataset:
+        """Read a dataset written by :meth:`save` (full tracks, default view settings).
+
+        Returns
+        -------
+        CQTDataset
+            Tracks float32 ``[n_bins, n_frames]`` in the saved order, with their song ids,
+            names and :class:`~covergan.cqt.CQTConfig`.
+
+        Raises
+        ------
+        CheckpointError
+            Missing, truncated, corrupt or foreign file, objects other than tensors and
+            plain containers, a newer ``format_version``, or fields of the wrong type.
+        """
+        source = Path(path).expanduser()
+        state = check_header(
+            read_checkpoint(source, "dataset"),
+            DATASET_FORMAT,
+            DATASET_FORMAT_VERSION,
+            str(source),
+            "dataset",
+        )
+        features, song_ids, names = state.get("features"), state.get("song_ids"), state.get("names")
+        config = state.get("config")
+        if not (
+            isinstance(features, list)
+            and all(isinstance(x, torch.Tensor) for x in features)
+            and isinstance(song_ids, list)
+            and isinstance(names, list)
+            and (config is None or isinstance(config, dict))
+        ):
+            raise CheckpointError(f"{source} is a dataset file with missing or mistyped fields")
+        try:
+            return cls(
+                [x.numpy() for x in features],
+                song_ids,
+                names=names,
+                config=CQTConfig.from_dict(config) if config is not None else None,
+            )
+        except (ParameterError, DatasetError) as exc:
+            raise CheckpointError(f"{source} holds an invalid dataset: {exc}") from exc
 
     def __repr__(self) -> str:
         counts = np.asarray(list(self.class_counts().values()))

@@ -28,7 +28,6 @@ import copy
 import logging
 import math
 import os
-import pickle
 import secrets
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -56,7 +55,7 @@ from covergan._checks import (
 )
 from covergan._checks import is_int as _is_int
 from covergan._checks import is_real as _is_real
-from covergan._io import atomic_torch_save
+from covergan._io import atomic_torch_save, check_header, read_checkpoint
 from covergan.augment.differentiable import DEFAULT_POLICY, DiffAugment
 from covergan.errors import (
     CheckpointError,
@@ -718,21 +717,6 @@ def _truncated_normal(
             z[outside] = torch.randn(int(outside.sum()), generator=gen, device=device)
             outside = z.abs() > truncation
     return z
-
-
-def _check_header(state: object, fmt: str, newest: int, source: str, what: str) -> dict[str, Any]:
-    """Check a checkpoint's ``format`` and ``format_version`` fields; return it as a dict."""
-    if not isinstance(state, dict) or state.get("format") != fmt:
-        raise CheckpointError(f"{source} is not a covergan {what} checkpoint (no format={fmt!r})")
-    version = state.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise CheckpointError(f"{source} has an unknown format_version={version!r}")
-    if version > newest:
-        raise CheckpointError(
-            f"{source} has format_version={version}, newer than the {newest} this covergan "
-            f"reads (written by covergan {state.get('covergan_version', '?')}); upgrade covergan"
-        )
-    return state
 
 
 class _AdversarialPair:
@@ -1623,7 +1607,7 @@ class ConditionalDCGAN(_AdversarialPair):
         """
         path = Path(path)
         return cls.from_state_dict(
-            _read_checkpoint(path),
+            read_checkpoint(path),
             generator=generator,
             discriminator=discriminator,
             n_classes=n_classes,
@@ -1726,29 +1710,9 @@ _REQUIRED_KEYS = {
 }
 
 
-def _read_checkpoint(path: Path) -> Any:
-    """``torch.load(weights_only=True)`` with every failure turned into a CheckpointError."""
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint file at {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        reason = str(exc).rsplit("WeightsUnpickler error:", 1)[-1].strip().split("\n")[0]
-        raise CheckpointError(
-            f"{path} was refused by the weights-only loader: it is corrupt or holds objects other "
-            f"than tensors and plain containers (which are never unpickled, so a crafted file "
-            f"cannot run code): {reason}"
-        ) from exc
-    except Exception as exc:  # truncated zips, struct errors, foreign formats, ...
-        raise CheckpointError(
-            f"{path} is not a readable checkpoint (truncated, corrupt or not a torch file): {exc}"
-        ) from exc
-    return ckpt
-
-
 def _validate_state(state: object, path: str) -> dict[str, Any]:
     """Check the layout of a checkpoint dict; ``path`` names its source in messages."""
-    ckpt = _check_header(state, CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, path, "GAN")
+    ckpt = check_header(state, CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, path, "GAN")
     for key, kind in _REQUIRED_KEYS.items():
         if not isinstance(ckpt.get(key), kind):
             raise CheckpointError(f"{path} is missing field {key!r} or it has the wrong type")

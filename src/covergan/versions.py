@@ -59,7 +59,7 @@ from covergan._checks import (
 )
 from covergan._checks import is_int as _is_int
 from covergan._checks import is_real as _is_real
-from covergan._io import atomic_torch_save
+from covergan._io import atomic_torch_save, check_header, read_checkpoint
 from covergan.augment.classic import Params, Transform
 from covergan.augment.differentiable import DEFAULT_POLICY, DiffAugment
 from covergan.cqt import CQTNormalizer, center_crop_or_pad, random_crop
@@ -67,13 +67,11 @@ from covergan.data import CQTDataset, SongId
 from covergan.errors import CheckpointError, DatasetError, ParameterError
 from covergan.gan import (
     _AdversarialPair,
-    _check_header,
     _check_pretrain,
     _check_truncation,
     _derive_seed,
     _ema_step,
     _noise_source,
-    _read_checkpoint,
     _truncated_normal,
     resolve_device,
 )
@@ -762,7 +760,7 @@ class VersionGAN(_AdversarialPair):
             plain containers, a newer ``format_version``, or weights that do not fit.
         """
         source = Path(path).expanduser()
-        return cls.from_state_dict(_read_checkpoint(source), device=device, source=str(source))
+        return cls.from_state_dict(read_checkpoint(source), device=device, source=str(source))
 
     @classmethod
     def from_state_dict(
@@ -779,7 +777,7 @@ class VersionGAN(_AdversarialPair):
         CheckpointError
             As in :meth:`load`.
         """
-        state = _check_header(
+        state = check_header(
             state, VERSIONS_FORMAT, VERSIONS_FORMAT_VERSION, source, "version-model"
         )
         try:

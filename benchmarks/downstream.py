@@ -37,6 +37,7 @@ Usage::
     python benchmarks/downstream.py                       # full: 3 seeds, <= 45 min, 2 cores
     python benchmarks/downstream.py --quick               # same protocol, fewer steps, <= 5 min
     python benchmarks/downstream.py --data DIR            # a folder dataset root/<song>/<rec>
+    python benchmarks/downstream.py --data data.pt --device cuda --jobs 14   # GPU; a saved dataset
     python benchmarks/downstream.py --out results.json --plot downstream.png
 """
 
@@ -173,6 +174,8 @@ class Settings:
     csi_channels: tuple[int, ...] = (24, 48, 96, 192)
     equal_real: bool = False
     conditions: tuple[str, ...] = tuple(CONDITIONS)
+    # where the GANs, version models and CSI models train; evaluation runs on the CPU
+    device: str = "cpu"
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -211,12 +214,14 @@ QUICK = {
 }
 
 _SPLIT_FIELDS = ("data", "heldout_works", "minority", "minority_keep", "singles", "window")
-_CSI_FIELDS = ("csi_steps", "csi_batch", "csi_lr", "csi_channels")
-_GAN_FIELDS = ("gan_steps", "gan")
-_VERSION_FIELDS = ("version_steps", "versions")
+_CSI_FIELDS = ("csi_steps", "csi_batch", "csi_lr", "csi_channels", "device")
+_GAN_FIELDS = ("gan_steps", "gan", "device")
+_VERSION_FIELDS = ("version_steps", "versions", "device")
 _VERSION_SAMPLE_FIELDS = ("version_truncation",)
 _SYNTH_FIELDS = ("target", "max_ratio", "truncation", "synthetic_weight", "synthetic_draws")
-_LATE_FIELDS = frozenset({"synthetic_draws", "version_truncation", "equal_real", "version_augment"})
+_LATE_FIELDS = frozenset(
+    {"synthetic_draws", "version_truncation", "equal_real", "version_augment", "device"}
+)
 _FILTER_FIELDS = ("filter_by", "filter_oversample", "filter_top_k", "filter_threshold")
 
 
@@ -232,8 +237,9 @@ def load_dataset(spec: str) -> CQTDataset:
     ----------
     spec : str
         ``"chorales"`` (Bach chorale covers with singles, render seed 0, from the cache),
-        ``"toy"`` (40 toy songs, long-tailed; needs a CQT extraction) or a folder
-        ``root/<song_id>/<recording>.{wav,flac,ogg,mp3,npy}``.
+        ``"toy"`` (40 toy songs, long-tailed; needs a CQT extraction), a file written by
+        :meth:`CQTDataset.save` (``.pt``: no audio stack needed, e.g. on a GPU machine) or a
+        folder ``root/<song_id>/<recording>.{wav,flac,ogg,mp3,npy}``.
 
     Returns
     -------
@@ -247,6 +253,8 @@ def load_dataset(spec: str) -> CQTDataset:
         from covergan.datasets import toy_covers
 
         return toy_covers(40, 8, seed=0, long_tail=True, duration=45.0).to_dataset()
+    if Path(spec).is_file():
+        return CQTDataset.load(spec)
     return CQTDataset.from_folder(spec, progress=False)
 
 
@@ -440,7 +448,7 @@ def _dataset() -> CQTDataset:
 
 def _gan_path(workdir: Path, seed: int, s: Settings, steps: int | None = None) -> Path:
     n = s.gan_steps if steps is None else steps
-    return workdir / f"gan-s{seed}-{s.key(*_SPLIT_FIELDS, 'gan')}-n{n}.pt"
+    return workdir / f"gan-s{seed}-{s.key(*_SPLIT_FIELDS, 'gan', 'device')}-n{n}.pt"
 
 
 def _shorter_gan(workdir: Path, seed: int, s: Settings) -> tuple[Path, int] | None:
@@ -471,7 +479,7 @@ def task_gan(seed: int, s: Settings, workdir: str) -> dict[str, Any]:
         # that the autoencoder pretraining of the shorter run was (n // 5 steps) shorter. The
         # training windows are built as Augmenter.fit builds them.
         path, resumed_from = shorter
-        aug = _load_augmenter(path)
+        aug = _load_augmenter(path, device=s.device)
         train = split.train.windows(
             aug.window_, crop="random", seed=aug.seed_, transform=aug.normalizer_
         )
@@ -490,7 +498,7 @@ def task_gan(seed: int, s: Settings, workdir: str) -> dict[str, Any]:
             window=s.window,
             seed=seed,
             gan=dict(s.gan),
-            device="cpu",
+            device=s.device,
             progress=False,
         ).fit(split.train)
     seconds = time.perf_counter() - t0
@@ -515,13 +523,13 @@ def _save_augmenter(aug: Any, path: Path) -> None:
     torch.save(state, path)
 
 
-def _load_augmenter(path: Path) -> Any:
+def _load_augmenter(path: Path, *, device: str = "cpu") -> Any:
     from covergan.augmenter import Augmenter
     from covergan.gan import ConditionalDCGAN
 
     aug = Augmenter.__new__(Augmenter)
     aug.__dict__.update(torch.load(path, map_location="cpu", weights_only=False))
-    aug.gan_ = ConditionalDCGAN.load(path.with_suffix(".gan"), device="cpu")
+    aug.gan_ = ConditionalDCGAN.load(path.with_suffix(".gan"), device=device)
     aug.history_ = aug.gan_.history
     return aug
 
@@ -546,7 +554,7 @@ def task_versions(seed: int, s: Settings, workdir: str) -> dict[str, Any]:
     )
     windows = train.windows(s.window, crop="random", seed=seed, transform=norm)
     multi = sum(c for c in train.class_counts().values() if c >= 2)
-    model = VersionGAN(config, device="cpu", seed=seed)
+    model = VersionGAN(config, device=s.device, seed=seed)
     batch = min(config.batch_size, max(2, multi))
     t0 = time.perf_counter()
     if s.version_steps // 5:  # as Augmenter.fit_versions: style-autoencoder initialisation
@@ -670,11 +678,12 @@ def _train_eval(
         lr=s.csi_lr,
         synthetic_weight=s.synthetic_weight,
         seed=seed,
-        device="cpu",
+        device=s.device,
         augment=augment,
         progress=False,
         log_every=0,
     )
+    model.cpu()  # evaluation (and the saved model) on the CPU, whatever trained it
     t0 = time.perf_counter()
     emb = embed_dataset(model, split.retrieval)
     labels = split.retrieval.song_ids
@@ -825,10 +834,11 @@ def task_cas(seed: int, s: Settings, workdir: str) -> dict[str, Any]:
         batch_size=s.csi_batch,
         lr=s.csi_lr,
         seed=seed,
-        device="cpu",
+        device=s.device,
         progress=False,
         log_every=0,
     )
+    model.cpu()
     acc = classification_accuracy(model, split.minority_test, index=split.train.index)
     train_acc = classification_accuracy(model, split.train, index=split.train.index)
     return {
@@ -1180,6 +1190,7 @@ def machine() -> dict[str, Any]:
         "load_average": [round(x, 2) for x in load],
         "python": platform.python_version(),
         "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
     }
 
@@ -1244,7 +1255,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--data", default="chorales", help="'chorales', 'toy' or a dataset folder")
+    p.add_argument(
+        "--data", default="chorales", help="'chorales', 'toy', a saved dataset or a folder"
+    )
+    p.add_argument("--device", help="where models train: 'cpu' (default), 'cuda', 'cuda:1', 'auto'")
     p.add_argument("--quick", action="store_true", help="same protocol, fewer steps (<= 5 min)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
@@ -1297,7 +1311,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "gan_steps", "version_steps", "csi_steps", "window", "target", "max_ratio", "truncation",
         "synthetic_weight", "synthetic_draws", "filter_by", "filter_oversample", "filter_top_k",
         "filter_threshold", "cas_per_song", "singles", "version_truncation", "equal_real",
-        "version_augment",
+        "version_augment", "device",
     ):  # fmt: skip
         value = getattr(args, name)
         if value is not None:

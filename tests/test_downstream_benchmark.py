@@ -161,3 +161,17 @@ def test_cli_parses_overrides(bench: ModuleType) -> None:
         versions=(("content_weight", 1.0),)
     ).key("versions")
     assert bench.Settings().key("gan") == bench.Settings(gan=(("g_width", 16),)).key("gan")
+
+
+def test_saved_dataset_and_device_settings(bench: ModuleType, tmp_path: Path) -> None:
+    data = toy_dataset()
+    path = data.save(tmp_path / "toy.pt")
+    back = bench.load_dataset(str(path))  # a saved dataset: no audio stack needed
+    assert back.song_ids == data.song_ids and back.names == data.names
+    # the device counts in every model's cache key, but the CPU default leaves old keys as
+    # they were
+    cpu, gpu = bench.Settings(), bench.Settings(device="cuda")
+    for fields in (bench._CSI_FIELDS, bench._GAN_FIELDS, bench._VERSION_FIELDS):
+        assert cpu.key(*fields) != gpu.key(*fields)
+        assert cpu.key(*fields) == cpu.key(*(f for f in fields if f != "device"))
+    assert bench._gan_path(tmp_path, 0, cpu) != bench._gan_path(tmp_path, 0, gpu)

@@ -68,6 +68,7 @@ import torch
 from torch.utils.data import Dataset
 
 from covergan.augment.classic import Compose, SemitoneRoll, TempoChange, TimeMask, Transform
+from covergan.augmenter import Target
 from covergan.csi import (
     CSINet,
     classification_accuracy,
@@ -761,8 +762,12 @@ def _synthetic(
     return result.samples, info
 
 
-def _target(target: str) -> str | int:
-    return int(target) if str(target).isdigit() else target
+def _target(target: str) -> Target:
+    if str(target).isdigit():
+        return int(target)
+    if target not in ("max", "median"):
+        raise ValueError(f"target must be 'max', 'median' or an integer, got {target!r}")
+    return "max" if target == "max" else "median"
 
 
 def task_csi(seed: int, cond: str, s: Settings, workdir: str) -> dict[str, Any]:
@@ -806,7 +811,7 @@ def task_csi(seed: int, cond: str, s: Settings, workdir: str) -> dict[str, Any]:
     model = _new_model(split, seed, s)
     steps = s.csi_steps
     if s.equal_real:  # as many real windows as the real-only conditions see, on average
-        steps = round(s.csi_steps * len(train_data) / len(real))
+        steps = round(s.csi_steps * len(train_data) / len(real))  # type: ignore[arg-type]
     out = _train_eval(model, train_data, split, seed, s, augment=augment, steps=steps)
     out["synthetic"] = info
     out["steps"] = steps
@@ -916,8 +921,10 @@ def build_tasks(s: Settings, workdir: str) -> list[Task]:
                 *split_csi, *_VERSION_FIELDS, *_VERSION_SAMPLE_FIELDS, "check_per_reference",
                 extra={"seed": seed, "task": "vcheck"},
             )  # fmt: skip
-            deps = (f"vfit/{seed}", f"classic/{seed}")
-            tasks.append(Task(f"vcheck/{seed}", seed, task_check, (seed, s, workdir), key, deps))
+            check_deps = (f"vfit/{seed}", f"classic/{seed}")
+            tasks.append(
+                Task(f"vcheck/{seed}", seed, task_check, (seed, s, workdir), key, check_deps)
+            )
     names = {t.name for t in tasks}
     for t in tasks:  # filters on a condition that is not run still need its model
         missing = [d for d in t.deps if d not in names]
@@ -969,17 +976,17 @@ def run_tasks(
             with warnings.catch_warnings():
                 _init_worker(spec, data)
                 while pending:
-                    t = next(ready(), None)
-                    if t is None:
+                    nxt = next(ready(), None)
+                    if nxt is None:
                         names = [p.name for p in pending]
                         raise RuntimeError(f"unresolvable dependencies: {names}")
-                    pending.remove(t)
+                    pending.remove(nxt)
                     t0 = time.perf_counter()
-                    res = t.fn(*t.args)
+                    res = nxt.fn(*nxt.args)
                     res["wall"] = time.perf_counter() - t0
-                    results[t.name] = res
-                    store(t, res)
-                    _log(f"  {t.name:<24} {res['wall']:6.1f} s  {_brief(res)}")
+                    results[nxt.name] = res
+                    store(nxt, res)
+                    _log(f"  {nxt.name:<24} {res['wall']:6.1f} s  {_brief(res)}")
         finally:  # leave the calling process as it was
             torch.set_num_threads(threads)
             logging.getLogger("covergan").setLevel(level)

@@ -46,7 +46,7 @@ SongId: TypeAlias = str | int
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 _FEATURE_SUFFIX = ".npy"
 #: ``format`` and newest ``format_version`` of the files :meth:`CQTDataset.save` writes.
-DATASET_FORMAT = "covergan-dataset"
+DATASET_FORMAT = "covergan.dataset"
 DATASET_FORMAT_VERSION = 1
 Crop = Literal["random", "center"]
 Transform = Callable[[torch.Tensor], torch.Tensor]

@@ -13,7 +13,9 @@ import torch
 from covergan.errors import CheckpointError
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
+def atomic_torch_save(
+    obj: Any, path: str | os.PathLike[str], *, make_parents: bool = False
+) -> Path:
     """``torch.save`` to a temporary file in the target's folder, fsync, then rename.
 
     A crash or an exception part-way (a full disk, Ctrl-C) leaves any existing file at
@@ -24,7 +26,9 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
     obj : Any
         What to save (tensors and plain containers, to load with ``weights_only=True``).
     path : str or PathLike
-        Target file; its folder must exist.
+        Target file; its folder must exist unless ``make_parents``.
+    make_parents : bool
+        Create missing folders first.
 
     Returns
     -------
@@ -32,6 +36,8 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
         ``path``, with ``~`` expanded.
     """
     target = Path(path).expanduser()
+    if make_parents:
+        target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:

@@ -907,7 +907,6 @@ class Augmenter:
         self._check_fitted()
         from covergan import __version__
 
-        target = Path(path).expanduser()
         versions = getattr(self, "versions_", None)
         state: dict[str, Any] = {
             "format": AUGMENTER_FORMAT,
@@ -931,8 +930,7 @@ class Augmenter:
         if versions is not None:
             state["versions"] = versions.state_dict()
             state["params"]["version_steps"] = self.version_steps
-        target.parent.mkdir(parents=True, exist_ok=True)
-        return atomic_torch_save(state, target)
+        return atomic_torch_save(state, path, make_parents=True)
 
     @classmethod
     def load(

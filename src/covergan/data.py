@@ -624,8 +624,6 @@ class CQTDataset(Dataset[tuple[torch.Tensor, int]]):
         """
         from covergan import __version__
 
-        target = Path(path).expanduser()
-        target.parent.mkdir(parents=True, exist_ok=True)
         state = {
             "format": DATASET_FORMAT,
             "format_version": DATASET_FORMAT_VERSION,
@@ -635,7 +633,7 @@ class CQTDataset(Dataset[tuple[torch.Tensor, int]]):
             "names": list(self.names),
             "config": self.config.to_dict() if self.config is not None else None,
         }
-        return atomic_torch_save(state, target)
+        return atomic_torch_save(state, path, make_parents=True)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> CQTDataset:

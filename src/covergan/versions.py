@@ -742,10 +742,7 @@ class VersionGAN(_AdversarialPair):
         Path
             The file written.
         """
-        target = Path(path).expanduser()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        state = self.state_dict()
-        return atomic_torch_save(state, target)
+        return atomic_torch_save(self.state_dict(), path, make_parents=True)
 
     @classmethod
     def load(

@@ -590,7 +590,7 @@ class Augmenter:
 
     def version_augment(
         self,
-        p: float = 0.5,
+        p: float = 0.2,
         *,
         truncation: float | None = None,
         seed: int | torch.Generator | None = None,
@@ -605,7 +605,8 @@ class Augmenter:
         Parameters
         ----------
         p : float
-            Probability per window, in ``[0, 1]``.
+            Probability per window, in ``[0, 1]`` (see :class:`~covergan.versions.VersionAugment`
+            for the default).
         truncation : float, optional
             Style-latent truncation, as in :meth:`sample_like`.
         seed : int, torch.Generator or None

@@ -1010,7 +1010,9 @@ class VersionAugment(Transform[VersionParams]):
     normalizer : CQTNormalizer
         The fitted feature <-> model-space map the model was trained with.
     p : float
-        Probability per window, in ``[0, 1]``.
+        Probability per window, in ``[0, 1]``. The default 0.2 keeps most windows real: on
+        top of classic augmentation a larger share costs retrieval MAP (docs/benchmarks.md,
+        "A larger corpus").
     silence : float
         Feature value of silence (0, or ``-top_db`` for dB features).
     pad_mode : {"wrap", "constant"}
@@ -1040,7 +1042,7 @@ class VersionAugment(Transform[VersionParams]):
         model: VersionGAN,
         normalizer: CQTNormalizer,
         *,
-        p: float = 0.5,
+        p: float = 0.2,
         silence: float = 0.0,
         pad_mode: Literal["wrap", "constant"] = "wrap",
         truncation: float | None = None,

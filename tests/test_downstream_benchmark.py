@@ -155,10 +155,10 @@ def test_cli_parses_overrides(bench: ModuleType) -> None:
     assert bench.Settings().key("csi_steps") != bench.Settings(csi_steps=1).key("csi_steps")
     # model caches are keyed on the resolved configs: naming a default changes nothing
     assert bench.Settings().key("versions") == bench.Settings(
-        versions=(("content_weight", 0.0),)
+        versions=(("content_weight", 1.0),)
     ).key("versions")
     assert bench.Settings().key("versions") != bench.Settings(
-        versions=(("content_weight", 1.0),)
+        versions=(("content_weight", 0.0),)
     ).key("versions")
     assert bench.Settings().key("gan") == bench.Settings(gan=(("g_width", 16),)).key("gan")
 

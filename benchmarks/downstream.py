@@ -61,7 +61,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -767,7 +767,7 @@ def _target(target: str) -> Target:
         return int(target)
     if target not in ("max", "median"):
         raise ValueError(f"target must be 'max', 'median' or an integer, got {target!r}")
-    return "max" if target == "max" else "median"
+    return cast(Target, target)
 
 
 def task_csi(seed: int, cond: str, s: Settings, workdir: str) -> dict[str, Any]:

@@ -72,6 +72,14 @@ def read_checkpoint(path: Path, what: str = "checkpoint") -> Any:
     return ckpt
 
 
+def header(fmt: str, version: int) -> dict[str, Any]:
+    """The ``format``, ``format_version`` and ``covergan_version`` fields that every covergan
+    file starts with (read back by :func:`check_header`)."""
+    from covergan import __version__  # the package root imports this module
+
+    return {"format": fmt, "format_version": version, "covergan_version": __version__}
+
+
 def check_header(state: object, fmt: str, newest: int, source: str, what: str) -> dict[str, Any]:
     """Check a checkpoint's ``format`` and ``format_version`` fields; return it as a dict."""
     if not isinstance(state, dict) or state.get("format") != fmt:

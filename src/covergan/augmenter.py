@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from covergan._checks import check_known_fields
-from covergan._io import atomic_torch_save, check_header, read_checkpoint
+from covergan._io import atomic_torch_save, check_header, header, read_checkpoint
 from covergan.cqt import CQTConfig, CQTExtractor, CQTNormalizer
 from covergan.data import CQTDataset, SongId, SongIndex
 from covergan.errors import (
@@ -906,13 +906,9 @@ class Augmenter:
             Before :meth:`fit`.
         """
         self._check_fitted()
-        from covergan import __version__
-
         versions = getattr(self, "versions_", None)
         state: dict[str, Any] = {
-            "format": AUGMENTER_FORMAT,
-            "format_version": 1 if versions is None else 2,
-            "covergan_version": __version__,
+            **header(AUGMENTER_FORMAT, 1 if versions is None else 2),
             "params": {
                 "preset": self.preset,
                 "window": self.window,

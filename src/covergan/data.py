@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from covergan._io import atomic_torch_save, check_header, read_checkpoint
+from covergan._io import atomic_torch_save, check_header, header, read_checkpoint
 from covergan.cqt import CQTConfig, CQTExtractor, PadMode, center_crop_or_pad, random_crop
 from covergan.errors import (
     CheckpointError,
@@ -622,12 +622,8 @@ class CQTDataset(Dataset[tuple[torch.Tensor, int]]):
         Path
             The file written.
         """
-        from covergan import __version__
-
         state = {
-            "format": DATASET_FORMAT,
-            "format_version": DATASET_FORMAT_VERSION,
-            "covergan_version": __version__,
+            **header(DATASET_FORMAT, DATASET_FORMAT_VERSION),
             "features": [torch.from_numpy(x) for x in self.features],
             "song_ids": list(self.song_ids),
             "names": list(self.names),

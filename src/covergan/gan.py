@@ -55,7 +55,7 @@ from covergan._checks import (
 )
 from covergan._checks import is_int as _is_int
 from covergan._checks import is_real as _is_real
-from covergan._io import atomic_torch_save, check_header, read_checkpoint
+from covergan._io import atomic_torch_save, check_header, header, read_checkpoint
 from covergan.augment.differentiable import DEFAULT_POLICY, DiffAugment
 from covergan.errors import (
     CheckpointError,
@@ -1534,12 +1534,8 @@ class ConditionalDCGAN(_AdversarialPair):
 
     def state_dict(self) -> dict[str, Any]:
         """Everything :meth:`save` writes, as plain containers and tensors."""
-        from covergan import __version__
-
         return {
-            "format": CHECKPOINT_FORMAT,
-            "format_version": CHECKPOINT_FORMAT_VERSION,
-            "covergan_version": __version__,
+            **header(CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION),
             "preset": self.preset,
             "n_classes": self.n_classes,
             "classes": None if self.classes is None else list(self.classes),

@@ -59,7 +59,7 @@ from covergan._checks import (
 )
 from covergan._checks import is_int as _is_int
 from covergan._checks import is_real as _is_real
-from covergan._io import atomic_torch_save, check_header, read_checkpoint
+from covergan._io import atomic_torch_save, check_header, header, read_checkpoint
 from covergan.augment.classic import Params, Transform
 from covergan.augment.differentiable import DEFAULT_POLICY, DiffAugment
 from covergan.cqt import CQTNormalizer, center_crop_or_pad, random_crop
@@ -725,12 +725,8 @@ class VersionGAN(_AdversarialPair):
 
     def state_dict(self) -> dict[str, Any]:
         """Everything :meth:`save` writes, as plain containers and tensors."""
-        from covergan import __version__
-
         return {
-            "format": VERSIONS_FORMAT,
-            "format_version": VERSIONS_FORMAT_VERSION,
-            "covergan_version": __version__,
+            **header(VERSIONS_FORMAT, VERSIONS_FORMAT_VERSION),
             "config": self.config.to_dict(),
             **self._training_state(),
         }

@@ -37,6 +37,7 @@ Usage::
     python benchmarks/downstream.py                       # full: 3 seeds, <= 45 min, 2 cores
     python benchmarks/downstream.py --quick               # same protocol, fewer steps, <= 5 min
     python benchmarks/downstream.py --data DIR            # a folder dataset root/<song>/<rec>
+    python benchmarks/downstream.py --data toy300 --window 48 --csi-steps 3000 --version-augment 0.2
     python benchmarks/downstream.py --data data.pt --device cuda --jobs 14   # GPU; a saved dataset
     python benchmarks/downstream.py --out results.json --plot downstream.png
 """
@@ -238,7 +239,9 @@ def load_dataset(spec: str) -> CQTDataset:
     ----------
     spec : str
         ``"chorales"`` (Bach chorale covers with singles, render seed 0, from the cache),
-        ``"toy"`` (40 toy songs, long-tailed; needs a CQT extraction), a file written by
+        ``"toy"`` (40 toy songs, long-tailed; needs a CQT extraction), ``"toy300"`` (300
+        toy works of 5 versions, 30 s each: the corpus of docs/benchmarks.md, "A larger
+        corpus"; about 4 minutes to render and extract, see :func:`prepare_data`), a file written by
         :meth:`CQTDataset.save` (``.pt``: no audio stack needed, e.g. on a GPU machine) or a
         folder ``root/<song_id>/<recording>.{wav,flac,ogg,mp3,npy}``.
 
@@ -254,9 +257,29 @@ def load_dataset(spec: str) -> CQTDataset:
         from covergan.datasets import toy_covers
 
         return toy_covers(40, 8, seed=0, long_tail=True, duration=45.0).to_dataset()
+    if spec == "toy300":
+        from covergan.datasets import toy_covers
+
+        return toy_covers(300, 5, seed=0, duration=30.0).to_dataset()
     if Path(spec).is_file():
         return CQTDataset.load(spec)
     return CQTDataset.from_folder(spec, progress=False)
+
+
+def prepare_data(spec: str, workdir: str | Path) -> str:
+    """The dataset spec the workers load: a generated corpus is built once, into ``workdir``.
+
+    ``"toy300"`` is rendered on the first run and saved as ``workdir/toy300.pt``
+    (:meth:`CQTDataset.save`); later runs, and every worker process, read that file instead
+    of rendering it again. Any other spec is returned unchanged.
+    """
+    if spec != "toy300":
+        return spec
+    path = Path(workdir) / "toy300.pt"
+    if not path.is_file():
+        _log(f"rendering the {spec} corpus once into {path}")
+        load_dataset(spec).save(path)
+    return str(path)
 
 
 @dataclass
@@ -1232,7 +1255,8 @@ def run(
     before = machine()
     t0 = time.perf_counter()
     tasks = build_tasks(s, wd)
-    results = run_tasks(tasks, jobs=jobs, spec=s.data, workdir=wd, data=data)
+    spec = s.data if data is not None else prepare_data(s.data, wd)
+    results = run_tasks(tasks, jobs=jobs, spec=spec, workdir=wd, data=data)
     wall = time.perf_counter() - t0
     summary = summarise(s, results)
     after = machine()
@@ -1263,7 +1287,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument(
-        "--data", default="chorales", help="'chorales', 'toy', a saved dataset or a folder"
+        "--data",
+        default="chorales",
+        help="'chorales', 'toy', 'toy300', a saved dataset or a folder",
     )
     p.add_argument("--device", help="where models train: 'cpu' (default), 'cuda', 'cuda:1', 'auto'")
     p.add_argument("--quick", action="store_true", help="same protocol, fewer steps (<= 5 min)")

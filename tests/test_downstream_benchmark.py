@@ -175,3 +175,21 @@ def test_saved_dataset_and_device_settings(bench: ModuleType, tmp_path: Path) ->
         assert cpu.key(*fields) != gpu.key(*fields)
         assert cpu.key(*fields) == cpu.key(*(f for f in fields if f != "device"))
     assert bench._gan_path(tmp_path, 0, cpu) != bench._gan_path(tmp_path, 0, gpu)
+
+
+def test_generated_corpus_is_built_once_into_the_workdir(
+    bench: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+
+    def fake_load(spec: str) -> CQTDataset:  # stands in for the 4-minute render
+        calls.append(spec)
+        return toy_dataset()
+
+    monkeypatch.setattr(bench, "load_dataset", fake_load)
+    assert bench.prepare_data("chorales", tmp_path) == "chorales"  # others pass through
+    first = bench.prepare_data("toy300", tmp_path / "wd")
+    assert first == str(tmp_path / "wd" / "toy300.pt") and calls == ["toy300"]
+    assert bench.prepare_data("toy300", tmp_path / "wd") == first and calls == ["toy300"]
+    back = CQTDataset.load(first)  # what each worker reads
+    assert back.song_ids == toy_dataset().song_ids

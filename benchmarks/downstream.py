@@ -1195,8 +1195,11 @@ def plot(s: Settings, summary: Mapping[str, Any], path: str) -> None:
         ax.set_xticklabels([r[0] for r in rows], fontsize=8)
         ax.set_title(title, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
+    data = Path(s.data).stem if s.data.endswith(".pt") else s.data  # a saved dataset: its name
     fig.suptitle(
-        f"CSI on {s.data}: mean ± std over seeds {list(s.seeds)} (dots: seeds)", fontsize=10
+        f"CSI on {data}, {s.csi_steps} CSI steps: mean ± std over seeds {list(s.seeds)} "
+        "(dots: seeds)",
+        fontsize=10,
     )
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -232,6 +232,13 @@ _FILTER_FIELDS = ("filter_by", "filter_oversample", "filter_top_k", "filter_thre
 # --------------------------------------------------------------------------------------
 
 
+#: Corpora the benchmark renders itself (``toy_covers`` arguments), built once per work folder.
+GENERATED: dict[str, dict[str, Any]] = {
+    "toy": {"n_songs": 40, "versions": 8, "seed": 0, "long_tail": True, "duration": 45.0},
+    "toy300": {"n_songs": 300, "versions": 5, "seed": 0, "duration": 30.0},
+}
+
+
 def load_dataset(spec: str) -> CQTDataset:
     """The benchmark's dataset.
 
@@ -241,9 +248,10 @@ def load_dataset(spec: str) -> CQTDataset:
         ``"chorales"`` (Bach chorale covers with singles, render seed 0, from the cache),
         ``"toy"`` (40 toy songs, long-tailed; needs a CQT extraction), ``"toy300"`` (300
         toy works of 5 versions, 30 s each: the corpus of docs/benchmarks.md, "A larger
-        corpus"; about 4 minutes to render and extract, see :func:`prepare_data`), a file written by
-        :meth:`CQTDataset.save` (``.pt``: no audio stack needed, e.g. on a GPU machine) or a
-        folder ``root/<song_id>/<recording>.{wav,flac,ogg,mp3,npy}``.
+        corpus"; about 4 minutes to render and extract; both in :data:`GENERATED`, see
+        :func:`prepare_data`), a file written by :meth:`CQTDataset.save` (``.pt``: no audio
+        stack needed, e.g. on a GPU machine) or a folder
+        ``root/<song_id>/<recording>.{wav,flac,ogg,mp3,npy}``.
 
     Returns
     -------
@@ -253,14 +261,10 @@ def load_dataset(spec: str) -> CQTDataset:
         from covergan.datasets import chorale_covers
 
         return chorale_covers(include_singles=True, seed=0, progress=False, n_jobs=1)
-    if spec == "toy":
+    if spec in GENERATED:
         from covergan.datasets import toy_covers
 
-        return toy_covers(40, 8, seed=0, long_tail=True, duration=45.0).to_dataset()
-    if spec == "toy300":
-        from covergan.datasets import toy_covers
-
-        return toy_covers(300, 5, seed=0, duration=30.0).to_dataset()
+        return toy_covers(**GENERATED[spec]).to_dataset()
     if Path(spec).is_file():
         return CQTDataset.load(spec)
     return CQTDataset.from_folder(spec, progress=False)
@@ -269,13 +273,13 @@ def load_dataset(spec: str) -> CQTDataset:
 def prepare_data(spec: str, workdir: str | Path) -> str:
     """The dataset spec the workers load: a generated corpus is built once, into ``workdir``.
 
-    ``"toy300"`` is rendered on the first run and saved as ``workdir/toy300.pt``
-    (:meth:`CQTDataset.save`); later runs, and every worker process, read that file instead
-    of rendering it again. Any other spec is returned unchanged.
+    A :data:`GENERATED` corpus (``"toy"``, ``"toy300"``) is rendered on the first run and
+    saved as ``workdir/<spec>.pt`` (:meth:`CQTDataset.save`); later runs, and every worker
+    process, read that file instead of rendering it again. Any other spec is returned unchanged.
     """
-    if spec != "toy300":
+    if spec not in GENERATED:
         return spec
-    path = Path(workdir) / "toy300.pt"
+    path = Path(workdir) / f"{spec}.pt"
     if not path.is_file():
         _log(f"rendering the {spec} corpus once into {path}")
         load_dataset(spec).save(path)

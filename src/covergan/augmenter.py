@@ -37,7 +37,13 @@ from covergan.gan import (
     _derive_seed,
 )
 from covergan.sampling import AugmentedDataset, SyntheticBank
-from covergan.versions import VersionAugment, VersionConfig, VersionGAN, sample_versions
+from covergan.versions import (
+    VERSION_AUGMENT_P,
+    VersionAugment,
+    VersionConfig,
+    VersionGAN,
+    sample_versions,
+)
 
 __all__ = ["Augmenter", "DatasetLike"]
 
@@ -590,7 +596,7 @@ class Augmenter:
 
     def version_augment(
         self,
-        p: float = 0.2,
+        p: float = VERSION_AUGMENT_P,
         *,
         truncation: float | None = None,
         seed: int | torch.Generator | None = None,
@@ -605,8 +611,8 @@ class Augmenter:
         Parameters
         ----------
         p : float
-            Probability per window, in ``[0, 1]`` (see :class:`~covergan.versions.VersionAugment`
-            for the default).
+            Probability per window, in ``[0, 1]``; default
+            :data:`~covergan.versions.VERSION_AUGMENT_P` (0.2).
         truncation : float, optional
             Style-latent truncation, as in :meth:`sample_like`.
         seed : int, torch.Generator or None

@@ -86,6 +86,7 @@ from covergan.models.reference import (
 __all__ = [
     "VERSIONS_FORMAT",
     "VERSIONS_FORMAT_VERSION",
+    "VERSION_AUGMENT_P",
     "VersionAugment",
     "VersionCheck",
     "VersionConfig",
@@ -99,6 +100,9 @@ __all__ = [
 VERSIONS_FORMAT = "covergan.versions"
 #: Newest layout this version reads and the one it writes.
 VERSIONS_FORMAT_VERSION = 1
+#: Default share of windows :class:`VersionAugment` replaces: most stay real, since on top of
+#: classic augmentation a larger share cost retrieval MAP (docs/benchmarks.md, "A larger corpus").
+VERSION_AUGMENT_P = 0.2
 
 _STREAM_STEP = 11
 _STREAM_DATA = 12
@@ -1007,9 +1011,7 @@ class VersionAugment(Transform[VersionParams]):
     normalizer : CQTNormalizer
         The fitted feature <-> model-space map the model was trained with.
     p : float
-        Probability per window, in ``[0, 1]``. The default 0.2 keeps most windows real: on
-        top of classic augmentation a larger share costs retrieval MAP (docs/benchmarks.md,
-        "A larger corpus").
+        Probability per window, in ``[0, 1]``; default :data:`VERSION_AUGMENT_P` (0.2).
     silence : float
         Feature value of silence (0, or ``-top_db`` for dB features).
     pad_mode : {"wrap", "constant"}
@@ -1039,7 +1041,7 @@ class VersionAugment(Transform[VersionParams]):
         model: VersionGAN,
         normalizer: CQTNormalizer,
         *,
-        p: float = 0.2,
+        p: float = VERSION_AUGMENT_P,
         silence: float = 0.0,
         pad_mode: Literal["wrap", "constant"] = "wrap",
         truncation: float | None = None,

@@ -17,7 +17,10 @@ Protocol (see ``docs/benchmarks.md``, section "Downstream: CSI with covergan aug
    ``classic+gan-filt``; :func:`covergan.filtering.filter_synthetic`); (e) ``versions``
    and ``classic+versions``: real + synthetic *versions* of the same songs' own recordings
    from the reference-conditioned :class:`covergan.versions.VersionGAN` (trained once per
-   seed on the pairs of recordings of the training works), same plan as (c).
+   seed on the pairs of recordings of the training works), same plan as (c). With
+   ``--synthetic-mode replace`` the planned samples are not extra items: a planned song's
+   real item is swapped for one of them with probability ``--replace-p``, so every song keeps
+   its share of the batches.
 4. **Metrics**: MAP, P@10 and MR1 of retrieval over held-out works (+ distractors), full
    tracks; accuracy on the held-out recordings of seen minority songs; and the
    classification accuracy score (CAS): a CSI classifier trained only on synthetic samples
@@ -70,6 +73,7 @@ from torch.utils.data import Dataset
 
 from covergan.augment.classic import Compose, SemitoneRoll, TempoChange, TimeMask, Transform
 from covergan.augmenter import Target
+from covergan.cqt import random_crop
 from covergan.csi import (
     CSINet,
     classification_accuracy,
@@ -99,9 +103,15 @@ CONDITIONS: dict[str, tuple[bool, bool, str | None]] = {
     "classic+gan-filt": (True, True, "classifier"),
     "versions": (False, False, None),
     "classic+versions": (True, False, None),
+    "copies": (False, False, None),
+    "classic+copies": (True, False, None),
 }
 #: Conditions whose synthetic samples come from the version model, not the class GAN.
 VERSION_CONDITIONS = ("versions", "classic+versions")
+#: Controls: the planned items are crops of the song's own real recordings (oversampling).
+COPY_CONDITIONS = ("copies", "classic+copies")
+#: What a run measures unless ``--conditions`` says otherwise (the controls are opt-in).
+DEFAULT_CONDITIONS = tuple(c for c in CONDITIONS if c not in COPY_CONDITIONS)
 LABELS = {
     "none": "(a) none",
     "classic": "(b) classic",
@@ -111,6 +121,8 @@ LABELS = {
     "classic+gan-filt": "(d') classic + GAN, filtered",
     "versions": "(e) versions",
     "classic+versions": "(e+b) classic + versions",
+    "copies": "(o) real copies",
+    "classic+copies": "(o+b) classic + real copies",
 }
 #: Retrieval and seen-minority metrics of every condition.
 METRICS = ("map", "p_at_10", "mr1", "acc_minority", "top5_minority")
@@ -158,6 +170,8 @@ class Settings:
     truncation: float | None = None
     synthetic_weight: float = 1.0
     synthetic_draws: int = 1
+    synthetic_mode: str = "add"
+    replace_p: float = 0.5
     filter_by: str = "classifier"
     filter_oversample: int = 3
     filter_top_k: int | None = 1
@@ -175,7 +189,7 @@ class Settings:
     csi_lr: float = 2e-3
     csi_channels: tuple[int, ...] = (24, 48, 96, 192)
     equal_real: bool = False
-    conditions: tuple[str, ...] = tuple(CONDITIONS)
+    conditions: tuple[str, ...] = DEFAULT_CONDITIONS
     # where the GANs, version models and CSI models train; evaluation runs on the CPU
     device: str = "cpu"
 
@@ -220,10 +234,18 @@ _CSI_FIELDS = ("csi_steps", "csi_batch", "csi_lr", "csi_channels", "device")
 _GAN_FIELDS = ("gan_steps", "gan", "device")
 _VERSION_FIELDS = ("version_steps", "versions", "device")
 _VERSION_SAMPLE_FIELDS = ("version_truncation",)
-_SYNTH_FIELDS = ("target", "max_ratio", "truncation", "synthetic_weight", "synthetic_draws")
+_SYNTH_FIELDS = (
+    "target", "max_ratio", "truncation", "synthetic_weight", "synthetic_draws",
+    "synthetic_mode", "replace_p",
+)  # fmt: skip
 _LATE_FIELDS = frozenset(
-    {"synthetic_draws", "version_truncation", "equal_real", "version_augment", "device"}
-)
+    {
+        "synthetic_draws", "version_truncation", "equal_real", "version_augment", "device",
+        "synthetic_mode", "replace_p",
+    }
+)  # fmt: skip
+#: How synthetic samples enter the CSI training set (``--synthetic-mode``).
+SYNTHETIC_MODES = ("add", "replace")
 _FILTER_FIELDS = ("filter_by", "filter_oversample", "filter_top_k", "filter_threshold")
 
 
@@ -438,6 +460,42 @@ class FreshDraws(Dataset[Any]):
 
     def set_epoch(self, epoch: int) -> None:
         """New crops of the real items and the next synthetic draw."""
+        self.epoch = int(epoch)
+        self.real.set_epoch(epoch)
+
+
+class ReplaceDraws(Dataset[Any]):
+    """Real items only; a planned song's item is swapped, with probability ``p``, for one of
+    that song's synthetic samples.
+
+    The ``--synthetic-mode replace`` sampling: the dataset keeps the real items' number and
+    song shares (the songs with many versions keep their weight in every batch, as in (a) and
+    (b)), and a minority song's draws become a mix of its real windows and its synthetic
+    ones. Whether item ``i`` is swapped in epoch ``e``, and for which sample, is drawn from
+    ``(seed, e, i)``. Items are ``(x, label, is_synthetic)``.
+    """
+
+    def __init__(
+        self, real: CQTDataset, pool: Mapping[SongId, torch.Tensor], p: float, seed: int
+    ) -> None:
+        self.real, self.p, self.seed, self.epoch = real, float(p), int(seed), 0
+        self.labels = real.labels
+        self.pool = {real.index.index(song): xs for song, xs in pool.items() if len(xs)}
+
+    def __len__(self) -> int:
+        return len(self.real)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, bool]:
+        x, y = self.real[i]
+        xs = self.pool.get(int(y))
+        if xs is not None:
+            rng = np.random.default_rng((self.seed, self.epoch, int(i)))
+            if rng.random() < self.p:
+                return xs[int(rng.integers(len(xs)))], int(y), True
+        return x, int(y), False
+
+    def set_epoch(self, epoch: int) -> None:
+        """New crops of the real items and new swaps."""
         self.epoch = int(epoch)
         self.real.set_epoch(epoch)
 
@@ -660,6 +718,33 @@ def _version_samples(
     return out, info
 
 
+def _real_copies(
+    split: Split, seed: int, s: Settings
+) -> tuple[dict[SongId, torch.Tensor], dict[str, Any]]:
+    """The oversampling control: as many items as the plan of (c) gives each song, each a
+    random crop of one of the song's own recordings (spread evenly over them)."""
+    from covergan.augmenter import _plan_counts
+
+    train = split.train
+    plan = _plan_counts(train.class_counts(), _target(s.target), s.max_ratio)
+    plan = {song: n for song, n in plan.items() if n}
+    rng = np.random.default_rng((seed, 7))
+    items: dict[SongId, list[int]] = {}
+    for i, song in enumerate(train.song_ids):
+        items.setdefault(song, []).append(i)
+    out: dict[SongId, torch.Tensor] = {}
+    for song, n in plan.items():
+        recs = items[song]
+        crops = [
+            random_crop(train.features[recs[k % len(recs)]], s.window, rng=rng,
+                        pad_value=train.silence_value)
+            for k in range(n)
+        ]  # fmt: skip
+        out[song] = torch.from_numpy(np.stack(crops))[:, None].float()
+    n_items = int(sum(plan.values()))
+    return out, {"planned": n_items, "songs": len(plan), "kept": n_items}
+
+
 def task_check(seed: int, s: Settings, workdir: str) -> dict[str, Any]:
     """The version model's collapse checks on the held-out works, with the (b) CSI model."""
 
@@ -797,6 +882,22 @@ def _target(target: str) -> Target:
     return cast(Target, target)
 
 
+def _with_synthetic(
+    real: CQTDataset,
+    samples: Mapping[SongId, torch.Tensor],
+    plan: Mapping[SongId, int],
+    seed: int,
+    s: Settings,
+) -> Dataset[Any]:
+    """The CSI training set of a synthetic condition (``--synthetic-mode``,
+    ``--synthetic-draws``); ``plan``: synthetic items per song and epoch in ``add`` mode."""
+    if s.synthetic_mode == "replace":  # a song's whole pool is its synthetic choice
+        return ReplaceDraws(real, samples, s.replace_p, seed)
+    if s.synthetic_draws > 1:
+        return FreshDraws(real, samples, plan, s.synthetic_draws)
+    return EpochForwarding(AugmentedDataset.from_tensors(real, samples))
+
+
 def task_csi(seed: int, cond: str, s: Settings, workdir: str) -> dict[str, Any]:
     """Train and evaluate the CSI model under one condition."""
     wd = Path(workdir)
@@ -822,19 +923,17 @@ def task_csi(seed: int, cond: str, s: Settings, workdir: str) -> dict[str, Any]:
     elif cond in VERSION_CONDITIONS:
         sample_like = _version_sampler(wd, seed, s, data)
         samples, info = _version_samples(sample_like, split, seed, s)
-        if s.synthetic_draws > 1:
-            plan = {song: len(x) // s.synthetic_draws for song, x in samples.items()}
-            train_data = FreshDraws(real, samples, plan, s.synthetic_draws)
-        else:
-            train_data = EpochForwarding(AugmentedDataset.from_tensors(real, samples))
+        plan = {song: len(x) // s.synthetic_draws for song, x in samples.items()}
+        train_data = _with_synthetic(real, samples, plan, seed, s)
+    elif cond in COPY_CONDITIONS:
+        samples, info = _real_copies(split, seed, s)
+        plan = {song: len(x) for song, x in samples.items()}
+        train_data = _with_synthetic(real, samples, plan, seed, s)
     elif use_gan:
         aug = _load_augmenter(_gan_path(wd, seed, s))
         samples, info = _synthetic(aug, split, seed, s, cond, wd)
-        if s.synthetic_draws > 1:
-            plan = aug.plan(_target(s.target), max_ratio=s.max_ratio)
-            train_data = FreshDraws(real, samples, plan, s.synthetic_draws)
-        else:
-            train_data = EpochForwarding(AugmentedDataset.from_tensors(real, samples))
+        plan = aug.plan(_target(s.target), max_ratio=s.max_ratio)
+        train_data = _with_synthetic(real, samples, plan, seed, s)
     model = _new_model(split, seed, s)
     steps = s.csi_steps
     if s.equal_real:  # as many real windows as the real-only conditions see, on average
@@ -925,7 +1024,9 @@ def build_tasks(s: Settings, workdir: str) -> list[Task]:
                 fields += (*_VERSION_FIELDS, *_SYNTH_FIELDS, *_VERSION_SAMPLE_FIELDS)
                 fields += ("version_augment",)
                 deps.append(f"vfit/{seed}")
-            if use_gan or cond in VERSION_CONDITIONS:
+            if cond in COPY_CONDITIONS:
+                fields += _SYNTH_FIELDS
+            if use_gan or cond in VERSION_CONDITIONS or cond in COPY_CONDITIONS:
                 fields += ("equal_real",)
             if filt is not None:
                 fields += _FILTER_FIELDS
@@ -1089,6 +1190,7 @@ def summarise(s: Settings, results: Mapping[str, Mapping[str, Any]]) -> dict[str
     pairs = [("gan", "none"), ("classic+gan", "classic"), ("gan-filt", "gan")]
     pairs += [("classic+gan-filt", "classic+gan"), ("classic+gan-filt", "classic")]
     pairs += [("versions", "none"), ("classic+versions", "classic")]
+    pairs += [("copies", "none"), ("classic+copies", "classic")]
     checks = [results[f"vcheck/{seed}"] for seed in s.seeds if f"vcheck/{seed}" in results]
     if checks:
         out["versions_check"] = {m: _stats([r[m] for r in checks]) for m in CHECK_METRICS}
@@ -1305,7 +1407,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--workdir", default=None, help="cache of GANs, models and task results")
     p.add_argument("--out", default=None, help="JSON of every raw number")
     p.add_argument("--plot", default=None, help="PNG figure")
-    p.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=list(CONDITIONS))
+    p.add_argument(
+        "--conditions",
+        nargs="+",
+        default=list(DEFAULT_CONDITIONS),
+        choices=list(CONDITIONS),
+        help="default: all but the oversampling controls 'copies' and 'classic+copies'",
+    )
     p.add_argument("--gan-steps", type=int)
     p.add_argument("--gan", type=_parse_gan, default=(), help="GANConfig overrides, JSON")
     p.add_argument("--version-steps", type=int, help="steps of the version model, (e)")
@@ -1334,6 +1442,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--truncation", type=float)
     p.add_argument("--synthetic-weight", type=float)
     p.add_argument("--synthetic-draws", type=int, help="fresh synthetic draw per epoch, cycling")
+    p.add_argument(
+        "--synthetic-mode",
+        choices=SYNTHETIC_MODES,
+        help="'add' (default): the planned synthetic samples are extra training items; "
+        "'replace': a planned song's real item is swapped for one of its synthetic samples "
+        "with probability --replace-p, so the songs' shares of the data stay as they are",
+    )
+    p.add_argument("--replace-p", type=float, help="swap probability of --synthetic-mode replace")
     p.add_argument("--filter-by", choices=["classifier", "discriminator"])
     p.add_argument("--filter-oversample", type=int)
     p.add_argument("--filter-top-k", type=int)
@@ -1351,11 +1467,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "gan_steps", "version_steps", "csi_steps", "window", "target", "max_ratio", "truncation",
         "synthetic_weight", "synthetic_draws", "filter_by", "filter_oversample", "filter_top_k",
         "filter_threshold", "cas_per_song", "singles", "version_truncation", "equal_real",
-        "version_augment", "device",
+        "version_augment", "device", "synthetic_mode", "replace_p",
     ):  # fmt: skip
         value = getattr(args, name)
         if value is not None:
             over[name] = value
+    if args.replace_p is not None and not 0.0 <= args.replace_p <= 1.0:
+        p.error(f"--replace-p {args.replace_p} must be in [0, 1]")
     if args.max_ratio is not None and args.max_ratio <= 0:
         over["max_ratio"] = None
     s = Settings(

@@ -93,8 +93,8 @@ def test_protocol_runs_every_condition_and_metric(bench: ModuleType, tmp_path: P
     out = bench.run(s, jobs=1, workdir=str(tmp_path / "work"), data=toy_dataset())
 
     summary = out["summary"]
-    assert set(summary["conditions"]) == set(bench.CONDITIONS)
-    for cond in bench.CONDITIONS:
+    assert set(summary["conditions"]) == set(bench.DEFAULT_CONDITIONS)
+    for cond in bench.DEFAULT_CONDITIONS:
         row = summary["conditions"][cond]
         assert set(row) == set(bench.METRICS)
         for metric in bench.METRICS:
@@ -108,8 +108,8 @@ def test_protocol_runs_every_condition_and_metric(bench: ModuleType, tmp_path: P
         assert np.isfinite(summary["versions_check"][metric]["mean"])
 
     table = out["table"]
-    for label in bench.LABELS.values():
-        assert f"| {label} |" in table
+    for cond in bench.DEFAULT_CONDITIONS:
+        assert f"| {bench.LABELS[cond]} |" in table
     for header in (
         "MAP", "P@10", "MR1", "acc. seen minority", "CAS", "paired difference",
         "version model on held-out works", "classic+versions - classic",
@@ -119,7 +119,7 @@ def test_protocol_runs_every_condition_and_metric(bench: ModuleType, tmp_path: P
 
     # raw numbers of every seed and condition, JSON-ready
     for seed in s.seeds:
-        for cond in bench.CONDITIONS:
+        for cond in bench.DEFAULT_CONDITIONS:
             assert f"{cond}/{seed}" in out["results"]
         assert f"cas/{seed}" in out["results"]
         assert f"vfit/{seed}" in out["results"] and f"vcheck/{seed}" in out["results"]
@@ -146,6 +146,57 @@ def test_protocol_runs_every_condition_and_metric(bench: ModuleType, tmp_path: P
         row = res[f"classic+versions/{seed}"]
         assert not row.get("cached") and row["synthetic"] == {"version_augment": 0.5}
         assert np.isfinite(row["map"])
+
+    # the oversampling control: crops of the planned songs' own recordings, as many as (c)'s
+    copies = dataclasses.replace(s, conditions=("none", "classic", "copies", "classic+copies"))
+    run = bench.run(copies, jobs=1, workdir=str(tmp_path / "work"), data=toy_dataset())
+    assert "classic+copies - classic" in run["table"]
+    for seed in s.seeds:
+        row = run["results"][f"classic+copies/{seed}"]
+        assert row["synthetic"]["kept"] == out["results"][f"gan/{seed}"]["synthetic"]["planned"]
+        assert np.isfinite(row["map"])
+
+    # the same synthetic samples swapped into the real items instead of added to them
+    swap = dataclasses.replace(
+        s, synthetic_mode="replace", conditions=("gan", "versions", "copies")
+    )
+    res = bench.run(swap, jobs=1, workdir=str(tmp_path / "work"), data=toy_dataset())["results"]
+    added = {**out["results"], **run["results"]}
+    for seed in s.seeds:
+        assert res[f"fit/{seed}"].get("cached") and res[f"vfit/{seed}"].get("cached")
+        for cond in ("gan", "versions", "copies"):
+            row = res[f"{cond}/{seed}"]
+            assert not row.get("cached") and row["synthetic"]["kept"] > 0
+            assert np.isfinite(row["map"])
+            assert row["synthetic"] == added[f"{cond}/{seed}"]["synthetic"]  # same samples
+
+
+def test_replace_draws_keep_the_real_items_and_swap_planned_songs(bench: ModuleType) -> None:
+    import torch
+
+    data = toy_dataset()
+    real = data.windows(16, crop="random", seed=0)
+    song = data.song_ids[0]
+    pool = {song: torch.full((3, 1, 84, 16), -1.0)}
+    planned = [i for i, sid in enumerate(data.song_ids) if sid == song]
+
+    def swapped(p: float, seed: int = 0, epoch: int = 0) -> list[int]:
+        items = bench.ReplaceDraws(real, pool, p, seed)
+        items.set_epoch(epoch)
+        assert len(items) == len(real) and list(items.labels) == list(real.labels)
+        out = []
+        for i in range(len(items)):
+            x, y, flag = items[i]
+            assert y == real.labels[i] and bool((x == -1).all()) == flag
+            out.append(int(flag))
+        return out
+
+    assert sum(swapped(0.0)) == 0
+    all_in = swapped(1.0)
+    assert [i for i, f in enumerate(all_in) if f] == planned  # only the planned song
+    assert swapped(0.5) == swapped(0.5)  # seeded
+    draws = [swapped(0.5, seed=k, epoch=e) for k in range(4) for e in range(4)]
+    assert len({tuple(d) for d in draws}) > 1  # new swaps per seed and epoch
 
 
 def test_cli_parses_overrides(bench: ModuleType) -> None:

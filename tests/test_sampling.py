@@ -214,6 +214,22 @@ def test_custom_weights(real: CQTDataset) -> None:
     assert song_counts(real.labels, idx) == {0: 5, 1: 5}
 
 
+def test_real_weights_keep_the_data_shares_and_top_up(real: CQTDataset) -> None:
+    synth = {"s2": torch.zeros(8, 1, 6, 8), "s3": torch.zeros(8, 1, 6, 8)}
+    mixed = AugmentedDataset.from_tensors(real, synth)
+    sampler = ClassBalancedSampler(mixed, weights="real", ratio=(1, 1), seed=0)
+    assert len(sampler) == 12  # one epoch = the real items
+    idx = np.asarray(list(sampler))
+    assert song_counts(mixed.labels, idx) == {0: 6, 1: 3, 2: 1, 3: 2}  # the real shares
+    many = np.asarray(list(ClassBalancedSampler(mixed, weights="real", num_samples=1200)))
+    labels, flags = mixed.labels[many], mixed.is_synthetic[many]
+    assert song_counts(mixed.labels, many) == {0: 600, 1: 300, 2: 100, 3: 200}
+    assert not flags[labels < 2].any()
+    # default ratio: a song's own share of synthetic items (8 of 9 and 8 of 10)
+    assert flags[labels == 2].mean() == pytest.approx(8 / 9, abs=0.08)
+    assert flags[labels == 3].mean() == pytest.approx(8 / 10, abs=0.08)
+
+
 def test_seeded_and_epoch_dependent(real: CQTDataset) -> None:
     a = ClassBalancedSampler(real, seed=5)
     b = ClassBalancedSampler(real, seed=5)
@@ -260,6 +276,7 @@ def test_synthetic_top_up(real: CQTDataset) -> None:
         ({"weights": [1, 1]}, "4 classes"),
         ({"weights": {9: 1.0}}, "class 9"),
         ({"weights": [0, 0, 0, 0]}, "not all zero"),
+        ({"weights": "equal"}, "only named weighting is 'real'"),
         ({"ratio": (0, 0)}, "ratio"),
         ({"ratio": (1, -1)}, "ratio"),
         ({"top_up_below": 2.5}, "top_up_below"),

@@ -428,8 +428,9 @@ class ClassBalancedSampler(Sampler[int]):
     Each epoch is a list of ``num_samples`` dataset indices:
 
     1. *Songs*: song ``c`` gets ``round(num_samples * w_c)`` draws (largest remainders
-       decide the rounding; ``w`` = ``weights`` normalised, equal by default), and the
-       draws are shuffled.
+       decide the rounding; ``w`` = ``weights`` normalised, equal by default;
+       ``weights="real"`` keeps the data's own shares, each song's number of real items),
+       and the draws are shuffled.
     2. *Items*: a song's draws walk through a fresh shuffle of its items and reshuffle
        when they run out, so an item repeats within an epoch only after every item of
        its song has been drawn (the duplicate policy). A song with one recording repeats
@@ -451,8 +452,10 @@ class ClassBalancedSampler(Sampler[int]):
     ----------
     data : Dataset with ``labels`` (and optionally ``is_synthetic``), or int labels
         [shape=(n_items,)].
-    weights : mapping class index -> float, sequence of float [shape=(n_classes,)], optional
-        Relative share of each song; default equal.
+    weights : mapping class index -> float, sequence of float [shape=(n_classes,)] or "real"
+        Relative share of each song; default equal. ``"real"``: each song's number of real
+        items, so the epoch keeps the data's song shares and the synthetic items only top up
+        the draws of the rare songs (no rebalancing; see ``docs/augmenter.md``).
     num_samples : int, optional
         Draws per epoch over all ranks; default: the number of real items.
     ratio : (float, float), optional
@@ -469,16 +472,16 @@ class ClassBalancedSampler(Sampler[int]):
     Raises
     ------
     ParameterError
-        Empty or negative labels, bad weights (negative, all zero, wrong length),
-        ``num_samples <= 0``, a bad ``ratio`` or ``rank``, or a weighted song with no
-        item to draw.
+        Empty or negative labels, bad weights (negative, all zero, wrong length, a name
+        other than ``"real"``), ``num_samples <= 0``, a bad ``ratio`` or ``rank``, or a
+        weighted song with no item to draw.
     """
 
     def __init__(
         self,
         data: Any,
         *,
-        weights: Mapping[int, float] | Sequence[float] | None = None,
+        weights: Mapping[int, float] | Sequence[float] | Literal["real"] | None = None,
         num_samples: int | None = None,
         ratio: tuple[float, float] | None = None,
         top_up_below: int | None = None,
@@ -500,7 +503,13 @@ class ClassBalancedSampler(Sampler[int]):
 
         self.real_items = [np.flatnonzero((labels == c) & ~synthetic) for c in range(n_classes)]
         self.synthetic_items = [np.flatnonzero((labels == c) & synthetic) for c in range(n_classes)]
-        self.weights = _class_weights(weights, n_classes)
+        if isinstance(weights, str):
+            if weights != "real":
+                raise ParameterError(f"weights={weights!r}: the only named weighting is 'real'")
+            real_counts = np.bincount(labels[~synthetic], minlength=n_classes)
+            self.weights = _class_weights(real_counts.astype(np.float64).tolist(), n_classes)
+        else:
+            self.weights = _class_weights(weights, n_classes)
         for c in np.flatnonzero(self.weights):
             if not (len(self.real_items[c]) or len(self.synthetic_items[c])):
                 raise ParameterError(f"class {c} has weight {self.weights[c]:.3g} but no items")

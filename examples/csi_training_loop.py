@@ -1,10 +1,13 @@
 """A plain PyTorch CSI training loop that gains synthetic minority-song samples.
 
-Everything here except the three lines marked ``# covergan`` is an ordinary training loop a
-CSI team already has: a dataset of CQT windows labelled by song, a small CNN classifier, a
-``DataLoader``, cross-entropy. The three lines fit an :class:`~covergan.Augmenter` on the
-training set and replace it with the real items plus synthetic items for the songs with few
-recordings; nothing else changes (items stay ``(x, label)`` in the same feature format).
+Everything here except the lines marked ``# covergan`` is an ordinary training loop a CSI team
+already has: a dataset of CQT windows labelled by song, a small CNN classifier, a
+``DataLoader``, cross-entropy. Those lines fit an :class:`~covergan.Augmenter` on the training
+set, add synthetic items for the songs with few recordings, and draw the batches with a
+:class:`~covergan.ClassBalancedSampler` that keeps every song's share of the data and swaps
+synthetic items into half of the rare songs' draws (``weights="real", ratio=(1, 1)``: adding
+them as extra items would rebalance the data, which costs retrieval of unseen songs, see
+``docs/benchmarks.md``). Items stay ``(x, label)`` in the same feature format.
 
 Run it on toy covers (a long-tailed set of synthetic songs, no downloads)::
 
@@ -25,7 +28,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from covergan import Augmenter  # covergan
+from covergan import Augmenter, ClassBalancedSampler  # covergan
 from covergan.data import split_recordings
 from covergan.datasets import toy_covers
 
@@ -72,18 +75,22 @@ def main(argv: Sequence[str] | None = None) -> float:
     test_labels = torch.tensor([songs.index(s) for s in test.song_ids])
     test_x = torch.stack([x for x, _ in test.windows(args.window, crop="center")])
 
+    sampler = None
     if not args.no_covergan:
         options = {"steps": args.gan_steps, "window": args.window, "seed": args.seed}
         if args.tiny:  # a small GAN for the tests
             options["gan"] = {"g_width": 8, "d_width": 8, "batch_size": 8}
         aug = Augmenter(**options).fit(train)  # covergan
         train = aug.balance(train, target="max", max_ratio=4, return_flag=False)  # covergan
+        sampler = ClassBalancedSampler(train, weights="real", ratio=(1, 1))  # covergan
 
-    # the user's training loop, unchanged
+    # the user's training loop; the sampler, when there is one, replaces shuffle=True
     model = SmallCNN(len(songs))
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loader = DataLoader(train, batch_size=16, shuffle=True)
-    for _ in range(args.epochs):
+    loader = DataLoader(train, batch_size=16, shuffle=sampler is None, sampler=sampler)
+    for epoch in range(args.epochs):
+        if sampler is not None:
+            sampler.set_epoch(epoch)  # covergan
         model.train()
         for x, y in loader:
             loss = nn.functional.cross_entropy(model(x), y)

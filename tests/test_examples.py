@@ -31,6 +31,6 @@ def test_csi_training_loop_gains_synthetic_items(capsys: pytest.CaptureFixture[s
     assert n_gan > n_base  # minority songs were topped up with synthetic windows
 
 
-def test_covergan_lines_are_about_three() -> None:
+def test_covergan_lines_are_few() -> None:
     lines = (EXAMPLES / "csi_training_loop.py").read_text().splitlines()
-    assert len([line for line in lines if line.rstrip().endswith("# covergan")]) == 3
+    assert len([line for line in lines if line.rstrip().endswith("# covergan")]) == 5

@@ -686,21 +686,27 @@ def _version_sampler(
     return sample_like
 
 
+def _planned_recordings(split: Split, s: Settings) -> dict[SongId, tuple[int, list[int]]]:
+    """``{song: (planned items, its recordings' indices in split.train)}`` for the songs that
+    the plan of (c) (``--target``, ``--max-ratio``) gives items."""
+    from covergan.augmenter import _plan_counts
+
+    plan = _plan_counts(split.train.class_counts(), _target(s.target), s.max_ratio)
+    items: dict[SongId, list[int]] = {}
+    for i, song in enumerate(split.train.song_ids):
+        items.setdefault(song, []).append(i)
+    return {song: (n, items[song]) for song, n in plan.items() if n}
+
+
 def _version_samples(
     sample_like: Callable[..., torch.Tensor], split: Split, seed: int, s: Settings
 ) -> tuple[dict[SongId, torch.Tensor], dict[str, Any]]:
     """Synthetic versions for the songs under target, spread over each song's recordings."""
-    from covergan.augmenter import _plan_counts
-
-    plan = _plan_counts(split.train.class_counts(), _target(s.target), s.max_ratio)
-    plan = {song: n for song, n in plan.items() if n}
-    info: dict[str, Any] = {"planned": int(sum(plan.values())), "songs": len(plan)}
-    items: dict[SongId, list[int]] = {}
-    for i, song in enumerate(split.train.song_ids):
-        items.setdefault(song, []).append(i)
+    planned = _planned_recordings(split, s)
+    info: dict[str, Any] = {"planned": sum(n for n, _ in planned.values()), "songs": len(planned)}
     out: dict[SongId, torch.Tensor] = {}
-    for song, n in plan.items():
-        recs, total = items[song], n * s.synthetic_draws
+    for song, (n, recs) in planned.items():
+        total = n * s.synthetic_draws
         share = [total // len(recs) + (k < total % len(recs)) for k in range(len(recs))]
         out[song] = torch.cat(
             [
@@ -722,27 +728,20 @@ def _real_copies(
     split: Split, seed: int, s: Settings
 ) -> tuple[dict[SongId, torch.Tensor], dict[str, Any]]:
     """The oversampling control: as many items as the plan of (c) gives each song, each a
-    random crop of one of the song's own recordings (spread evenly over them)."""
-    from covergan.augmenter import _plan_counts
-
+    random crop of one of the song's own recordings (taken in turn)."""
     train = split.train
-    plan = _plan_counts(train.class_counts(), _target(s.target), s.max_ratio)
-    plan = {song: n for song, n in plan.items() if n}
+    planned = _planned_recordings(split, s)
     rng = np.random.default_rng((seed, 7))
-    items: dict[SongId, list[int]] = {}
-    for i, song in enumerate(train.song_ids):
-        items.setdefault(song, []).append(i)
     out: dict[SongId, torch.Tensor] = {}
-    for song, n in plan.items():
-        recs = items[song]
+    for song, (n, recs) in planned.items():
         crops = [
             random_crop(train.features[recs[k % len(recs)]], s.window, rng=rng,
                         pad_value=train.silence_value)
             for k in range(n)
         ]  # fmt: skip
         out[song] = torch.from_numpy(np.stack(crops))[:, None].float()
-    n_items = int(sum(plan.values()))
-    return out, {"planned": n_items, "songs": len(plan), "kept": n_items}
+    n_items = sum(n for n, _ in planned.values())
+    return out, {"planned": n_items, "songs": len(planned), "kept": n_items}
 
 
 def task_check(seed: int, s: Settings, workdir: str) -> dict[str, Any]:

@@ -20,7 +20,9 @@ Protocol (see ``docs/benchmarks.md``, section "Downstream: CSI with covergan aug
    seed on the pairs of recordings of the training works), same plan as (c). With
    ``--synthetic-mode replace`` the planned samples are not extra items: a planned song's
    real item is swapped for one of them with probability ``--replace-p``, so every song keeps
-   its share of the batches.
+   its share of the batches. Opt-in controls ``copies`` and ``classic+copies``: the planned
+   items are crops of the song's own recordings (oversampling when added, a swap that brings
+   no new information when swapped in).
 4. **Metrics**: MAP, P@10 and MR1 of retrieval over held-out works (+ distractors), full
    tracks; accuracy on the held-out recordings of seen minority songs; and the
    classification accuracy score (CAS): a CSI classifier trained only on synthetic samples

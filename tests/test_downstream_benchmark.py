@@ -199,6 +199,14 @@ def test_replace_draws_keep_the_real_items_and_swap_planned_songs(bench: ModuleT
     assert len({tuple(d) for d in draws}) > 1  # new swaps per seed and epoch
 
 
+def test_cli_rejects_a_swap_probability_outside_0_1(
+    bench: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        bench.main(["--synthetic-mode", "replace", "--replace-p", "1.5"])
+    assert "--replace-p 1.5 must be in [0, 1]" in capsys.readouterr().err
+
+
 def test_cli_parses_overrides(bench: ModuleType) -> None:
     parser_settings = bench.Settings(target="4", max_ratio=None)
     assert bench._target(parser_settings.target) == 4

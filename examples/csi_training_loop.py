@@ -7,7 +7,8 @@ set, add synthetic items for the songs with few recordings, and draw the batches
 :class:`~covergan.ClassBalancedSampler` that keeps every song's share of the data and swaps
 synthetic items into half of the rare songs' draws (``weights="real", ratio=(1, 1)``: adding
 them as extra items would rebalance the data, which cost retrieval of unseen songs on the
-benchmark's 300-work corpus, see ``docs/benchmarks.md``). Items stay ``(x, label)`` in the same feature format.
+benchmark's 300-work corpus, see ``docs/benchmarks.md``). Items stay ``(x, label)`` in the
+same feature format.
 
 Run it on toy covers (a long-tailed set of synthetic songs, no downloads)::
 

@@ -503,13 +503,7 @@ class ClassBalancedSampler(Sampler[int]):
 
         self.real_items = [np.flatnonzero((labels == c) & ~synthetic) for c in range(n_classes)]
         self.synthetic_items = [np.flatnonzero((labels == c) & synthetic) for c in range(n_classes)]
-        if isinstance(weights, str):
-            if weights != "real":
-                raise ParameterError(f"weights={weights!r}: the only named weighting is 'real'")
-            real_counts = np.bincount(labels[~synthetic], minlength=n_classes)
-            self.weights = _class_weights(real_counts.astype(np.float64).tolist(), n_classes)
-        else:
-            self.weights = _class_weights(weights, n_classes)
+        self.weights = _class_weights(weights, np.bincount(labels[~synthetic], minlength=n_classes))
         for c in np.flatnonzero(self.weights):
             if not (len(self.real_items[c]) or len(self.synthetic_items[c])):
                 raise ParameterError(f"class {c} has weight {self.weights[c]:.3g} but no items")
@@ -585,8 +579,16 @@ class ClassBalancedSampler(Sampler[int]):
 
 
 def _class_weights(
-    weights: Mapping[int, float] | Sequence[float] | None, n_classes: int
+    weights: Mapping[int, float] | Sequence[float] | Literal["real"] | None,
+    real_counts: np.ndarray,
 ) -> np.ndarray:
+    """Normalised per-class weights; ``real_counts`` [shape=(n_classes,)]: real items per class
+    (the ``"real"`` weighting)."""
+    n_classes = real_counts.size
+    if isinstance(weights, str):
+        if weights != "real":
+            raise ParameterError(f"weights={weights!r}: the only named weighting is 'real'")
+        weights = real_counts.astype(np.float64).tolist()
     if weights is None:
         w = np.ones(n_classes)
     elif isinstance(weights, Mapping):

@@ -267,16 +267,29 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
 
 
 def test_checkpoint_errors(tmp_path: Path) -> None:
-    with pytest.raises(CheckpointError, match="cannot read"):
+    with pytest.raises(CheckpointError, match="no CSINet checkpoint file"):
         CSINet.load(tmp_path / "missing.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="cannot read"):
+    with pytest.raises(CheckpointError, match="junk.pt was refused by the weights-only loader"):
         CSINet.load(tmp_path / "junk.pt")
+    _tiny().save(tmp_path / "csi.pt")
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "csi.pt").read_bytes()[:300])  # truncated
+    with pytest.raises(CheckpointError, match="cut.pt is not a readable CSINet checkpoint"):
+        CSINet.load(tmp_path / "cut.pt")
     state = _tiny().checkpoint()
-    with pytest.raises(CheckpointError, match="format='other'"):
+    torch.save(state["state_dict"], tmp_path / "weights.pt")  # bare weights, no header
+    with pytest.raises(CheckpointError, match="weights.pt is not a covergan CSINet checkpoint"):
+        CSINet.load(tmp_path / "weights.pt")
+    with pytest.raises(CheckpointError, match="not a covergan CSINet checkpoint"):
         CSINet.from_checkpoint({**state, "format": "other"})
-    with pytest.raises(CheckpointError, match="version 99 is newer"):
-        CSINet.from_checkpoint({**state, "version": 99})
+    with pytest.raises(CheckpointError, match="format_version=99, newer"):
+        CSINet.from_checkpoint({**state, "format_version": 99})
+    with pytest.raises(CheckpointError, match="unknown format_version='1'"):
+        CSINet.from_checkpoint({**state, "format_version": "1"})
+    legacy = {k: v for k, v in state.items() if k not in ("format_version", "covergan_version")}
+    assert CSINet.from_checkpoint({**legacy, "version": 1}).config == _tiny().config  # older files
+    with pytest.raises(CheckpointError, match="format_version=99, newer"):
+        CSINet.from_checkpoint({**legacy, "version": 99})
     with pytest.raises(CheckpointError, match="corrupt"):
         CSINet.from_checkpoint({**state, "config": {**state["config"], "embedding_dim": 8}})
 

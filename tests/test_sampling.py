@@ -132,9 +132,16 @@ def test_open_errors(real: CQTDataset, tmp_path: Path) -> None:
         SyntheticBank.open(tmp_path)
     bank = SyntheticBank.build(FakeSource(), {"s2": 1}, tmp_path / "b", index=real.index)
     meta = json.loads((bank.path / "bank.json").read_text())
-    (bank.path / "bank.json").write_text(json.dumps({**meta, "version": 99}))
-    with pytest.raises(DatasetError, match="newer"):
+    assert meta["format_version"] == 1 and "covergan_version" in meta
+    (bank.path / "bank.json").write_text(json.dumps({**meta, "format_version": 99}))
+    with pytest.raises(DatasetError, match="format version 99, newer"):
         SyntheticBank.open(bank.path)
+    legacy = {k: v for k, v in meta.items() if k not in ("format_version", "covergan_version")}
+    (bank.path / "bank.json").write_text(json.dumps({**legacy, "version": 99}))  # older writers
+    with pytest.raises(DatasetError, match="format version 99, newer"):
+        SyntheticBank.open(bank.path)
+    (bank.path / "bank.json").write_text(json.dumps({**legacy, "version": 1}))
+    assert len(SyntheticBank.open(bank.path)) == len(bank)
     (bank.path / "bank.json").write_text(json.dumps({**meta, "format": "other"}))
     with pytest.raises(DatasetError, match="not a covergan synthetic bank"):
         SyntheticBank.open(bank.path)

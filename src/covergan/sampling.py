@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset, Sampler
 
+from covergan._io import header
 from covergan.data import SongId, SongIndex, Transform
 from covergan.errors import DatasetError, ParameterError
 
@@ -94,9 +95,10 @@ class SyntheticBank(Dataset[tuple[torch.Tensor, int]]):
             meta = json.loads(meta_path.read_text())
             if meta.get("format") != _BANK_FORMAT:
                 raise DatasetError(f"{meta_path} is not a covergan synthetic bank")
-            if int(meta.get("version", 0)) > _BANK_VERSION:
+            version = int(meta.get("format_version", meta.get("version", 0)))  # "version": old
+            if version > _BANK_VERSION:
                 raise DatasetError(
-                    f"{meta_path} has bank format version {meta['version']}, newer than this "
+                    f"{meta_path} has bank format version {version}, newer than this "
                     f"covergan reads ({_BANK_VERSION}); upgrade covergan"
                 )
             self.meta: dict[str, Any] = meta
@@ -268,8 +270,7 @@ def _write_bank(
         del data
         np.save(staging / "labels.npy", labels)
         meta = {
-            "format": _BANK_FORMAT,
-            "version": _BANK_VERSION,
+            **header(_BANK_FORMAT, _BANK_VERSION),
             "samples": "samples.npy",
             "labels": "labels.npy",
             "seed": int(seed),

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from covergan._checks import config_from_dict, config_to_dict
-from covergan._io import atomic_torch_save
+from covergan._io import atomic_torch_save, check_header, header, read_checkpoint
 from covergan.errors import CheckpointError, ParameterError
 
 __all__ = ["CSIConfig", "CSINet", "EmbeddingFeatures", "embedding_features"]
@@ -272,8 +271,7 @@ class CSINet(nn.Module):
     def checkpoint(self) -> dict[str, Any]:
         """Plain dict with the config and weights (``torch.load(weights_only=True)`` safe)."""
         return {
-            "format": _CHECKPOINT_FORMAT,
-            "version": _CHECKPOINT_VERSION,
+            **header(_CHECKPOINT_FORMAT, _CHECKPOINT_VERSION),
             "config": self.config.to_dict(),
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
         }
@@ -283,8 +281,8 @@ class CSINet(nn.Module):
         atomic_torch_save(self.checkpoint(), path)
 
     @classmethod
-    def from_checkpoint(cls, state: dict[str, Any]) -> CSINet:
-        """Rebuild a model from :meth:`checkpoint` output.
+    def from_checkpoint(cls, state: dict[str, Any], *, source: str = "checkpoint") -> CSINet:
+        """Rebuild a model from :meth:`checkpoint` output (``source`` names it in errors).
 
         Raises
         ------
@@ -292,25 +290,20 @@ class CSINet(nn.Module):
             Not a CSINet checkpoint, a newer format version, or weights that do not match
             the stored config.
         """
-        if not isinstance(state, dict) or state.get("format") != _CHECKPOINT_FORMAT:
-            found = state.get("format") if isinstance(state, dict) else type(state).__name__
-            raise CheckpointError(f"not a CSINet checkpoint (format={found!r})")
-        version = state.get("version")
-        if not isinstance(version, int) or version > _CHECKPOINT_VERSION:
-            raise CheckpointError(
-                f"CSINet checkpoint version {version!r} is newer than this covergan "
-                f"supports ({_CHECKPOINT_VERSION}); upgrade covergan"
-            )
+        if isinstance(state, dict) and "format_version" not in state and "version" in state:
+            state = {**state, "format_version": state["version"]}  # written before header()
+        state = check_header(state, _CHECKPOINT_FORMAT, _CHECKPOINT_VERSION, source, "CSINet")
         try:
             model = cls(CSIConfig.from_dict(state["config"]))
             model.load_state_dict(state["state_dict"])
         except (KeyError, TypeError, RuntimeError, ParameterError) as error:
-            raise CheckpointError(f"corrupt CSINet checkpoint: {error}") from error
+            raise CheckpointError(f"{source} is a corrupt CSINet checkpoint: {error}") from error
         return model.eval()
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, map_location: str = "cpu") -> CSINet:
-        """Read a model written by :meth:`save` (``weights_only=True``), in eval mode.
+        """Read a model written by :meth:`save` (``weights_only=True``), in eval mode, on
+        ``map_location``.
 
         Raises
         ------
@@ -318,11 +311,8 @@ class CSINet(nn.Module):
             The file is missing, unreadable, or not a valid CSINet checkpoint.
         """
         p = Path(path).expanduser()
-        try:
-            state = torch.load(p, map_location=map_location, weights_only=True)
-        except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as error:
-            raise CheckpointError(f"cannot read CSINet checkpoint {p}: {error}") from error
-        return cls.from_checkpoint(state)
+        model = cls.from_checkpoint(read_checkpoint(p, "CSINet checkpoint"), source=str(p))
+        return model.to(map_location)
 
 
 class EmbeddingFeatures(nn.Module):

@@ -2,9 +2,10 @@
 
 Times, in one process on the same batches, the classic CSI augmentation of
 ``benchmarks/downstream.py`` (key roll, tempo change, time mask), ``VersionAugment`` at
-``p = 0.5`` and ``p = 1``, and one training step of the reference CSI model (``CSINet``,
-the downstream benchmark's channels), all on ``[32, 1, 84, 100]`` windows, and prints
-milliseconds per batch and the ratios to the classic augmentation and to the CSI step.
+its default ``p = VERSION_AUGMENT_P`` (0.2), ``p = 0.5`` and ``p = 1``, and one training
+step of the reference CSI model (``CSINet``, the downstream benchmark's channels), all on
+``[32, 1, 84, 100]`` windows, and prints milliseconds per batch and the ratios to the
+classic augmentation and to the CSI step.
 The version model is untrained (its cost does not depend on its weights); the features are
 random non-negative CQT-like arrays.
 
@@ -21,6 +22,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import torch
@@ -28,7 +30,7 @@ import torch
 from covergan.augment.classic import Compose, SemitoneRoll, TempoChange, TimeMask
 from covergan.cqt import CQTNormalizer
 from covergan.csi import CSINet
-from covergan.versions import VersionAugment, VersionConfig, VersionGAN
+from covergan.versions import VERSION_AUGMENT_P, VersionAugment, VersionConfig, VersionGAN
 
 N_BINS, WINDOW, BATCH = 84, 100, 32
 
@@ -64,8 +66,8 @@ def main() -> None:
     classic = Compose(
         [SemitoneRoll(6, p=0.5), TempoChange(0.8, 1.25, p=0.5), TimeMask(15, p=0.3)], seed=0
     )
-    half = VersionAugment(model, normalizer, p=0.5, seed=0)
-    every = VersionAugment(model, normalizer, p=1.0, seed=0)
+    shares = (VERSION_AUGMENT_P, 0.5, 1.0)
+    versions = {p: VersionAugment(model, normalizer, p=p, seed=0) for p in shares}
     net = CSINet(n_classes=8, n_bins=N_BINS, channels=(24, 48, 96, 192), seed=0)
     optimiser = torch.optim.Adam(net.parameters(), lr=1e-3)
 
@@ -75,12 +77,10 @@ def main() -> None:
         loss.backward()  # type: ignore[no-untyped-call]
         optimiser.step()
 
-    rows = {
-        "classic (roll, tempo, mask)": per_call_ms(lambda: classic(x), args.repeats),
-        "VersionAugment p=0.5": per_call_ms(lambda: half(x), args.repeats),
-        "VersionAugment p=1": per_call_ms(lambda: every(x), args.repeats),
-        "CSI training step": per_call_ms(csi_step, args.repeats),
-    }
+    rows = {"classic (roll, tempo, mask)": per_call_ms(lambda: classic(x), args.repeats)}
+    for p, transform in versions.items():
+        rows[f"VersionAugment p={p:g}"] = per_call_ms(partial(transform, x), args.repeats)
+    rows["CSI training step"] = per_call_ms(csi_step, args.repeats)
     base, step = rows["classic (roll, tempo, mask)"], rows["CSI training step"]
     print(
         f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "

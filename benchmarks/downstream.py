@@ -22,7 +22,8 @@ Protocol (see ``docs/benchmarks.md``, section "Downstream: CSI with covergan aug
    real item is swapped for one of them with probability ``--replace-p``, so every song keeps
    its share of the batches. Opt-in controls ``copies`` and ``classic+copies``: the planned
    items are crops of the song's own recordings (oversampling when added, a swap that brings
-   no new information when swapped in).
+   no new information when swapped in); with them, the paired table also compares (c) and
+   (e) to the control.
 4. **Metrics**: MAP, P@10 and MR1 of retrieval over held-out works (+ distractors), full
    tracks; accuracy on the held-out recordings of seen minority songs; and the
    classification accuracy score (CAS): a CSI classifier trained only on synthetic samples
@@ -1192,6 +1193,8 @@ def summarise(s: Settings, results: Mapping[str, Mapping[str, Any]]) -> dict[str
     pairs += [("classic+gan-filt", "classic+gan"), ("classic+gan-filt", "classic")]
     pairs += [("versions", "none"), ("classic+versions", "classic")]
     pairs += [("copies", "none"), ("classic+copies", "classic")]
+    for synthetic in ("gan", "versions"):  # against the control: same plan, no new information
+        pairs += [(synthetic, "copies"), (f"classic+{synthetic}", "classic+copies")]
     checks = [results[f"vcheck/{seed}"] for seed in s.seeds if f"vcheck/{seed}" in results]
     if checks:
         out["versions_check"] = {m: _stats([r[m] for r in checks]) for m in CHECK_METRICS}

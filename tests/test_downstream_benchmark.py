@@ -160,7 +160,9 @@ def test_protocol_runs_every_condition_and_metric(bench: ModuleType, tmp_path: P
     swap = dataclasses.replace(
         s, synthetic_mode="replace", conditions=("gan", "versions", "copies")
     )
-    res = bench.run(swap, jobs=1, workdir=str(tmp_path / "work"), data=toy_dataset())["results"]
+    swapped = bench.run(swap, jobs=1, workdir=str(tmp_path / "work"), data=toy_dataset())
+    assert "gan - copies" in swapped["table"] and "versions - copies" in swapped["table"]
+    res = swapped["results"]
     added = {**out["results"], **run["results"]}
     for seed in s.seeds:
         assert res[f"fit/{seed}"].get("cached") and res[f"vfit/{seed}"].get("cached")

@@ -66,8 +66,9 @@ def main() -> None:
     classic = Compose(
         [SemitoneRoll(6, p=0.5), TempoChange(0.8, 1.25, p=0.5), TimeMask(15, p=0.3)], seed=0
     )
-    shares = (VERSION_AUGMENT_P, 0.5, 1.0)
-    versions = {p: VersionAugment(model, normalizer, p=p, seed=0) for p in shares}
+    versions = {
+        p: VersionAugment(model, normalizer, p=p, seed=0) for p in (VERSION_AUGMENT_P, 0.5, 1.0)
+    }
     net = CSINet(n_classes=8, n_bins=N_BINS, channels=(24, 48, 96, 192), seed=0)
     optimiser = torch.optim.Adam(net.parameters(), lr=1e-3)
 

@@ -589,8 +589,8 @@ def _class_weights(
     if isinstance(weights, str):
         if weights != "real":
             raise ParameterError(f"weights={weights!r}: the only named weighting is 'real'")
-        weights = real_counts.astype(np.float64).tolist()
-    if weights is None:
+        w = real_counts.astype(np.float64)
+    elif weights is None:
         w = np.ones(n_classes)
     elif isinstance(weights, Mapping):
         w = np.zeros(n_classes)

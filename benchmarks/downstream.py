@@ -580,9 +580,10 @@ def task_gan(seed: int, s: Settings, workdir: str) -> dict[str, Any]:
             progress=False,
             seed=aug.seed_,
         )
-        aug.steps, aug.history_ = s.gan_steps, aug.gan_.history
+        aug.steps = s.gan_steps
     else:
         aug = Augmenter(
+            model="gan",
             steps=s.gan_steps,
             window=s.window,
             seed=seed,
@@ -619,7 +620,11 @@ def _load_augmenter(path: Path, *, device: str = "cpu") -> Any:
     aug = Augmenter.__new__(Augmenter)
     aug.__dict__.update(torch.load(path, map_location="cpu", weights_only=False))
     aug.gan_ = ConditionalDCGAN.load(path.with_suffix(".gan"), device=device)
-    aug.history_ = aug.gan_.history
+    # files cached before the version model became the default hold the class GAN alone
+    for name, value in (("model", "gan"), ("versions_", None), ("references_", None)):
+        aug.__dict__.setdefault(name, value)
+    if isinstance(aug.__dict__.get("versions"), bool):
+        aug.versions = None
     return aug
 
 

@@ -79,8 +79,8 @@ def main(argv: Sequence[str] | None = None) -> float:
     sampler = None
     if not args.no_covergan:
         options = {"steps": args.gan_steps, "window": args.window, "seed": args.seed}
-        if args.tiny:  # a small GAN for the tests
-            options["gan"] = {"g_width": 8, "d_width": 8, "batch_size": 8}
+        if args.tiny:  # a small version model for the tests
+            options["versions"] = {"g_width": 4, "d_width": 4, "z_dim": 8}
         aug = Augmenter(**options).fit(train)  # covergan
         train = aug.balance(train, target="max", max_ratio=4, return_flag=False)  # covergan
         sampler = ClassBalancedSampler(train, weights="real", ratio=(1, 1))  # covergan

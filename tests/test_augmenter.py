@@ -44,6 +44,7 @@ def dataset() -> CQTDataset:
 
 def make(**kwargs: object) -> Augmenter:
     params: dict[str, object] = {
+        "model": "gan",
         "steps": 6,
         "seed": 0,
         "progress": False,

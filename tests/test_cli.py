@@ -29,7 +29,8 @@ from covergan.gan import ConditionalDCGAN
 
 CFG = CQTConfig(n_bins=24)
 TINY_GAN = {"g_width": 8, "d_width": 8, "batch_size": 4}
-FIT = ["--window", "16", "--gan-config", json.dumps(TINY_GAN), "--device", "cpu"]
+TINY_VERSIONS = {"g_width": 4, "d_width": 4, "z_dim": 8, "max_width": 16}
+FIT = ["--model", "gan", "--window", "16", "--gan-config", json.dumps(TINY_GAN), "--device", "cpu"]
 FIT += ["--seed", "0", "--no-progress"]
 
 
@@ -135,6 +136,7 @@ def test_help_documents_every_option(capsys: pytest.CaptureFixture[str]) -> None
         (["sample", "a.pt", "song-0", "-n", "0", "-o", "x"], "expected a positive integer, got 0"),
         (["sample", "a.pt", "song-0", "-n", "-3", "-o", "x"], "expected a positive integer"),
         (["fit", "d", "o.pt", "--gan-config", "[1]"], "expected a JSON object"),
+        (["fit", "d", "o.pt", "--model", "versions,magic"], "give versions, gan, or both"),
         (["fit", "d", "o.pt", "--gan-config", "{"], "not valid JSON"),
         (["demo", "--minutes", "0"], "expected a positive number"),
         (["sample", "a.pt", "--balance", "most", "-o", "x"], "expected 'max', 'median'"),
@@ -183,12 +185,12 @@ def test_interrupted_fit_resumes_to_the_uninterrupted_model(
     sigint_during_steps(monkeypatch, {2})
     code, _, err = run(["fit", features, out, "--steps", "3", *FIT], capsys)
     assert code == 130 and not out.exists()
-    assert "interrupted at GAN step 2 of 3" in err and str(checkpoint) in err
+    assert "interrupted at gan step 2 of 3" in err and str(checkpoint) in err
     assert Augmenter.load(checkpoint).gan_.step == 2
     monkeypatch.undo()
 
     code, stdout, _ = run(["fit", features, out, "--resume", *FIT], capsys)
-    assert code == 0 and "resuming" in stdout and "at GAN step 2 of 3" in stdout
+    assert code == 0 and "resuming" in stdout and "at gan step 2 of 3" in stdout
     assert out.exists() and not checkpoint.exists()
     assert_same_model(Augmenter.load(out, device="cpu"), Augmenter.load(fitted, device="cpu"))
 
@@ -236,7 +238,7 @@ def test_resume_checks_options_and_trains_longer(
     code, _, err = run(["fit", features, out, "--resume", "--seed", "5"], capsys)
     assert_one_line_error(code, err, 1, "--seed 5 differs from the checkpoint's 0")
     code, _, err = run(["fit", features, out, "--resume", "--steps", "2"], capsys)
-    assert_one_line_error(code, err, 1, "below the 3 GAN steps")
+    assert_one_line_error(code, err, 1, "below the 3 steps")
     other = write_folder(tmp_path / "other")
     (other / "song-3" / "rec-9.npy").unlink()  # one recording fewer
     code, _, err = run(["fit", other, out, "--resume"], capsys)
@@ -291,7 +293,11 @@ def test_bad_input_gives_one_line_errors(
     corrupt.write_bytes(b"not a torch file")
     cases: list[tuple[list[Any], str]] = [
         (["fit", tmp_path / "missing", tmp_path / "a.pt"], "dataset folder not found"),
-        (["fit", features, tmp_path / "a.pt", "--gan-config", '{"nope": 1}'], "unknown GANConfig"),
+        (
+            ["fit", features, tmp_path / "a.pt", "--model", "gan", "--gan-config", '{"nope": 1}'],
+            "unknown GANConfig",
+        ),
+        (["fit", features, tmp_path / "a.pt", "--gan-config", "{}"], "gan= configures the class"),
         (["sample", tmp_path / "missing.pt", "song-0", "-o", tmp_path / "s"], "no augmenter file"),
         (["sample", corrupt, "song-0", "-o", tmp_path / "s"], "corrupt"),
         (["sample", fitted, "song-9", "-o", tmp_path / "s"], "did you mean"),
@@ -439,12 +445,15 @@ def test_demo_fits_its_budget_on_stand_in_data(
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(covergan.report, "quality_report", fake_report(calls))
     argv = ["demo", "--out", tmp_path, "--minutes", "0.01", "--device", "cpu", "--no-progress"]
-    code, out, err = run([*argv, "--gan-config", json.dumps(TINY_GAN)], capsys)
+    tiny = ["--gan-config", json.dumps(TINY_GAN), "--version-config", json.dumps(TINY_VERSIONS)]
+    code, out, err = run([*argv, *tiny], capsys)
     assert code == 0, err
-    assert f"so {cli.DEMO_MIN_STEPS} GAN steps (+ 2 pretraining)" in out
+    assert f"so {cli.DEMO_MIN_STEPS} steps each (+ 2 pretraining)" in out
     assert "the budget is spent" in err
     assert out.strip().endswith(f"report: {tmp_path / 'report.md'}")
-    assert Augmenter.load(tmp_path / "augmenter.pt").gan_.step == cli.DEMO_MIN_STEPS
+    aug = Augmenter.load(tmp_path / "augmenter.pt")
+    assert aug.models == ("versions", "gan")  # the default first, the class GAN to compare
+    assert aug.steps_done == {"versions": cli.DEMO_MIN_STEPS, "gan": cli.DEMO_MIN_STEPS}
     assert (tmp_path / "versions.png").is_file() and len(calls) == 1
 
 

@@ -135,7 +135,13 @@ def _worker(rank: int, world: int, port: int, root: str, backend: str) -> None:
         # 4. the Augmenter, with a random seed that the ranks must agree on
         feats, songs = toy_features()
         aug = Augmenter(
-            steps=3, pretrain_steps=1, seed=None, progress=False, gan=TINY_GAN, window=16
+            model="gan",
+            steps=3,
+            pretrain_steps=1,
+            seed=None,
+            progress=False,
+            gan=TINY_GAN,
+            window=16,
         )
         aug.fit(CQTDataset.from_arrays(feats, songs, config=CFG))
         if is_main_process():

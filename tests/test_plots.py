@@ -14,6 +14,7 @@ from covergan.errors import ParameterError
 from covergan.plots import (
     plot_bin_statistics,
     plot_cqt_grid,
+    plot_cqt_sources,
     plot_features,
     plot_losses,
     plot_value_histograms,
@@ -100,8 +101,20 @@ def test_grid_errors(cqts: tuple[np.ndarray, torch.Tensor]) -> None:
         plot_cqt_grid({"a": real}, {"a": fake}, songs=["a", "b"])
     with pytest.raises(ParameterError, match="n_per_song=0"):
         plot_cqt_grid({"a": real}, {"a": fake}, n_per_song=0)
-    with pytest.raises(ParameterError, match=r"real_by_song\['a'\] must have shape"):
+    with pytest.raises(ParameterError, match=r"real\['a'\] must have shape"):
         plot_cqt_grid({"a": real[0, 0]}, {"a": fake})
+    with pytest.raises(ParameterError, match="no sources"):
+        plot_cqt_sources({})
+
+
+def test_sources_side_by_side(cqts: tuple[np.ndarray, torch.Tensor], tmp_path: Path) -> None:
+    real, fake = cqts
+    sources = {"real": {"a": real}, "versions": {"a": fake}, "gan": {"a": fake[:1]}}
+    fig = plot_cqt_sources(sources, n_per_song=2, path=tmp_path / "s.png")
+    titles = [ax.get_title() for ax in fig.axes[:6]]
+    assert titles == ["real 1", "real 2", "versions 1", "versions 2", "gan 1", "gan 2"]
+    assert not fig.axes[5].axison  # the class GAN has one sample: its second cell is empty
+    _check_png(tmp_path / "s.png")
 
 
 def test_statistics_errors(cqts: tuple[np.ndarray, torch.Tensor]) -> None:

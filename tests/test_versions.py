@@ -16,7 +16,13 @@ from covergan.augmenter import Augmenter
 from covergan.cqt import CQTConfig, CQTNormalizer
 from covergan.csi import CSINet, train_csi
 from covergan.data import CQTDataset
-from covergan.errors import CheckpointError, DatasetError, NotFittedError, ParameterError
+from covergan.errors import (
+    CheckpointError,
+    DatasetError,
+    NotFittedError,
+    ParameterError,
+    UnknownSongError,
+)
 from covergan.models.reference import (
     PairDiscriminator,
     VersionGenerator,
@@ -459,6 +465,7 @@ def test_version_augment_needs_the_models_window(
 
 def make(**kwargs: Any) -> Augmenter:
     params: dict[str, Any] = {
+        "model": ("gan", "versions"),
         "steps": 2,
         "pretrain_steps": 0,
         "seed": 0,
@@ -508,7 +515,7 @@ def test_augmenter_sample_like_any_song(aug: Augmenter, data: CQTDataset) -> Non
 def test_augmenter_without_version_model(data: CQTDataset, tmp_path: Path) -> None:
     with pytest.raises(NotFittedError, match="not fitted"):
         make().sample_like(data.features[0], 2)
-    plain = make(versions=False).fit(data)
+    plain = make(model="gan", versions=None).fit(data)
     assert plain.versions_ is None
     with pytest.raises(NotFittedError, match="no version model"):
         plain.sample_like(data.features[0], 2)
@@ -537,7 +544,8 @@ def test_augmenter_versions_errors(data: CQTDataset) -> None:
 def test_augmenter_save_load_keeps_the_version_model(aug: Augmenter, tmp_path: Path) -> None:
     path = aug.save(tmp_path / "aug.pt")
     state = torch.load(path, weights_only=True)
-    assert state["format_version"] == 2 and state["versions"]["format"] == "covergan.versions"
+    assert state["format_version"] == 3 and state["versions"]["format"] == "covergan.versions"
+    assert state["params"]["model"] == ["gan", "versions"] and "references" in state
     same = Augmenter.load(path, device="cpu")
     track = toy_works(seed=7, counts=(1,)).features[0]
     assert torch.equal(same.sample_like(track, 3, seed=1), aug.sample_like(track, 3, seed=1))
@@ -556,8 +564,26 @@ def test_balance_with_versions_reaches_unseen_songs(aug: Augmenter, data: CQTDat
     assert x.shape == (1, N_BINS, WINDOW) and label == 1 and synthetic
     with pytest.raises(ParameterError, match="method"):
         aug.balance(new, method="magic")  # type: ignore[arg-type]
-    with pytest.raises(ParameterError, match="bank_dir"):
-        aug.balance(new, target="max", method="versions", bank_dir="bank")
+
+
+def test_balance_with_versions_into_a_bank(
+    aug: Augmenter, data: CQTDataset, tmp_path: Path
+) -> None:
+    """With bank_dir, versions come from the reference bank: fitted songs only."""
+    mixed = aug.balance(data, target="max", method="versions", seed=0, bank_dir=tmp_path / "b")
+    counts = mixed.class_counts(synthetic=True)
+    assert counts == {"work-0": 0, "work-1": 1, "work-2": 1, "work-3": 2}
+    expected = aug.sample_many({"work-3": 2}, method="versions", seed=0)["work-3"]
+    assert torch.allclose(mixed[len(mixed) - 1][0], expected[1], atol=1e-6)
+    unseen = toy_works(seed=9, counts=(4, 1)).windows(WINDOW)
+    unseen.song_ids = ["new-0"] * 4 + ["new-1"]
+    with pytest.raises(UnknownSongError, match="new-1"):
+        aug.balance(
+            CQTDataset.from_arrays(unseen.features, unseen.song_ids, config=CFG),
+            target="max",
+            method="versions",
+            bank_dir=tmp_path / "c",
+        )
 
 
 # ----------------------------------------------------------------------------------- checks

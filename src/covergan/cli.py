@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from covergan.augmenter import Augmenter
     from covergan.cqt import CQTConfig
     from covergan.data import CQTDataset, SongId
-    from covergan.gan import ConditionalDCGAN
 
 __all__ = ["CONFIG_FILE", "build_parser", "main"]
 
@@ -141,6 +140,19 @@ def _target(text: str) -> str | int:
     return value
 
 
+def _models(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if (
+        not names
+        or any(n not in ("versions", "gan") for n in names)
+        or len(set(names)) < len(names)
+    ):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give versions, gan, or both comma-separated (versions,gan)"
+        )
+    return names
+
+
 def _json_object(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
@@ -213,6 +225,17 @@ def _add_gan_config(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_version_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--version-config",
+        type=_json_object,
+        default=None,
+        metavar="JSON",
+        help="advanced: VersionConfig fields to override, as a JSON object, e.g. "
+        '\'{"g_width": 4, "d_width": 4, "z_dim": 8}\' for a tiny, fast model',
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``covergan`` command (exposed for the docs and tests).
 
@@ -268,8 +291,8 @@ def _add_demo(sub: Any) -> None:
         metavar="N",
         type=_positive_int,
         default=None,
-        help="GAN training steps (plus steps // 5 autoencoder pretraining steps); overrides "
-        "--minutes, so the run is exactly reproducible",
+        help="training steps of each model (plus steps // 5 autoencoder pretraining steps); "
+        "overrides --minutes, so the run is exactly reproducible",
     )
     _add_seed(demo, default=0, help="seed of data, training and sampling (default: %(default)s)")
     _add_cache_dir(demo, help="data cache (default: $COVERGAN_CACHE or ~/.cache/covergan)")
@@ -287,6 +310,7 @@ def _add_demo(sub: Any) -> None:
     )
     _add_device(demo)
     _add_gan_config(demo)
+    _add_version_config(demo)
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -334,21 +358,36 @@ def _add_fit(sub: Any) -> None:
         metavar="N",
         type=_positive_int,
         default=None,
-        help="GAN steps in all (default: 3000; with --resume, the checkpoint's)",
+        help="training steps of each model in all (default: 3000; with --resume, the checkpoint's)",
+    )
+    fit.add_argument(
+        "--model",
+        type=_models,
+        default=None,
+        metavar="NAMES",
+        help="models to fit, comma-separated, the first is what 'sample' draws: versions "
+        "(the version model; default), gan (the class-conditional GAN), or versions,gan",
+    )
+    fit.add_argument(
+        "--version-steps",
+        metavar="N",
+        type=_positive_int,
+        default=None,
+        help="version-model steps (default: --steps)",
     )
     fit.add_argument(
         "--pretrain-steps",
         metavar="N",
         type=_non_negative_int,
         default=None,
-        help="autoencoder pretraining steps (default: steps // 5 for the default preset, 0 for "
-        "thesis)",
+        help="class-GAN autoencoder pretraining steps (default: steps // 5 for the default "
+        "preset, 0 for thesis)",
     )
     fit.add_argument(
         "--preset",
         choices=("default", "thesis"),
         default=None,
-        help="GAN architecture and recipe (default: default)",
+        help="class-GAN architecture and recipe (default: default)",
     )
     fit.add_argument(
         "--window",
@@ -392,6 +431,7 @@ def _add_fit(sub: Any) -> None:
     _add_n_jobs(fit, default=1, help="extraction processes for audio (default: 1)")
     _add_cache_dir(fit, help="feature cache for audio (default: none)")
     _add_gan_config(fit)
+    _add_version_config(fit)
     _add_feature_options(fit, defaults=False)
     fit.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
@@ -431,6 +471,13 @@ def _add_sample(sub: Any) -> None:
         help="with --balance: at most this many synthetic samples per real recording",
     )
     sample.add_argument("-o", "--out", type=Path, required=True, help="output folder")
+    sample.add_argument(
+        "--method",
+        choices=("versions", "gan"),
+        default=None,
+        help="versions: new versions of each song from its reference windows; gan: the class "
+        "GAN's samples (default: the first model the augmenter was fitted with)",
+    )
     _add_seed(sample, default=0, help="noise seed (default: %(default)s)")
     sample.add_argument(
         "--space",
@@ -570,13 +617,26 @@ def _load_augmenter(path: Path, device: str) -> Augmenter:
     from covergan.augmenter import Augmenter
 
     aug = Augmenter.load(path, device=device)
-    if aug.gan_.step < aug.steps:
+    if _unfinished(aug):
         print(
-            f"note: {path} is a checkpoint at GAN step {aug.gan_.step} of {aug.steps} "
-            "(continue it with 'covergan fit ... --resume')",
+            f"note: {path} is a checkpoint at {_steps_text(aug)} (continue it with 'covergan "
+            "fit ... --resume')",
             file=sys.stderr,
         )
     return aug
+
+
+def _unfinished(aug: Augmenter) -> bool:
+    done = aug.steps_done
+    return any(done.get(name, 0) < steps for name, steps in aug.steps_planned.items())
+
+
+def _steps_text(aug: Augmenter) -> str:
+    """'versions step 10 of 20, gan step 0 of 20'."""
+    done = aug.steps_done
+    return ", ".join(
+        f"{name} step {done.get(name, 0)} of {steps}" for name, steps in aug.steps_planned.items()
+    )
 
 
 def _song_id(aug: Augmenter, text: str) -> SongId:
@@ -642,7 +702,7 @@ class _GracefulStop:
             file=sys.stderr,
         )
 
-    def on_step_end(self, gan: ConditionalDCGAN, step: int, logs: dict[str, float]) -> None:
+    def on_step_end(self, gan: Any, step: int, logs: dict[str, float]) -> None:
         """Raise ``KeyboardInterrupt`` if a stop was requested during this step."""
         self._training = True
         if self.requested:
@@ -656,7 +716,7 @@ class _SaveEvery:
     def __init__(self, aug: Augmenter, path: Path, every: int) -> None:
         self.aug, self.path, self.every = aug, path, every
 
-    def on_step_end(self, gan: ConditionalDCGAN, step: int, logs: dict[str, float]) -> None:
+    def on_step_end(self, gan: Any, step: int, logs: dict[str, float]) -> None:
         """Save when ``step`` is a multiple of ``every``."""
         if step % self.every == 0:
             self.aug.save(self.path)
@@ -700,16 +760,18 @@ def _check_resume_options(aug: Augmenter, args: argparse.Namespace) -> None:
     """Training options given with ``--resume`` must be the checkpoint's own."""
     from covergan.errors import ParameterError
 
-    batch = aug.batch_size if aug.batch_size is not None else aug.gan_.config.batch_size
     pairs: list[tuple[str, object, object]] = [
-        ("--preset", args.preset, aug.preset),
+        ("--model", args.model, aug.models),
         ("--seed", args.seed, aug.seed_),
         ("--window", args.window, aug.window_),
-        ("--batch-size", args.batch_size, batch),
+        ("--version-steps", args.version_steps, aug.version_steps),
     ]
-    stored = aug.gan_.config.to_dict()
-    for key, value in (args.gan_config or {}).items():
-        pairs.append((f"--gan-config {key}", value, stored.get(key)))
+    if aug.gan_ is not None:
+        batch = aug.batch_size if aug.batch_size is not None else aug.gan_.config.batch_size
+        pairs += [("--preset", args.preset, aug.preset), ("--batch-size", args.batch_size, batch)]
+        stored = aug.gan_.config.to_dict()
+        for key, value in (args.gan_config or {}).items():
+            pairs.append((f"--gan-config {key}", value, stored.get(key)))
     for option, given, own in pairs:
         if given is not None and given != own:
             raise ParameterError(
@@ -717,9 +779,10 @@ def _check_resume_options(aug: Augmenter, args: argparse.Namespace) -> None:
                 "run with its own settings (leave the option out, or start afresh without "
                 "--resume)"
             )
-    if args.steps is not None and args.steps < aug.gan_.step:
+    done = max(aug.steps_done.values(), default=0)
+    if args.steps is not None and args.steps < done:
         raise ParameterError(
-            f"--steps {args.steps} is below the {aug.gan_.step} GAN steps the checkpoint has done"
+            f"--steps {args.steps} is below the {done} steps the checkpoint has done"
         )
 
 
@@ -742,15 +805,18 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         if args.steps is not None:
             aug.steps = args.steps
         aug.progress, aug.n_jobs, aug.cache_dir = progress, args.n_jobs, args.cache_dir
-        print(f"resuming {source} at GAN step {aug.gan_.step} of {aug.steps}")
+        print(f"resuming {source} at {_steps_text(aug)}")
     else:
         aug = Augmenter(
+            model=args.model or "versions",
             extractor=CQTExtractor(_feature_config(args, args.data)),
             preset=args.preset or "default",
             gan=args.gan_config,
+            versions=args.version_config,
             window=args.window,
             steps=args.steps if args.steps is not None else 3000,
             pretrain_steps=args.pretrain_steps,
+            version_steps=args.version_steps,
             batch_size=args.batch_size,
             device=args.device,
             n_jobs=args.n_jobs,
@@ -763,7 +829,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
                 f"note: starting afresh; {checkpoint} will be replaced (--resume continues it)",
                 file=sys.stderr,
             )
-        print(f"fitting an Augmenter on {args.data}: {aug.steps} GAN steps")
+        planned = ", ".join(f"{n}: {k}" for n, k in aug.steps_planned.items())
+        print(f"fitting an Augmenter on {args.data}: {planned} steps")
     stop = _GracefulStop()
     callbacks: list[Any] = [stop]
     if args.checkpoint_every is not None:
@@ -776,14 +843,14 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         if stop.stopped_at is not None and aug.is_fitted:
             aug.save(checkpoint)
             print(
-                f"covergan: interrupted at GAN step {stop.stopped_at} of {aug.steps}; saved a "
-                f"resumable checkpoint to {checkpoint} (continue: the same command with --resume)",
+                f"covergan: interrupted at {_steps_text(aug)}; saved a resumable checkpoint to "
+                f"{checkpoint} (continue: the same command with --resume)",
                 file=sys.stderr,
             )
         else:
             kept = f"; {checkpoint} is unchanged" if checkpoint.is_file() else ""
             print(
-                f"covergan: interrupted before the end of a GAN step; nothing saved{kept}",
+                f"covergan: interrupted before the end of a training step; nothing saved{kept}",
                 file=sys.stderr,
             )
         return EXIT_INTERRUPTED
@@ -792,7 +859,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         checkpoint.unlink(missing_ok=True)
     print(
         f"wrote {out}: {len(aug.songs_)} songs, {aug.config_.n_bins} x {aug.window_} windows, "
-        f"{aug.gan_.step} GAN steps ({time.perf_counter() - t0:.0f} s)"
+        f"{_steps_text(aug)} ({time.perf_counter() - t0:.0f} s)"
     )
     return 0
 
@@ -820,7 +887,9 @@ def _cmd_sample(args: argparse.Namespace) -> int:
             if song in counts:
                 raise ParameterError(f"song id {text!r} is given twice")
             counts[song] = args.n
-    samples = aug.sample_many(counts, space=args.space, seed=args.seed, truncation=args.truncation)
+    samples = aug.sample_many(
+        counts, method=args.method, space=args.space, seed=args.seed, truncation=args.truncation
+    )
     out: Path = args.out
     for song, x in samples.items():
         folder = out / _safe_name(song)
@@ -830,7 +899,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     if args.space == "features":
         _write_config(out, aug.config_)
     total = sum(counts.values())
-    height, width = aug.gan_.image_size
+    height, width = aug.config_.n_bins, aug.window_
     print(
         f"wrote {total} synthetic {height} x {width} CQTs ({args.space} space) of "
         f"{len(counts)} songs to {out}"
@@ -858,7 +927,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         raise _CLIError(f"--n-per-song {args.n_per_song} must be at least 2")
     aug = _load_augmenter(args.augmenter, args.device)
     train = _read_dataset(args.train, aug, args)
-    notes = [f"augmenter: {args.augmenter} ({aug.gan_.step} GAN steps)", f"data: {args.train}"]
+    notes = [f"augmenter: {args.augmenter} ({_steps_text(aug)})", f"data: {args.train}"]
     if args.heldout is not None:
         heldout = _read_dataset(args.heldout, aug, args)
         notes.append(f"held out: {args.heldout}")
@@ -932,39 +1001,54 @@ def _cmd_listen(args: argparse.Namespace) -> int:
 
 
 def _demo_steps(seconds_left: float, seconds_per_step: float) -> int:
-    """GAN steps (each with 1/5 of a pretraining step, counted at the same cost) that fit."""
+    """Steps of each model (each with 1/5 of a pretraining step, counted at the same cost)
+    that fit, where one step of every model together takes ``seconds_per_step``."""
     if seconds_per_step <= 0:
         return DEMO_MIN_STEPS
     return max(DEMO_MIN_STEPS, int(seconds_left / (1.2 * seconds_per_step)))
 
 
 def _probe(train: CQTDataset, args: argparse.Namespace) -> tuple[float, float]:
-    """Seconds of set-up and seconds per GAN step of a short throw-away fit on ``train``."""
-    from covergan.augmenter import Augmenter
+    """Seconds of set-up and seconds per step of both demo models together, from a short
+    throw-away fit on ``train``."""
 
-    ends: list[float] = []
+    ends: dict[str, list[float]] = {}
 
     class _Clock:
-        def on_step_end(self, gan: ConditionalDCGAN, step: int, logs: dict[str, float]) -> None:
-            ends.append(time.perf_counter())
+        def on_step_end(self, gan: Any, step: int, logs: dict[str, float]) -> None:
+            ends.setdefault(type(gan).__name__, []).append(time.perf_counter())
 
     start = time.perf_counter()
-    Augmenter(
-        steps=DEMO_PROBE_STEPS,
-        pretrain_steps=0,
+    _demo_augmenter(args, DEMO_PROBE_STEPS, pretrain=0, progress=False).fit(
+        train, callbacks=[_Clock()]
+    )
+    per_step = sum((t[-1] - t[0]) / (len(t) - 1) for t in ends.values())
+    first = min(t[0] for t in ends.values())
+    return max(0.0, first - start - per_step), per_step
+
+
+def _demo_augmenter(
+    args: argparse.Namespace, steps: int, *, pretrain: int | None = None, progress: bool
+) -> Augmenter:
+    """The demo's augmenter: the default version model, and the class GAN beside it."""
+    from covergan.augmenter import Augmenter
+
+    return Augmenter(
+        model=("versions", "gan"),
+        steps=steps,
+        pretrain_steps=pretrain,
+        version_steps=steps,
         gan=args.gan_config,
+        versions=args.version_config,
         seed=args.seed,
         device=args.device,
-        progress=False,
-    ).fit(train, callbacks=[_Clock()])
-    per_step = (ends[-1] - ends[0]) / (len(ends) - 1)
-    return max(0.0, ends[0] - start - per_step), per_step
+        progress=progress,
+    )
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from covergan.augmenter import Augmenter
     from covergan.data import split_recordings
     from covergan.datasets import chorale_covers
     from covergan.plots import plot_features
@@ -998,29 +1082,28 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
 
     train, heldout = split_recordings(data, holdout=1, min_recordings=3, seed=args.seed)
+    what = "the version model (the default) and the class GAN beside it"
     if args.steps is not None:
         steps = args.steps
-        print(f"2/4 fitting the Augmenter: {len(train)} training recordings, {steps} GAN steps")
+        print(f"2/4 fitting {what}: {len(train)} training recordings, {steps} steps each")
     else:
         setup, per_step = _probe(train, args)
         left = budget - (time.perf_counter() - t0) - setup - DEMO_RESERVE_S
         steps = _demo_steps(left, per_step)
         print(
-            f"2/4 fitting the Augmenter: {len(train)} training recordings; a probe took "
-            f"{per_step:.2f} s per step, so {steps} GAN steps (+ {steps // 5} pretraining) fit "
-            f"the {args.minutes:g}-minute budget (--steps N to choose)"
+            f"2/4 fitting {what}: {len(train)} training recordings; a probe took "
+            f"{per_step:.2f} s per step of both, so {steps} steps each (+ {steps // 5} "
+            f"pretraining) fit the {args.minutes:g}-minute budget (--steps N to choose)"
         )
         if left < DEMO_MIN_STEPS * 1.2 * per_step:
             print(
                 f"note: the budget is spent; training the minimum {DEMO_MIN_STEPS} steps",
                 file=sys.stderr,
             )
-    aug = Augmenter(
-        steps=steps, gan=args.gan_config, seed=args.seed, device=args.device, progress=progress
-    ).fit(train)
+    aug = _demo_augmenter(args, steps, progress=progress).fit(train)
     aug.save(out / "augmenter.pt")
 
-    print("3/4 sampling synthetic versions of the rarest works")
+    print("3/4 sampling new versions of the rarest works")
     train_counts = list(aug.songs_.class_counts().values())
     # the upper quartile, so the rarest works get samples even when most have the median
     target = max(int(np.ceil(np.percentile(train_counts, 75))), min(train_counts) + 1)
@@ -1028,7 +1111,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     needed = {s: n for s, n in plan.items() if n > 0}
     samples = aug.sample_many(needed, seed=args.seed)
     n_synth = sum(len(x) for x in samples.values())
-    print(f"    {n_synth} synthetic CQTs for {len(needed)} works below {target} recordings")
+    print(f"    {n_synth} synthetic versions for {len(needed)} works below {target} recordings")
 
     print("4/4 measuring quality against held-out recordings")
     report = quality_report(
@@ -1041,9 +1124,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         notes=[
             f"data: {len(data)} renders of {data.n_songs} chorale works (music21 corpus, "
             "additive synthesiser, random key/tempo/timbre)",
-            f"training: {steps} GAN steps, {aug.gan_.step} done",
-            f"plan({target}, max_ratio=4): {n_synth} synthetic samples for {len(needed)} works",
-            f"wall time {time.perf_counter() - t0:.0f} s",
+            f"training: {_steps_text(aug)}",
+            f"plan({target}, max_ratio=4): {n_synth} synthetic versions for {len(needed)} works",
+            f"wall time before the report {time.perf_counter() - t0:.0f} s",
         ],
     )
     memo = report.memorization

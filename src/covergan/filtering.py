@@ -321,6 +321,11 @@ def discriminator_scores(
     _check_batch_size(batch_size)
     clean = _check_samples(samples)
     gan = augmenter.gan_
+    if gan is None:
+        raise NotFittedError(
+            "discriminator filtering needs the class GAN's discriminator; this augmenter has "
+            "none (fit it with Augmenter(model=('versions', 'gan')))"
+        )
     disc: nn.Module = gan.discriminator
     labels = {s: augmenter.songs_.index(s) for s in clean}  # raises UnknownSongError
     was_training = disc.training

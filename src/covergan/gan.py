@@ -529,8 +529,10 @@ class Callback(Protocol):
     anything that writes with :func:`is_main_process`, as the built-in callbacks do.
     """
 
-    def on_step_end(self, gan: ConditionalDCGAN, step: int, logs: dict[str, float]) -> None:
-        """Called with the model, the number of steps done so far and this step's losses."""
+    def on_step_end(self, gan: Any, step: int, logs: dict[str, float]) -> None:
+        """Called with the model (a :class:`ConditionalDCGAN` or a
+        :class:`~covergan.versions.VersionGAN`), the number of steps done so far and this
+        step's losses."""
 
 
 class CheckpointCallback:

@@ -24,6 +24,7 @@ from covergan.errors import ParameterError
 __all__ = [
     "plot_bin_statistics",
     "plot_cqt_grid",
+    "plot_cqt_sources",
     "plot_features",
     "plot_losses",
     "plot_value_histograms",
@@ -162,6 +163,8 @@ def plot_cqt_grid(
 ) -> Figure:
     """A grid of real and synthetic CQTs: one row per song, real on the left.
 
+    :func:`plot_cqt_sources` with the sources ``"real"`` and ``"synthetic"``.
+
     Parameters
     ----------
     real_by_song, fake_by_song : mapping of song id to array [shape=(k, 1, H, W) or (k, H, W)]
@@ -169,8 +172,51 @@ def plot_cqt_grid(
     songs : sequence, optional
         Songs (rows) to draw, in order; default: the songs of ``real_by_song`` that also
         appear in ``fake_by_song``.
+    n_per_song, vmin, vmax, cmap, path
+        As in :func:`plot_cqt_sources`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ParameterError
+        As in :func:`plot_cqt_sources`.
+    """
+    return plot_cqt_sources(
+        {"real": real_by_song, "synthetic": fake_by_song},
+        songs=songs,
+        n_per_song=n_per_song,
+        vmin=vmin,
+        vmax=vmax,
+        cmap=cmap,
+        path=path,
+    )
+
+
+def plot_cqt_sources(
+    sources: Mapping[str, Mapping[Any, ArrayLike]],
+    *,
+    songs: Sequence[Hashable] | None = None,
+    n_per_song: int = 3,
+    vmin: float = -1.0,
+    vmax: float = 1.0,
+    cmap: str = "magma",
+    path: PathLike | None = None,
+) -> Figure:
+    """CQTs of several sources side by side at one colour scale: one row per song, one
+    block of ``n_per_song`` columns per source (e.g. real, versions, class GAN, classic).
+
+    Parameters
+    ----------
+    sources : mapping of source name to (mapping of song id to array [shape=(k, 1, H, W) or
+        (k, H, W)])
+        Samples of each source per song; the first ``n_per_song`` of each are drawn.
+    songs : sequence, optional
+        Songs (rows) to draw, in order; default: the songs every source has.
     n_per_song : int
-        Columns per side.
+        Columns per source.
     vmin, vmax : float
         Colour range (model space is [-1, 1]).
     cmap : str
@@ -185,36 +231,44 @@ def plot_cqt_grid(
     Raises
     ------
     ParameterError
-        No songs to draw, a song missing from either mapping, ``n_per_song < 1`` or a bad
-        array.
+        No source or no songs to draw, a song missing from a source, ``n_per_song < 1`` or
+        a bad array.
     """
     if isinstance(n_per_song, bool) or not isinstance(n_per_song, int) or n_per_song < 1:
         raise ParameterError(f"n_per_song={n_per_song!r} must be a positive integer")
-    rows = list(songs) if songs is not None else [s for s in real_by_song if s in fake_by_song]
+    if not sources:
+        raise ParameterError("no sources to draw")
+    names = list(sources)
+    first = sources[names[0]]
+    rows = (
+        list(songs)
+        if songs is not None
+        else [s for s in first if all(s in sources[n] for n in names)]
+    )
     if not rows:
-        raise ParameterError("no songs to draw: real_by_song and fake_by_song share no song id")
-    missing = [s for s in rows if s not in real_by_song or s not in fake_by_song]
+        raise ParameterError(f"no songs to draw: the sources {names} share no song id")
+    missing = [s for s in rows if any(s not in sources[n] for n in names)]
     if missing:
-        raise ParameterError(f"songs {missing!r} are missing from real_by_song or fake_by_song")
-    fig = Figure(figsize=(2.2 * 2 * n_per_song, 1.6 * len(rows) + 0.6), layout="constrained")
-    axes = fig.subplots(len(rows), 2 * n_per_song, squeeze=False, sharex=True, sharey=True)
+        raise ParameterError(f"songs {missing!r} are missing from one of the sources {names}")
+    n_cols = len(names) * n_per_song
+    fig = Figure(figsize=(2.2 * n_cols, 1.6 * len(rows) + 0.6), layout="constrained")
+    axes = fig.subplots(len(rows), n_cols, squeeze=False, sharex=True, sharey=True)
     image = None
     for r, song in enumerate(rows):
-        real = _as_cqts(real_by_song[song], name=f"real_by_song[{song!r}]")
-        fake = _as_cqts(fake_by_song[song], name=f"fake_by_song[{song!r}]")
-        for c in range(2 * n_per_song):
+        blocks = [_as_cqts(sources[n][song], name=f"{n}[{song!r}]") for n in names]
+        for c in range(n_cols):
             ax = axes[r, c]
-            side, j = (real, c) if c < n_per_song else (fake, c - n_per_song)
+            block, j = divmod(c, n_per_song)
             ax.set_xticks([])
             ax.set_yticks([])
-            if j < side.shape[0]:
+            if j < blocks[block].shape[0]:
                 image = ax.imshow(
-                    side[j], origin="lower", aspect="auto", vmin=vmin, vmax=vmax, cmap=cmap
+                    blocks[block][j], origin="lower", aspect="auto", vmin=vmin, vmax=vmax, cmap=cmap
                 )
             else:
                 ax.set_axis_off()
             if r == 0:
-                ax.set_title(f"{'real' if c < n_per_song else 'synthetic'} {j + 1}", fontsize=9)
+                ax.set_title(f"{names[block]} {j + 1}", fontsize=9)
         axes[r, 0].set_ylabel(str(song), fontsize=9)
     if image is not None:
         fig.colorbar(image, ax=axes, shrink=0.8, label="model-space value")

@@ -172,14 +172,13 @@ def quality_report(
     counts = aug.songs_.class_counts()
     rarest = sorted(songs, key=lambda s: (counts[s], str(s)))[:grid_songs]
     real_by_song = {s: real[[i for i, r in enumerate(real_songs) if r == s]] for s in rarest}
+    sources = _comparison(aug, real_by_song, seed)
     paths = {
         "grid": fig_dir / "grid.png",
         "bin_statistics": fig_dir / "bin_statistics.png",
         "histograms": fig_dir / "histograms.png",
     }
-    plots.plot_cqt_grid(
-        real_by_song, {s: fake_by_song[s] for s in rarest}, songs=rarest, path=paths["grid"]
-    )
+    plots.plot_cqt_sources(sources, songs=rarest, path=paths["grid"])
     plots.plot_bin_statistics(
         held, fake, title="held-out real vs synthetic", path=paths["bin_statistics"]
     )
@@ -192,6 +191,35 @@ def quality_report(
     report = QualityReport(per_song, overall, memo, markdown, paths, time.perf_counter() - t0)
     markdown.write_text(_markdown(report, aug, train, heldout, title, notes, n_per_song, crops))
     return report
+
+
+_LABELS = {"versions": "versions", "gan": "class GAN"}
+
+
+def _comparison(
+    aug: Augmenter, real_by_song: dict[SongId, torch.Tensor], seed: int, n: int = 3
+) -> dict[str, dict[SongId, torch.Tensor]]:
+    """Real windows of each song, beside what every fitted model and classic augmentation
+    (a key roll of up to 6 semitones and a tempo change of 0.8-1.25, both always applied)
+    make of the song, in model space."""
+    from covergan.augment.classic import Compose, SemitoneRoll, TempoChange
+
+    songs = list(real_by_song)
+    sources: dict[str, dict[SongId, torch.Tensor]] = {"real": real_by_song}
+    for name in aug.steps_done:
+        label = _LABELS[name] + (" (default)" if name == aug.models[0] else "")
+        sources[label] = aug.sample_many(
+            {s: n for s in songs}, method=name, space="model", seed=seed
+        )
+    classic = Compose(
+        [
+            SemitoneRoll(6, bins_per_semitone=aug.config_.bins_per_semitone, p=1.0),
+            TempoChange(0.8, 1.25, p=1.0),
+        ],
+        seed=seed,
+    )
+    sources["classic augmentation"] = {s: classic(real_by_song[s][:n]) for s in songs}
+    return sources
 
 
 def _fmt(x: float) -> str:
@@ -209,15 +237,14 @@ def _markdown(
     crops: int,
 ) -> str:
     counts = np.asarray(list(train.class_counts().values()))
-    gan = aug.gan_
     lines: list[str] = [f"# {title}", ""]
     lines += [f"- {note}" for note in notes]
     lines += [
         f"- training set: {len(train)} recordings of {train.n_songs} songs "
         f"({counts.min()}-{counts.max()} per song, median {np.median(counts):g}); held out: "
         f"{len(heldout)} recordings of {heldout.n_songs} songs",
-        f"- model: preset `{aug.preset}`, {gan.step} steps, windows of "
-        f"{aug.config_.n_bins} x {aug.window_} frames, seed {aug.seed_}",
+        f"- models: {', '.join(f'{m} ({k} steps)' for m, k in aug.steps_done.items())}; "
+        f"windows of {aug.config_.n_bins} x {aug.window_} frames, seed {aug.seed_}",
         f"- evaluation: {n_per_song} synthetic windows per song; {crops} random windows per real "
         "recording; `cqt-stats` features; Ledoit-Wolf shrinkage",
         "",
@@ -252,7 +279,8 @@ def _markdown(
         ]
     lines += ["## Per song", "", report.per_song.to_markdown(), "", "## Figures", ""]
     captions = {
-        "grid": "Real (training) and synthetic windows of the rarest evaluated songs",
+        "grid": "The rarest evaluated songs at one colour scale: real (training) windows, each "
+        "fitted model's samples, and classic augmentation of the real windows",
         "bin_statistics": "Per-bin mean and spread, held-out real vs synthetic",
         "histograms": "Value histograms per frequency band",
         "losses": "Training losses",

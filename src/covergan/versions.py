@@ -39,7 +39,7 @@ import copy
 import dataclasses
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -66,6 +66,7 @@ from covergan.cqt import CQTNormalizer, center_crop_or_pad, random_crop
 from covergan.data import CQTDataset, SongId
 from covergan.errors import CheckpointError, DatasetError, ParameterError
 from covergan.gan import (
+    Callback,
     _AdversarialPair,
     _check_pretrain,
     _check_truncation,
@@ -93,6 +94,7 @@ __all__ = [
     "VersionGAN",
     "VersionParams",
     "check_versions",
+    "generate_versions",
     "sample_versions",
 ]
 
@@ -384,6 +386,7 @@ class VersionGAN(_AdversarialPair):
         batch_size: int | None = None,
         progress: bool = True,
         seed: int | None = None,
+        callbacks: Sequence[Callback] = (),
     ) -> VersionGAN:
         """Train on pairs of recordings of the same work; a second call continues exactly.
 
@@ -403,6 +406,9 @@ class VersionGAN(_AdversarialPair):
         seed : int, optional
             Training seed (pairs, crops, noise, augmentation); default the constructor's,
             the previous call's, or a fresh one (kept in ``self.seed``).
+        callbacks : sequence of Callback
+            Each gets ``on_step_end(model, step, logs)`` after every step, as in
+            :meth:`ConditionalDCGAN.fit` (checkpoints, a graceful Ctrl-C).
 
         Returns
         -------
@@ -432,6 +438,8 @@ class VersionGAN(_AdversarialPair):
                 for key, value in logs.items():
                     self.history.setdefault(key, []).append(value)
                 bar.update(1)
+                for callback in callbacks:
+                    callback.on_step_end(self, self.step, logs)
         finally:
             bar.close()
         return self
@@ -974,7 +982,42 @@ def sample_versions(
     else:
         one = center_crop_or_pad(track, source_width, pad_mode=pad_mode, pad_value=silence)
         windows = [one] * int(n)
-    refs = normalizer.forward(torch.from_numpy(np.stack(windows)))[:, None].float()
+    return generate_versions(
+        model,
+        normalizer,
+        torch.from_numpy(np.stack(windows)),
+        seed=seed,
+        space=space,
+        truncation=truncation,
+    )
+
+
+def generate_versions(
+    model: VersionGAN,
+    normalizer: CQTNormalizer,
+    windows: Tensor,
+    *,
+    seed: int | None = None,
+    space: Space = "features",
+    truncation: float | None = None,
+) -> Tensor:
+    """One synthetic version of each reference window (no cropping, no checks of values).
+
+    The step after the crop in :func:`sample_versions`, and what
+    :meth:`covergan.Augmenter.sample` runs on its reference bank.
+
+    Parameters
+    ----------
+    windows : torch.Tensor [shape=(n, n_bins, W_src)]
+        Reference windows in the feature format, ``W_src >= model.config.source_width``.
+    seed, space, truncation
+        As in :func:`sample_versions`.
+
+    Returns
+    -------
+    torch.Tensor [shape=(n, 1, n_bins, W), dtype=float32, device=cpu]
+    """
+    refs = normalizer.forward(windows.float())[:, None].float()
     generator = None if seed is None else int(_derive_seed(seed, _STREAM_SAMPLE))
     out = model.generate(refs, generator=generator, truncation=truncation)
     return normalizer.inverse(out) if space == "features" else out

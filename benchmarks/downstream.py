@@ -113,8 +113,10 @@ CONDITIONS: dict[str, tuple[bool, bool, str | None]] = {
 VERSION_CONDITIONS = ("versions", "classic+versions")
 #: Controls: the planned items are crops of the song's own real recordings (oversampling).
 COPY_CONDITIONS = ("copies", "classic+copies")
-#: What a run measures unless ``--conditions`` says otherwise (the controls are opt-in).
-DEFAULT_CONDITIONS = tuple(c for c in CONDITIONS if c not in COPY_CONDITIONS)
+#: What a run measures unless ``--conditions`` says otherwise: the library's default (the
+#: version model) with and without classic augmentation, its baselines, and the class GAN
+#: (``classic+gan``, the filtered variants and the copies controls are opt-in).
+DEFAULT_CONDITIONS = ("none", "classic", "versions", "classic+versions", "gan")
 LABELS = {
     "none": "(a) none",
     "classic": "(b) classic",

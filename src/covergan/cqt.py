@@ -447,7 +447,8 @@ class CQTExtractor:
         path_list = [Path(p).expanduser() for p in paths]
         cache = Path(cache_dir).expanduser() if cache_dir is not None else None
         from joblib import Parallel, delayed
-        from tqdm.auto import tqdm
+
+        from covergan._progress import progress_bar
 
         jobs = (delayed(_extract_one)(self, p, cache) for p in path_list)
         if n_jobs == 1 or len(path_list) <= 1:
@@ -455,7 +456,7 @@ class CQTExtractor:
         else:
             outputs = Parallel(n_jobs=n_jobs, return_as="generator")(jobs)
         result = ExtractionResult(paths=path_list, features=[])
-        bar = tqdm(outputs, total=len(path_list), desc="CQT", unit="file", disable=not progress)
+        bar = progress_bar(outputs, total=len(path_list), desc="CQT", unit="file", enabled=progress)
         for p, (feats, failure, cached) in zip(path_list, bar, strict=True):
             result.features.append(feats)
             result.n_cached += cached

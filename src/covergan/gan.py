@@ -42,7 +42,6 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, default_collate
 from torch.utils.data.distributed import DistributedSampler
-from tqdm.auto import tqdm
 
 from covergan._checks import (
     check_adam,
@@ -56,6 +55,7 @@ from covergan._checks import (
 from covergan._checks import is_int as _is_int
 from covergan._checks import is_real as _is_real
 from covergan._io import atomic_torch_save, check_header, header, read_checkpoint
+from covergan._progress import progress_bar
 from covergan.augment.differentiable import DEFAULT_POLICY, DiffAugment
 from covergan.errors import (
     CheckpointError,
@@ -1108,9 +1108,9 @@ class ConditionalDCGAN(_AdversarialPair):
         batches = self._batches(data, batch_size, self.batches_seen, steps * d_steps, _STREAM_DATA)
 
         self._warned_range = False
-        bar = tqdm(
+        bar = progress_bar(
             total=steps,
-            disable=not progress or rank != 0,
+            enabled=progress and rank == 0,
             desc="covergan",
             unit="step",
             leave=False,
@@ -1227,9 +1227,9 @@ class ConditionalDCGAN(_AdversarialPair):
         ranked = (rank,) if world > 1 else ()
         if world > 1:
             _broadcast_modules([G])
-        bar = tqdm(
+        bar = progress_bar(
             total=steps,
-            disable=not progress or rank != 0,
+            enabled=progress and rank == 0,
             desc="autoencoder",
             unit="step",
             leave=False,

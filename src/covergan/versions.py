@@ -47,7 +47,6 @@ from typing import Any, Literal, cast
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from covergan._checks import (
     check_adam,
@@ -60,6 +59,7 @@ from covergan._checks import (
 from covergan._checks import is_int as _is_int
 from covergan._checks import is_real as _is_real
 from covergan._io import atomic_torch_save, check_header, header, read_checkpoint
+from covergan._progress import progress_bar
 from covergan.augment.classic import Params, Transform
 from covergan.augment.differentiable import DEFAULT_POLICY, DiffAugment
 from covergan.cqt import CQTNormalizer, center_crop_or_pad, random_crop
@@ -428,7 +428,7 @@ class VersionGAN(_AdversarialPair):
         batch = self._check_data(data, batch_size, minimum=2)
         self._set_seed(seed, data)
         pairs = _PairSource(data, self.config)
-        bar = tqdm(total=steps, disable=not progress, desc="versions", unit="step", leave=False)
+        bar = progress_bar(total=steps, enabled=progress, desc="versions", unit="step", leave=False)
         try:
             for _ in range(steps):
                 rng = np.random.default_rng([cast(int, self.seed), _STREAM_DATA, self.step])
@@ -510,7 +510,9 @@ class VersionGAN(_AdversarialPair):
         source = _PairSource(data, cfg, pairs=False)
         width = cfg.image_size[1]
         G.train()
-        bar = tqdm(total=steps, disable=not progress, desc="versions AE", unit="step", leave=False)
+        bar = progress_bar(
+            total=steps, enabled=progress, desc="versions AE", unit="step", leave=False
+        )
         try:
             for step in range(steps):
                 rng = np.random.default_rng([cast(int, self.seed), _STREAM_AE_DATA, step])

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
+from covergan._progress import progress_bar
 from covergan.augment.classic import Transform
 from covergan.csi.model import CSINet
 from covergan.errors import DatasetError, ParameterError
@@ -229,7 +229,7 @@ def train_csi(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
     history = CSITrainHistory(config=cfg)
     n_classes = model.config.n_classes
-    bar = tqdm(total=cfg.steps, desc="CSI training", disable=not progress, leave=False)
+    bar = progress_bar(total=cfg.steps, desc="CSI training", enabled=progress, leave=False)
     fork_devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork_devices):
         torch.manual_seed(cfg.seed)  # dropout and any transform left on the global stream

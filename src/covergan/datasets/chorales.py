@@ -320,7 +320,8 @@ def render_chorales(
                 jobs.append(_Job(w.song_id, name, k, score, dest))
 
     from joblib import Parallel, delayed
-    from tqdm.auto import tqdm
+
+    from covergan._progress import progress_bar
 
     done: dict[Path, tuple[float, int, float]] = {}
     todo = [j for j in jobs if not j.dest.exists()]
@@ -329,12 +330,12 @@ def render_chorales(
             delayed(_render_cached)(j.score, int(seed), j.render, int(sr), format, j.dest)
             for j in todo
         )
-        bar = tqdm(outputs, total=len(todo), desc="render", unit="score", disable=not progress)
+        bar = progress_bar(outputs, total=len(todo), desc="render", unit="score", enabled=progress)
         for job, out in zip(todo, bar, strict=True):
             done[job.dest] = out
         progress = False
     results = []
-    for job in tqdm(jobs, desc="render", unit="score", disable=not progress):
+    for job in progress_bar(jobs, desc="render", unit="score", enabled=progress):
         out = done.get(job.dest)
         if out is None:
             out = _render_cached(job.score, int(seed), job.render, int(sr), format, job.dest)
@@ -545,7 +546,8 @@ def _parse_all(
     named explicitly).
     """
     from joblib import Parallel, delayed
-    from tqdm.auto import tqdm
+
+    from covergan._progress import progress_bar
 
     version = str(m21.__version__)
     todo = [p for p in paths if not _score_cache_file(p, cache, version).exists()]
@@ -553,11 +555,13 @@ def _parse_all(
         outputs = Parallel(n_jobs=n_jobs, return_as="generator")(
             delayed(_parse_cached)(p, cache, version) for p in todo
         )
-        for _ in tqdm(outputs, total=len(todo), desc="parse", unit="score", disable=not progress):
+        for _ in progress_bar(
+            outputs, total=len(todo), desc="parse", unit="score", enabled=progress
+        ):
             pass
         progress = False
     scores = []
-    for p in tqdm(paths, desc="parse", unit="score", disable=not progress or not todo):
+    for p in progress_bar(paths, desc="parse", unit="score", enabled=progress and bool(todo)):
         score = _parse_cached(p, cache, version)
         if "skip" in score and warn:
             warnings.warn(f"skipping {p}: {score['skip']}", CoverGANWarning, stacklevel=3)

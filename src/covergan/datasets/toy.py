@@ -160,10 +160,10 @@ class CoverSet:
             One item per recording, ``features[i]`` float32 ``[n_bins, n_frames]``,
             with this set's song ids and names and the extractor's config.
         """
-        from tqdm.auto import tqdm
+        from covergan._progress import progress_bar
 
         ext = extractor if extractor is not None else CQTExtractor()
-        feats = [ext(y, self.sr) for y in tqdm(self.audio, desc="CQT", disable=not progress)]
+        feats = [ext(y, self.sr) for y in progress_bar(self.audio, desc="CQT", enabled=progress)]
         return CQTDataset.from_arrays(
             feats, self.song_ids, names=self.names, config=ext.config, **kwargs
         )

@@ -48,9 +48,9 @@ folders: the :class:`~covergan.cqt.CQTConfig` of the features, as JSON. ``fit`` 
 DEMO_RESERVE_S = 90.0
 """``demo``: seconds kept back from the budget for sampling, saving and the report."""
 DEMO_PROBE_STEPS = 4
-"""``demo``: GAN steps of the timing probe."""
+"""``demo``: steps of each model in the timing probe."""
 DEMO_MIN_STEPS = 10
-"""``demo``: the fewest GAN steps the budget may choose."""
+"""``demo``: the fewest steps (of each model) the budget may choose."""
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -248,8 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(
         prog="covergan",
-        description="Class-conditional GAN augmentation of CQT spectrograms for cover-song "
-        "identification.",
+        description="Synthetic versions of rare songs, as CQT spectrograms, for cover-song "
+        "identification training sets.",
     )
     parser.add_argument("--version", action="version", version=f"covergan {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -341,12 +341,13 @@ def _add_fit(sub: Any) -> None:
     fit = sub.add_parser(
         "fit",
         help="features or audio folder -> augmenter file",
-        description="Fit an Augmenter (normaliser + conditional GAN) on a folder laid out as "
+        description="Fit an Augmenter (normaliser + version model by default, see --model) on a "
+        "folder laid out as "
         "ROOT/<song_id>/<recording>.<npy|wav|flac|ogg|mp3> (e.g. the output of 'covergan "
-        "extract') and save it to OUT. Ctrl-C stops at the end of the current GAN step and "
+        "extract') and save it to OUT. Ctrl-C stops at the end of the current training step and "
         "saves a resumable checkpoint (exit status 130); run the same command with --resume to "
         "continue exactly where it stopped (on CPU, weight for weight the model an "
-        "uninterrupted run gives). A Ctrl-C before the first GAN step ends (during "
+        "uninterrupted run gives). A Ctrl-C before the first training step ends (during "
         "autoencoder pretraining) saves nothing; a second Ctrl-C quits at once, without saving.",
     )
     fit.add_argument("data", metavar="DATA", type=Path, help="features or audio folder")
@@ -411,7 +412,7 @@ def _add_fit(sub: Any) -> None:
         type=_positive_int,
         default=None,
         metavar="N",
-        help="also save a resumable checkpoint every N GAN steps",
+        help="also save a resumable checkpoint every N training steps (of each model)",
     )
     fit.add_argument(
         "--checkpoint",
@@ -424,9 +425,10 @@ def _add_fit(sub: Any) -> None:
         "--resume",
         action="store_true",
         help="continue the checkpoint (or, without one, the augmenter at OUT) on the same "
-        "data, up to --steps steps in all; --preset, --seed, --window, --batch-size and "
-        "--gan-config must match it or be left out; the pretraining and feature options are "
-        "the checkpoint's",
+        "data, up to --steps steps of each model in all; --model, --seed, --window, "
+        "--version-steps and (with a class GAN) --preset, --batch-size and --gan-config must "
+        "match it or be left out; the pretraining, model-config and feature options are the "
+        "checkpoint's",
     )
     _add_n_jobs(fit, default=1, help="extraction processes for audio (default: 1)")
     _add_cache_dir(fit, help="feature cache for audio (default: none)")
@@ -660,12 +662,12 @@ def _checkpoint_path(args: argparse.Namespace) -> Path:
 
 
 class _GracefulStop:
-    """Ctrl-C during training: finish the current GAN step, then stop (a :class:`Callback`).
+    """Ctrl-C during training: finish the current training step, then stop (a :class:`Callback`).
 
-    Used as a context manager around ``Augmenter.fit``. The first SIGINT after a GAN step
+    Used as a context manager around ``Augmenter.fit``. The first SIGINT after a training step
     has completed is deferred: :meth:`on_step_end` then raises ``KeyboardInterrupt`` at a
     step boundary, where the model, optimisers and counters are consistent and can be saved.
-    A SIGINT before the first GAN step ends (data loading, pretraining), or a second one,
+    A SIGINT before the first training step ends (data loading, pretraining), or a second one,
     interrupts at once. Outside the main thread signals cannot be handled and nothing is
     installed.
     """
@@ -711,7 +713,7 @@ class _GracefulStop:
 
 
 class _SaveEvery:
-    """Save the whole augmenter every ``every`` GAN steps (a :class:`Callback`)."""
+    """Save the whole augmenter every ``every`` training steps (a :class:`Callback`)."""
 
     def __init__(self, aug: Augmenter, path: Path, every: int) -> None:
         self.aug, self.path, self.every = aug, path, every

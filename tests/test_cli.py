@@ -331,8 +331,14 @@ def test_evaluate_writes_a_report(
 ) -> None:
     heldout = write_folder(tmp_path / "heldout", seed=3)
     argv = ["evaluate", fitted, features, heldout, "-o", tmp_path / "r", "--n-per-song", "4"]
-    code, out, _ = run([*argv, "--device", "cpu", "--no-progress"], capsys)
-    assert code == 0 and "x the real floor" in out
+    code, out, err = run(
+        [*argv, "--embedding-steps", "5", "--device", "cpu", "--no-progress"], capsys
+    )
+    assert code == 0, err
+    assert "gan: identity " in out and "x the real floor" in out
+    assert "negative controls rejected: " in out
+    page = (tmp_path / "r" / "report.md").read_text()
+    assert "## Quality in a CSI embedding" in page and "control: permuted frames" in page
     assert out.strip().endswith(f"report: {tmp_path / 'r' / 'report.md'}")
     assert (tmp_path / "r" / "figures" / "grid.png").is_file()
 
@@ -344,10 +350,13 @@ def fake_report(calls: list[dict[str, Any]]) -> Callable[..., Any]:
         aug: Augmenter, train: CQTDataset, heldout: CQTDataset, out: Path, **kw: Any
     ) -> Any:
         calls.append({"train": train, "heldout": heldout, **kw})
-        memo = SimpleNamespace(ratio=1.5)
+        metric = SimpleNamespace(name="identity", ratio=1.25, informative=True)
+        suite = SimpleNamespace(metrics=[metric], passed=True)
+        control = SimpleNamespace(metrics=[metric], passed=False)
         return SimpleNamespace(
-            per_song=SimpleNamespace(ratio=1.25),
-            memorization=memo,
+            suites={"versions": suite},
+            controls={"noise": control, "copies": control},
+            artefacts={"versions": SimpleNamespace(passed=False, bins=[0, 1])},
             markdown=Path(out) / "report.md",
         )
 
@@ -366,7 +375,9 @@ def test_evaluate_without_heldout_holds_out_part_of_the_data(
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(covergan.report, "quality_report", fake_report(calls))
     code, out, err = run(["evaluate", fitted, features, "-o", tmp_path, "--no-progress"], capsys)
-    assert code == 0 and "1.25x the real floor, memorisation ratio 1.50" in out
+    assert code == 0 and "versions: identity 1.25x the real floor (pass)" in out
+    assert "negative controls rejected: 2 of 2" in out
+    assert "versions: spectral artefacts FOUND (bins 0, 1)" in out
     assert "held out: one recording of each of the 2 songs" in err
     (call,) = calls
     assert call["heldout"].class_counts() == {"song-2": 1, "song-3": 1}

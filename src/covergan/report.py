@@ -1,10 +1,13 @@
 """A quality report for a fitted :class:`~covergan.Augmenter`: numbers beside their floors,
 figures, and a Markdown page tying them together.
 
-Every synthetic-vs-real distance is printed beside the real-vs-real floor measured the
-same way (held-out recordings of the same songs as the reference, equal sample sizes),
-so "1.3x the floor" reads as "30 % farther from unseen real versions than the training
-versions are".
+The headline is the suite of :mod:`covergan.quality`, measured in a CSI embedding (the
+reference model of :mod:`covergan.csi` trained on the training recordings while the report
+runs, or one the caller passes): identity, diversity, realism and memorisation of every
+fitted model's samples, each beside the same number for held-out real windows, and the same
+suite for negative controls (scrambled music, matched noise, a collapsed set, copies) that a
+trustworthy metric must reject. The ``cqt-stats`` Frechet distance stays as a cheap secondary
+number; it summarises each bin over time, so it cannot hear melody, harmony or diversity.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from covergan.artefacts import MIN_REFERENCE_WINDOWS, ArtefactCheck, artefact_check, low_comb
 from covergan.data import CQTDataset, SongId
 from covergan.errors import ParameterError
 from covergan.metrics import (
@@ -30,6 +34,16 @@ from covergan.metrics import (
     frechet_with_floor,
     memorization_check,
     per_song_frechet,
+)
+from covergan.quality import (
+    DEFAULT_EMBEDDING_STEPS,
+    Embed,
+    QualitySuite,
+    evaluate_quality,
+    matched_noise,
+    negative_controls,
+    shuffle_bins,
+    train_embedding,
 )
 
 if TYPE_CHECKING:
@@ -46,24 +60,42 @@ class QualityReport:
 
     Attributes
     ----------
+    suites : dict of str to QualitySuite
+        The headline suite of each fitted model's samples (``"versions"``, ``"gan"``), the
+        augmenter's default model first.
+    controls : dict of str to QualitySuite
+        The same suite for the negative controls of :func:`~covergan.quality.negative_controls`.
+    artefacts : dict of str to ArtefactCheck
+        :func:`~covergan.artefacts.artefact_check` of every fitted model's samples and of
+        its negative controls (``"control: ..."``); empty with fewer than 10 held-out windows.
     per_song : PerSongReport
-        Per-song Frechet distance (``"cqt-stats"`` features, Ledoit-Wolf shrinkage) of
-        synthetic windows to held-out real windows, beside the training-vs-held-out floor.
+        Secondary: per-song Frechet distance (``"cqt-stats"`` features, Ledoit-Wolf
+        shrinkage) of the default model's windows to held-out real windows, beside the
+        training-vs-held-out floor.
     overall : FloorComparison
         The same for all songs pooled.
     memorization : MemorizationReport or None
-        Nearest-training-sample distances of synthetic vs held-out real windows.
+        Nearest-training-sample distances (CQT space) of the default model's windows vs
+        held-out real windows.
     markdown : Path
         The report page.
     figures : dict of str to Path
     """
 
+    suites: dict[str, QualitySuite]
+    controls: dict[str, QualitySuite]
+    artefacts: dict[str, ArtefactCheck]
     per_song: PerSongReport
     overall: FloorComparison
     memorization: MemorizationReport | None
     markdown: Path
     figures: dict[str, Path] = field(default_factory=dict)
     seconds: float = 0.0
+
+    @property
+    def default(self) -> QualitySuite:
+        """The suite of the augmenter's default model."""
+        return next(iter(self.suites.values()))
 
 
 def model_space_windows(
@@ -93,6 +125,8 @@ def quality_report(
     heldout: CQTDataset,
     out_dir: str | os.PathLike[str],
     *,
+    embed: Embed | None = None,
+    embedding_steps: int = DEFAULT_EMBEDDING_STEPS,
     n_per_song: int = 16,
     crops: int = 4,
     grid_songs: int = 6,
@@ -113,6 +147,12 @@ def quality_report(
         :func:`covergan.data.split_recordings`). Only its songs are evaluated.
     out_dir : str or PathLike
         Where ``report.md`` and ``figures/*.png`` go (created).
+    embed : nn.Module or callable, optional
+        The CSI embedding of the suite, ``Tensor [shape=(b, 1, n_bins, window_)] -> Tensor
+        [shape=(b, d)]`` on model-space windows. Default: the reference CSI model trained
+        on ``train`` for ``embedding_steps`` steps (:func:`~covergan.quality.train_embedding`).
+    embedding_steps : int
+        Steps of that training.
     n_per_song : int
         Synthetic windows drawn per evaluated song.
     crops : int
@@ -132,7 +172,8 @@ def quality_report(
     Raises
     ------
     ParameterError
-        ``n_per_song`` or ``crops`` < 2, or ``heldout`` shares no song with the augmenter.
+        ``n_per_song`` or ``crops`` < 2, ``heldout`` shares no song with the augmenter, or
+        ``embed`` returns something other than a finite ``(b, d)`` tensor.
     NotFittedError
         ``aug`` is not fitted.
     """
@@ -150,13 +191,35 @@ def quality_report(
 
     real, real_songs = model_space_windows(aug, train, crops=crops, seed=seed)
     held, held_songs = model_space_windows(aug, heldout, crops=crops, seed=seed + 1)
-    fake_by_song = aug.sample_many({s: n_per_song for s in songs}, space="model", seed=seed)
-    fake = torch.cat([fake_by_song[s] for s in songs])
+    if embed is None:
+        logger.info("training the report's CSI embedding for %d steps", embedding_steps)
+        embed = train_embedding(
+            train,
+            window=aug.window_,
+            transform=aug.normalizer_,
+            steps=embedding_steps,
+            seed=seed,
+            progress=aug.progress,
+        )
+    fakes: dict[str, dict[SongId, torch.Tensor]] = {}
+    suites: dict[str, QualitySuite] = {}
     fake_songs = [s for s in songs for _ in range(n_per_song)]
+    for name in aug.steps_done:
+        fakes[name] = aug.sample_many(
+            {s: n_per_song for s in songs}, method=name, space="model", seed=seed
+        )
+        fake_all = torch.cat([fakes[name][s] for s in songs])
+        suites[name] = evaluate_quality(
+            embed, real, real_songs, held, held_songs, fake_all, fake_songs, seed=seed
+        )
+    controls = negative_controls(embed, real, real_songs, held, held_songs, seed=seed)
+    artefacts = _artefacts(fakes, songs, real, real_songs, held, seed)
+
+    fake_by_song = fakes[aug.models[0]] if aug.models[0] in fakes else next(iter(fakes.values()))
+    fake = torch.cat([fake_by_song[s] for s in songs])
     keep = [i for i, s in enumerate(real_songs) if s in fake_by_song]
     real_eval = real[keep]
     real_eval_songs = [real_songs[i] for i in keep]
-
     per_song = per_song_frechet(
         real_eval,
         real_eval_songs,
@@ -172,7 +235,7 @@ def quality_report(
     counts = aug.songs_.class_counts()
     rarest = sorted(songs, key=lambda s: (counts[s], str(s)))[:grid_songs]
     real_by_song = {s: real[[i for i, r in enumerate(real_songs) if r == s]] for s in rarest}
-    sources = _comparison(aug, real_by_song, seed)
+    sources = _comparison(aug, real_by_song, fakes, seed)
     paths = {
         "grid": fig_dir / "grid.png",
         "bin_statistics": fig_dir / "bin_statistics.png",
@@ -188,7 +251,17 @@ def quality_report(
         plots.plot_losses(aug.history_, smooth=25, path=paths["losses"])
 
     markdown = out / "report.md"
-    report = QualityReport(per_song, overall, memo, markdown, paths, time.perf_counter() - t0)
+    report = QualityReport(
+        suites,
+        controls,
+        artefacts,
+        per_song,
+        overall,
+        memo,
+        markdown,
+        paths,
+        time.perf_counter() - t0,
+    )
     markdown.write_text(_markdown(report, aug, train, heldout, title, notes, n_per_song, crops))
     return report
 
@@ -196,21 +269,49 @@ def quality_report(
 _LABELS = {"versions": "versions", "gan": "class GAN"}
 
 
+def _artefacts(
+    fakes: dict[str, dict[SongId, torch.Tensor]],
+    songs: list[SongId],
+    real: torch.Tensor,
+    real_songs: list[SongId],
+    held: torch.Tensor,
+    seed: int,
+) -> dict[str, ArtefactCheck]:
+    """The artefact check of each model and of its controls, against the held-out range."""
+    if held.shape[0] < MIN_REFERENCE_WINDOWS:
+        return {}
+    floor = real[[i for i, s in enumerate(real_songs) if s in set(songs)]]
+    checks = {
+        name: artefact_check(held, torch.cat([by_song[s] for s in songs]), floor=floor)
+        for name, by_song in fakes.items()
+    }
+    controls = {
+        "comb in the 4 lowest bins": low_comb(held),
+        "matched noise": matched_noise(held, seed),
+        "shuffled bins": shuffle_bins(held, seed),
+    }
+    for name, x in controls.items():
+        checks[f"control: {name}"] = artefact_check(held, x, floor=floor)
+    return checks
+
+
 def _comparison(
-    aug: Augmenter, real_by_song: dict[SongId, torch.Tensor], seed: int, n: int = 3
+    aug: Augmenter,
+    real_by_song: dict[SongId, torch.Tensor],
+    fakes: dict[str, dict[SongId, torch.Tensor]],
+    seed: int,
+    n: int = 3,
 ) -> dict[str, dict[SongId, torch.Tensor]]:
-    """Real windows of each song, beside what every fitted model and classic augmentation
-    (a key roll of up to 6 semitones and a tempo change of 0.8-1.25, both always applied)
-    make of the song, in model space."""
+    """Real windows of each song, beside every fitted model's samples and classic
+    augmentation (a key roll of up to 6 semitones and a tempo change of 0.8-1.25, both
+    always applied) of the real windows, in model space."""
     from covergan.augment.classic import Compose, SemitoneRoll, TempoChange
 
     songs = list(real_by_song)
     sources: dict[str, dict[SongId, torch.Tensor]] = {"real": real_by_song}
-    for name in aug.steps_done:
+    for name, by_song in fakes.items():
         label = _LABELS[name] + (" (default)" if name == aug.models[0] else "")
-        sources[label] = aug.sample_many(
-            {s: n for s in songs}, method=name, space="model", seed=seed
-        )
+        sources[label] = {s: by_song[s][:n] for s in songs}
     classic = Compose(
         [
             SemitoneRoll(6, bins_per_semitone=aug.config_.bins_per_semitone, p=1.0),
@@ -224,6 +325,52 @@ def _comparison(
 
 def _fmt(x: float) -> str:
     return "n/a" if not math.isfinite(x) else f"{x:.3g}"
+
+
+def _artefact_lines(report: QualityReport) -> list[str]:
+    lines = [
+        "## Spectral artefacts",
+        "",
+        "Per window and bin: the level, spread and flicker (mean frame-to-frame change) over "
+        "time; a cell is out of range when no held-out real window has such a value. Rate: the "
+        "share of out-of-range cells, beside the training windows' rate (the floor). A bin "
+        "stands out when it is out of range in over a quarter of the windows and three times "
+        "as often as in real ones; any such bin fails the check (covergan.artefacts).",
+        "",
+    ]
+    if not report.artefacts:
+        return [*lines, "Too few held-out windows to set the ranges (need 10).", ""]
+    lines += [
+        "| | rate | floor | ratio | bins that stand out | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, check in report.artefacts.items():
+        label = name if name.startswith("control:") else _LABELS[name]
+        bins = ", ".join(map(str, check.bins[:12])) + (" ..." if len(check.bins) > 12 else "")
+        lines.append(
+            f"| {label} | {check.rate:.3f} | {check.floor:.3f} | {_fmt(check.ratio)} | "
+            f"{bins or 'none'} | {'pass' if check.passed else 'FAIL'} |"
+        )
+    return [*lines, ""]
+
+
+def _suite_table(report: QualityReport) -> str:
+    """One row per model and negative control: each metric's ratio to its floor."""
+    first = report.default
+    head = ["| | " + " | ".join(m.name for m in first.metrics) + " | copies | verdict |"]
+    head.append("|---|" + "---|" * (len(first.metrics) + 2))
+    floors = " | ".join(_fmt(m.floor) for m in first.metrics)
+    rows = [f"| held-out real (the floor) | {floors} | | |"]
+    named = [(_LABELS[n], s) for n, s in report.suites.items()]
+    named += [(f"control: {n}", s) for n, s in report.controls.items()]
+    for label, suite in named:
+        cells = " | ".join(
+            f"{_fmt(m.ratio)}x" + ("" if m.verdict == "pass" else f" ({m.verdict.lower()})")
+            for m in suite.metrics
+        )
+        verdict = "pass" if suite.passed else "FAIL"
+        rows.append(f"| {label} | {cells} | {suite.copy_fraction:.0%} | {verdict} |")
+    return "\n".join(head + rows)
 
 
 def _markdown(
@@ -245,15 +392,37 @@ def _markdown(
         f"{len(heldout)} recordings of {heldout.n_songs} songs",
         f"- models: {', '.join(f'{m} ({k} steps)' for m, k in aug.steps_done.items())}; "
         f"windows of {aug.config_.n_bins} x {aug.window_} frames, seed {aug.seed_}",
-        f"- evaluation: {n_per_song} synthetic windows per song; {crops} random windows per real "
-        "recording; `cqt-stats` features; Ledoit-Wolf shrinkage",
+        f"- evaluation: {n_per_song} synthetic windows per held-out song; {crops} random "
+        "windows per real recording; the suite in a CSI embedding (covergan.quality), "
+        "`cqt-stats` features for the secondary numbers",
         "",
-        "## How far synthetic samples are from unseen real versions",
+        "## Quality in a CSI embedding",
         "",
-        "Frechet distance to the held-out recordings' windows, beside the floor: the distance "
-        "of the training recordings' windows to the same held-out windows, at equal sample "
-        "sizes. A ratio near 1 means synthetic samples are as close to unseen versions as "
-        "real training versions are.",
+        "Each number is measured for the synthetic windows and, the same way, for held-out "
+        "real windows of the same songs (the floor); the ratio is synthetic / floor. "
+        "*identity*: share of windows whose nearest song (centroid of its training windows) "
+        "is their own. *diversity*: mean pairwise distance of a song's windows. *realism*: "
+        "Frechet distance to the held-out windows (floor: the training windows'). "
+        "*memorisation*: median distance to the nearest training window, and the share of "
+        "windows closer to the training set than any held-out window (copies). The negative "
+        "controls below must fail: if one passes, do not trust the suite on this data.",
+        "",
+        _suite_table(report),
+        "",
+        "Per model, in full:",
+        "",
+    ]
+    for name, suite in report.suites.items():
+        lines += [f"### {_LABELS[name]}", "", suite.to_markdown(), ""]
+    lines += _artefact_lines(report)
+    lines += [
+        "## Secondary: `cqt-stats` Frechet distance (blind to temporal order)",
+        "",
+        f"Of the default model ({_LABELS[aug.models[0]]}). `cqt-stats` summarises each bin "
+        "over time, so windows with their frames permuted score close to real ones: read it "
+        "for spectral envelope and level, not for music. Distance to the held-out recordings' "
+        "windows, beside the floor: the distance of the training recordings' windows to the "
+        "same held-out windows, at equal sample sizes.",
         "",
         "| | distance | floor | ratio |",
         "|---|---|---|---|",
@@ -267,7 +436,7 @@ def _markdown(
     if report.memorization is not None:
         m = report.memorization
         lines += [
-            "## Memorisation",
+            "### Memorisation in CQT space",
             "",
             "Median distance to the nearest training window: synthetic "
             f"{_fmt(m.median_synthetic)}, held-out real {_fmt(m.median_heldout)}; "
@@ -277,12 +446,12 @@ def _markdown(
             "any held-out window is.",
             "",
         ]
-    lines += ["## Per song", "", report.per_song.to_markdown(), "", "## Figures", ""]
+    lines += ["### Per song", "", report.per_song.to_markdown(), "", "## Figures", ""]
     captions = {
         "grid": "The rarest evaluated songs at one colour scale: real (training) windows, each "
         "fitted model's samples, and classic augmentation of the real windows",
-        "bin_statistics": "Per-bin mean and spread, held-out real vs synthetic",
-        "histograms": "Value histograms per frequency band",
+        "bin_statistics": "Per-bin mean and spread, held-out real vs the default model",
+        "histograms": "Value histograms per frequency band, held-out real vs the default model",
         "losses": "Training losses",
     }
     for name, path in report.figures.items():

@@ -1,0 +1,160 @@
+"""Quality targets of the default sampler: the suite of ``covergan.quality`` over seeds.
+
+For each corpus and seed: hold out one recording of every work with three or more
+(``split_recordings``), fit ``Augmenter(model=("versions", "gan"))`` on the rest, and run
+``covergan.report.quality_report`` (its CSI embedding trained on the training side). Prints,
+per model, the identity and diversity ratios against the targets of issue 18 (>= 0.8 of the
+held-out floor), realism, memorisation and spectral artefacts, and whether every negative
+control was rejected, as mean ± std over seeds with the per-seed values. Each finished run is
+appended to ``WORKDIR/results.jsonl`` and skipped when the same command runs again, so an
+interrupted run resumes; each run's report stays in ``WORKDIR/<corpus>-s<seed>/``.
+
+Corpora: ``chorales`` (the demo data, render seed 0) and ``toy`` (40 long-tailed toy songs of
+``benchmarks/downstream.py``, extracted once into ``WORKDIR/toy.pt``). The toy corpus makes its
+versions with the transforms the version model learns (key, tempo, timbre), so it flatters
+the version model; the chorales less so.
+
+Usage::
+
+    python benchmarks/quality.py                                   # both corpora, seeds 0-2
+    python benchmarks/quality.py --data chorales --seeds 0 --steps 300   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from covergan import Augmenter
+from covergan.data import CQTDataset, split_recordings
+from covergan.report import quality_report
+
+TARGET = 0.8  # identity and diversity, as a ratio to the held-out real floor
+
+
+def load(corpus: str, workdir: Path) -> CQTDataset:
+    """The corpus as a dataset (the toy corpus is extracted once into ``workdir``)."""
+    if corpus == "chorales":
+        from covergan.datasets import chorale_covers
+
+        return chorale_covers(seed=0, progress=False)
+    if corpus == "toy":
+        path = workdir / "toy.pt"
+        if not path.is_file():
+            from covergan.datasets import toy_covers
+
+            covers = toy_covers(40, 8, seed=0, long_tail=True, duration=45.0)
+            covers.to_dataset(progress=True).save(path)
+        return CQTDataset.load(path)
+    raise SystemExit(f"unknown corpus {corpus!r}: chorales or toy")
+
+
+def run_one(corpus: str, seed: int, steps: int, workdir: Path) -> dict[str, Any]:
+    """Fit both models on one seed's split and measure them; a JSON-ready row."""
+    data = load(corpus, workdir)
+    train, heldout = split_recordings(data, holdout=1, min_recordings=3, seed=seed)
+    t0 = time.perf_counter()
+    aug = Augmenter(model=("versions", "gan"), steps=steps, seed=seed, progress=False)
+    aug.fit(train)
+    fit_s = time.perf_counter() - t0
+    report = quality_report(aug, train, heldout, workdir / f"{corpus}-s{seed}", seed=seed)
+    row: dict[str, Any] = {"corpus": corpus, "seed": seed, "steps": steps, "fit_s": fit_s}
+    for name, suite in report.suites.items():
+        for m in suite.metrics:
+            row[f"{name}/{m.name}"] = m.ratio
+        artefacts = report.artefacts.get(name)
+        row[f"{name}/artefact bins"] = None if artefacts is None else len(artefacts.bins)
+    row["controls rejected"] = sum(not c.passed for c in report.controls.values())
+    row["controls"] = len(report.controls)
+    row["report_s"] = report.seconds
+    return row
+
+
+def summarise(rows: list[dict[str, Any]]) -> str:
+    """Mean ± std over seeds of every ratio, per corpus, with the targets."""
+    lines = [
+        "| corpus | model | metric | mean ± std | seeds | target |",
+        "|---|---|---|---|---|---|",
+    ]
+    for corpus in sorted({r["corpus"] for r in rows}):
+        mine = [r for r in rows if r["corpus"] == corpus]
+        keys = [k for k in mine[0] if "/" in k]
+        for key in keys:
+            values = np.asarray([r[key] for r in mine if r[key] is not None], dtype=float)
+            if values.size == 0:
+                continue
+            model, metric = key.split("/")
+            target = f">= {TARGET}" if metric in ("identity", "diversity") else ""
+            met = "" if not target else (" (met)" if values.mean() >= TARGET else " (NOT met)")
+            per_seed = ", ".join(f"{v:.2f}" for v in values)
+            lines.append(
+                f"| {corpus} | {model} | {metric} | {values.mean():.2f} ± {values.std():.2f} | "
+                f"{per_seed} | {target}{met} |"
+            )
+        rejected = [f"{r['controls rejected']}/{r['controls']}" for r in mine]
+        lines.append(f"| {corpus} | controls | rejected | | {', '.join(rejected)} | all |")
+    return "\n".join(lines)
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    """Finished runs; a line cut short by a kill during its write is ignored (and redone)."""
+    rows = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def _append_row(path: Path, row: dict[str, Any]) -> None:
+    """One whole line per finished run, after ending a line a kill may have cut short."""
+    cut = path.is_file() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
+    with path.open("a") as f:
+        f.write(("\n" if cut else "") + json.dumps(row) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", nargs="+", default=["chorales", "toy"], help="corpora")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=1000, help="steps of each model")
+    parser.add_argument("--workdir", type=Path, default=Path("quality-bench"))
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    results = args.workdir / "results.jsonl"
+    done = _read_rows(results)
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
+    for corpus in args.data:
+        for seed in args.seeds:
+            if any(
+                r["corpus"] == corpus and r["seed"] == seed and r["steps"] == args.steps
+                for r in done
+            ):
+                continue
+            row = run_one(corpus, seed, args.steps, args.workdir)
+            _append_row(results, row)
+            done.append(row)
+            print(f"{corpus} seed {seed}: fit {row['fit_s']:.0f} s, report {row['report_s']:.0f} s")
+    rows = [r for r in done if r["corpus"] in args.data and r["seed"] in args.seeds]
+    rows = [r for r in rows if r["steps"] == args.steps]
+    print(summarise(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -294,6 +294,7 @@ def test_embed_windows_restores_training_mode_and_uses_eval_mode() -> None:
         (lambda x: x.reshape(1, 1, -1), r"got shape \(1, 1, \d+\)"),
         (lambda x: x.flatten(1) * float("nan"), r"NaN or inf values \(output shape \(\d+, \d+\)\)"),
         (lambda x: x.flatten(1).numpy(), "must return a torch.Tensor"),
+        (lambda x: x.flatten(1)[:, :0], r"got shape \(\d+, 0\)"),
     ],
 )
 def test_bad_embed_output_is_a_parameter_error(

@@ -815,20 +815,27 @@ def _run_features(
                 if device is not None:
                     batch = batch.to(device)
                 y = fn(batch)
-                if not isinstance(y, torch.Tensor) or y.ndim != 2 or y.shape[0] != batch.shape[0]:
-                    got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+                if not isinstance(y, torch.Tensor):
+                    raise ParameterError(
+                        f"the feature function must return a torch.Tensor (b, d), got "
+                        f"{type(y).__name__}"
+                    )
+                if y.ndim != 2 or y.shape[0] != batch.shape[0] or y.shape[1] < 1:
                     raise ParameterError(
                         f"the feature function must return a (b, d) tensor for a batch of "
-                        f"b={batch.shape[0]}, got {got}"
+                        f"b={batch.shape[0]} windows {tuple(batch.shape)}, got shape "
+                        f"{tuple(y.shape)}"
+                    )
+                if not bool(torch.isfinite(y).all()):
+                    raise ParameterError(
+                        f"the feature function returned NaN or inf values (output shape "
+                        f"{tuple(y.shape)})"
                     )
                 out.append(y.detach().to("cpu", torch.float64))
     finally:
         if module is not None and was_training:
             module.train()
-    feats = torch.cat(out).numpy() if out else np.zeros((0, 0))
-    if not np.isfinite(feats).all():
-        raise ParameterError("the feature function returned NaN or inf values")
-    return feats
+    return torch.cat(out).numpy() if out else np.zeros((0, 0))
 
 
 # --------------------------------------------------------------------------------------

@@ -21,14 +21,18 @@ from typing import Any, Literal, TypeAlias
 import numpy as np
 import numpy.typing as npt
 import torch
-from torch import nn
 
 from covergan.augment.classic import SemitoneRoll
 from covergan.csi.model import CSINet, EmbeddingFeatures
 from covergan.csi.train import train_csi
 from covergan.data import CQTDataset
 from covergan.errors import ParameterError
-from covergan.metrics import FloorComparison, MemorizationReport, frechet_with_floor
+from covergan.metrics import (
+    FloorComparison,
+    MemorizationReport,
+    extract_features,
+    frechet_with_floor,
+)
 from covergan.metrics import memorization_check as _memorization_check
 
 __all__ = [
@@ -292,38 +296,7 @@ def embed_windows(embed: Embed, x: torch.Tensor, *, batch_size: int = 64) -> Flo
         ``x`` is not a finite ``(n, 1, H, W)`` tensor, or ``embed`` returns anything but a
         finite ``(b, d)`` tensor for a batch of ``b`` (the message names what it got).
     """
-    t = _windows(x, "x")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ParameterError(f"batch_size={batch_size!r} must be a positive integer")
-    module = embed if isinstance(embed, nn.Module) else None
-    was_training = module is not None and module.training
-    param = next(iter(module.parameters()), None) if module is not None else None
-    if module is not None:
-        module.eval()
-    out: list[torch.Tensor] = []
-    try:
-        with torch.no_grad():
-            for start in range(0, t.shape[0], batch_size):
-                batch = t[start : start + batch_size].float()
-                y = embed(batch.to(param.device) if param is not None else batch)
-                if not isinstance(y, torch.Tensor):
-                    raise ParameterError(
-                        f"embed must return a torch.Tensor (b, d), got {type(y).__name__}"
-                    )
-                if y.ndim != 2 or y.shape[0] != batch.shape[0] or y.shape[1] < 1:
-                    raise ParameterError(
-                        f"embed must return a (b, d) tensor for a batch of b={batch.shape[0]} "
-                        f"windows {tuple(batch.shape)}, got shape {tuple(y.shape)}"
-                    )
-                if not bool(torch.isfinite(y).all()):
-                    raise ParameterError(
-                        f"embed returned NaN or inf values (output shape {tuple(y.shape)})"
-                    )
-                out.append(y.detach().to("cpu", torch.float64))
-    finally:
-        if module is not None and was_training:
-            module.train()
-    return torch.cat(out).numpy()
+    return extract_features(_windows(x, "x").float(), embed, batch_size=batch_size)
 
 
 def evaluate_quality(

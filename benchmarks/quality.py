@@ -9,10 +9,10 @@ control was rejected, as mean ± std over seeds with the per-seed values. Each f
 appended to ``WORKDIR/results.jsonl`` and skipped when the same command runs again, so an
 interrupted run resumes; each run's report stays in ``WORKDIR/<corpus>-s<seed>/``.
 
-Corpora: ``chorales`` (the demo data, render seed 0) and ``toy`` (40 long-tailed toy songs of
-``benchmarks/downstream.py``, extracted once into ``WORKDIR/toy.pt``). The toy corpus makes its
-versions with the transforms the version model learns (key, tempo, timbre), so it flatters
-the version model; the chorales less so.
+Corpora: ``chorales`` (the demo data, render seed 0) and ``toy`` (40 toy songs of 5 versions,
+30 s each, so that every song has held-out recordings; extracted once into
+``WORKDIR/toy.pt``). The toy corpus makes its versions with the transforms the version model
+learns (key, tempo, timbre), so it flatters the version model; the chorales less so.
 
 Usage::
 
@@ -51,7 +51,7 @@ def load(corpus: str, workdir: Path) -> CQTDataset:
         if not path.is_file():
             from covergan.datasets import toy_covers
 
-            covers = toy_covers(40, 8, seed=0, long_tail=True, duration=45.0)
+            covers = toy_covers(40, 5, seed=0, duration=30.0)
             covers.to_dataset(progress=True).save(path)
         return CQTDataset.load(path)
     raise SystemExit(f"unknown corpus {corpus!r}: chorales or toy")

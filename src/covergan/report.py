@@ -365,7 +365,7 @@ def _suite_table(report: QualityReport) -> str:
     named += [(f"control: {n}", s) for n, s in report.controls.items()]
     for label, suite in named:
         cells = " | ".join(
-            f"{_fmt(m.ratio)}x" + ("" if m.verdict == "pass" else f" ({m.verdict.lower()})")
+            "n/a" if not m.informative else f"{_fmt(m.ratio)}x" + ("" if m.passed else " (fail)")
             for m in suite.metrics
         )
         verdict = "pass" if suite.passed else "FAIL"

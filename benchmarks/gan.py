@@ -43,7 +43,13 @@ WINDOW = 200
 def train_throughput(preset: str, train: CQTDataset, aug_template: Augmenter, steps: int) -> float:
     """Training samples per second of ``preset`` (after two warm-up steps)."""
     probe = Augmenter(
-        preset=preset, window=WINDOW, steps=2, seed=0, progress=False, device=aug_template.device
+        model="gan",
+        preset=preset,
+        window=WINDOW,
+        steps=2,
+        seed=0,
+        progress=False,
+        device=aug_template.device,
     ).fit(train)
     gan = probe.gan_
     view = train.windows(WINDOW, crop="random", seed=1, transform=probe.normalizer_)
@@ -107,7 +113,13 @@ def main() -> None:
             steps = max(1, int(steps / 1.2))
         t0 = time.perf_counter()
         aug = Augmenter(
-            preset=preset, window=WINDOW, steps=steps, seed=args.seed, device="cpu", progress=True
+            model="gan",
+            preset=preset,
+            window=WINDOW,
+            steps=steps,
+            seed=args.seed,
+            device="cpu",
+            progress=True,
         ).fit(train)
         seconds = time.perf_counter() - t0
         out = (args.figures / preset) if args.figures else Path(f"/tmp/covergan-gan-bench/{preset}")

@@ -87,6 +87,7 @@ def main() -> None:
         for width in args.widths:
             t0 = time.perf_counter()
             aug = Augmenter(
+                model="gan",
                 gan={"g_width": width},
                 window=WINDOW,
                 steps=args.steps,

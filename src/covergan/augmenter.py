@@ -627,18 +627,21 @@ class Augmenter:
             method = self.models[0]
         if method not in MODELS:
             raise ParameterError(f"method={method!r} must be 'versions' or 'gan'")
-        if method == "gan" and self.gan_ is None:
+        if method == "gan":
+            self._gan_model()
+        else:
+            self._version_model()
+        return method
+
+    def _gan_model(self) -> ConditionalDCGAN:
+        """The fitted class GAN, or a NotFittedError that says how to get one."""
+        self._check_fitted()
+        if self.gan_ is None:
             raise NotFittedError(
                 f"this augmenter has no class GAN (fitted with model={self.model!r}); refit "
                 "with Augmenter(model=('versions', 'gan'))"
             )
-        if method == "versions" and self.versions_ is None:
-            raise NotFittedError(
-                f"this augmenter has no version model (fitted with model={self.model!r}, or "
-                "saved by an older covergan); call aug.fit_versions(dataset), or refit with "
-                "Augmenter(model='versions')"
-            )
-        return method
+        return self.gan_
 
     # ---------------------------------------------------------------------------- versions
 
@@ -707,8 +710,14 @@ class Augmenter:
         )
 
     def _version_model(self) -> VersionGAN:
-        self._method("versions")
-        assert self.versions_ is not None
+        """The fitted version model, or a NotFittedError that says how to get one."""
+        self._check_fitted()
+        if self.versions_ is None:
+            raise NotFittedError(
+                f"this augmenter has no version model (fitted with model={self.model!r}, or "
+                "saved by an older covergan); call aug.fit_versions(dataset), or refit with "
+                "Augmenter(model='versions')"
+            )
         return self.versions_
 
     def version_augment(
@@ -856,43 +865,57 @@ class Augmenter:
             if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
                 raise ParameterError(f"n={n!r} for song {song!r} must be an integer >= 0")
             labels[song] = self.songs_.index(song)  # raises UnknownSongError
-        height, width = self.config_.n_bins, self.window_
-        out: dict[SongId, torch.Tensor] = {}
         if method == "gan":
-            assert self.gan_ is not None
-            flat = [labels[s] for s, n in counts.items() for _ in range(int(n))]
-            if not flat:
-                return {song: torch.empty(0, 1, height, width) for song in counts}
-            x = self.gan_.generate(flat, generator=seed, truncation=truncation)
-            if space == "features":
-                x = self.normalizer_.inverse(x)
-            at = 0
-            for song, n in counts.items():
-                out[song] = x[at : at + int(n)]
-                at += int(n)
-            return out
-        assert self.versions_ is not None
+            return self._sample_gan(counts, labels, space, seed, truncation)
+        return self._sample_versions(counts, labels, space, seed, truncation)
+
+    def _sample_gan(
+        self,
+        counts: Mapping[SongId, int],
+        labels: Mapping[SongId, int],
+        space: Space,
+        seed: int | None,
+        truncation: float | None,
+    ) -> dict[SongId, torch.Tensor]:
+        """The class GAN's samples of every song, in one batched pass."""
+        flat = [labels[s] for s, n in counts.items() for _ in range(int(n))]
+        if not flat:
+            return {song: self._no_samples() for song in counts}
+        x = self._gan_model().generate(flat, generator=seed, truncation=truncation)
+        if space == "features":
+            x = self.normalizer_.inverse(x)
+        bounds = np.cumsum([0, *(int(n) for n in counts.values())])
+        return {song: x[a:b] for song, a, b in zip(counts, bounds[:-1], bounds[1:], strict=True)}
+
+    def _sample_versions(
+        self,
+        counts: Mapping[SongId, int],
+        labels: Mapping[SongId, int],
+        space: Space,
+        seed: int | None,
+        truncation: float | None,
+    ) -> dict[SongId, torch.Tensor]:
+        """Versions of each song's reference windows, each song from its own seed."""
+        model = self._version_model()
         if self.references_ is None:
             raise NotFittedError(
                 "this augmenter's version model has no reference bank (saved by covergan 0.1): "
                 "call aug.fit_versions(dataset) on its training data, or sample_like(features)"
             )
+        out: dict[SongId, torch.Tensor] = {}
         for song, n in counts.items():
             if n == 0:
-                out[song] = torch.empty(0, 1, height, width)
+                out[song] = self._no_samples()
                 continue
             song_seed = None if seed is None else int(_derive_seed(seed, labels[song]))
-            rng = np.random.default_rng(song_seed)
-            windows = self.references_.draw(song, int(n), rng=rng)
+            windows = self.references_.draw(song, int(n), rng=np.random.default_rng(song_seed))
             out[song] = generate_versions(
-                self.versions_,
-                self.normalizer_,
-                windows,
-                seed=song_seed,
-                space=space,
-                truncation=truncation,
+                model, self.normalizer_, windows, seed=song_seed, space=space, truncation=truncation
             )
         return out
+
+    def _no_samples(self) -> torch.Tensor:
+        return torch.empty(0, 1, self.config_.n_bins, self.window_)
 
     # ---------------------------------------------------------------------------- balancing
 

@@ -215,7 +215,7 @@ def quality_report(
     controls = negative_controls(embed, real, real_songs, held, held_songs, seed=seed)
     artefacts = _artefacts(fakes, songs, real, real_songs, held, seed)
 
-    fake_by_song = fakes[aug.models[0]] if aug.models[0] in fakes else next(iter(fakes.values()))
+    fake_by_song = next(iter(fakes.values()))  # the default model's (models are in order)
     fake = torch.cat([fake_by_song[s] for s in songs])
     keep = [i for i, s in enumerate(real_songs) if s in fake_by_song]
     real_eval = real[keep]
@@ -280,7 +280,8 @@ def _artefacts(
     """The artefact check of each model and of its controls, against the held-out range."""
     if held.shape[0] < MIN_REFERENCE_WINDOWS:
         return {}
-    floor = real[[i for i, s in enumerate(real_songs) if s in set(songs)]]
+    evaluated = set(songs)
+    floor = real[[i for i, s in enumerate(real_songs) if s in evaluated]]
     checks = {
         name: artefact_check(held, torch.cat([by_song[s] for s in songs]), floor=floor)
         for name, by_song in fakes.items()

@@ -161,6 +161,36 @@ def test_version_transform_closed_forms() -> None:
     assert torch.equal(up[1, 0, :4], ref[1, 0, 2:, :4]) and bool((up[1, 0, 4:] == -1).all())
 
 
+def test_version_transform_fills_vacated_bins_from_the_octave() -> None:
+    ref = torch.arange(2 * 24 * 4, dtype=torch.float32).reshape(2, 1, 24, 4) / 200
+    moved = version_transform(ref, torch.tensor([2, -3]), torch.ones(2), width=4)
+    # up 2: bins 0-1 take pitch classes 10-11 from the octave above, the rest move up
+    assert torch.equal(moved[0, 0, :2], ref[0, 0, 10:12])
+    assert torch.equal(moved[0, 0, 2:], ref[0, 0, :22])
+    # down 3: bins 21-23 take pitch classes 0-2 of the top octave
+    assert torch.equal(moved[1, 0, :21], ref[1, 0, 3:])
+    assert torch.equal(moved[1, 0, 21:], ref[1, 0, 12:15])
+    silent = version_transform(ref, torch.tensor([2, -3]), torch.ones(2), width=4, fill="silence")
+    assert bool((silent[0, 0, :2] == -1).all()) and bool((silent[1, 0, 21:] == -1).all())
+    assert torch.equal(silent[0, 0, 2:], moved[0, 0, 2:])
+    with pytest.raises(ParameterError, match="fill="):
+        version_transform(ref, torch.zeros(2, dtype=torch.long), torch.ones(2), width=4, fill="x")
+
+
+def test_config_from_before_the_refine_stage_and_octave_fill() -> None:
+    old = dict(VersionConfig(**TINY).to_dict())
+    del old["g_refine"], old["key_fill"]
+    cfg = VersionConfig.from_dict(old)
+    assert cfg.g_refine == 0 and cfg.key_fill == "silence"
+    model = VersionGAN(cfg)
+    assert model.generator.final is None
+    assert VersionGAN(VersionConfig(**TINY)).generator.final is not None
+    with pytest.raises(ParameterError, match="key_fill"):
+        VersionConfig(**TINY, key_fill="noise")  # type: ignore[arg-type]
+    with pytest.raises(ParameterError, match="g_refine"):
+        VersionConfig(**TINY, g_refine=-1)
+
+
 def test_pitch_class_profile_folds_octaves_and_semitone_bins() -> None:
     x = torch.full((1, 1, 30, 2), -1.0)  # 2 bins per semitone: 1.25 octaves, top one padded
     x[0, 0, 2, 0] = 1.0  # pitch class 1, octave 0
@@ -215,9 +245,12 @@ def test_content_weight_keeps_the_reference_notes(
 
 
 def test_generator_and_discriminator_shapes() -> None:
-    g = VersionGenerator(image_size=(21, 14), z_dim=8, width=4, n_stages=2, n_blocks=1)
-    x = g(torch.rand(3, 1, 21, 14) * 2 - 1, torch.randn(3, 8)).detach()
-    assert x.shape == (3, 1, 21, 14) and float(x.abs().max()) <= 1.0
+    for refine in (0, 3):
+        g = VersionGenerator(
+            image_size=(21, 14), z_dim=8, width=4, n_stages=2, n_blocks=1, refine=refine
+        )
+        x = g(torch.rand(3, 1, 21, 14) * 2 - 1, torch.randn(3, 8)).detach()
+        assert x.shape == (3, 1, 21, 14) and float(x.abs().max()) <= 1.0
     d = PairDiscriminator(image_size=(21, 14), width=4)
     assert d(torch.randn(3, 1, 21, 20), x).shape == (3,)
     with pytest.raises(ParameterError, match="takes"):

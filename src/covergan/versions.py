@@ -78,6 +78,7 @@ from covergan.gan import (
 )
 from covergan.models.dcgan import ConvEncoder
 from covergan.models.reference import (
+    KeyFill,
     PairDiscriminator,
     VersionGenerator,
     chroma_correlation,
@@ -142,6 +143,11 @@ class VersionConfig:
         ``1 / 2**g_stages`` resolution).
     g_blocks : int
         Residual AdaIN blocks at the content resolution.
+    g_refine : int
+        Channels of the generator's full-resolution output stage, which reads the
+        decoder's output beside the transformed reference
+        (:class:`~covergan.models.reference.VersionGenerator`); 0: none. Files saved
+        before it existed load with 0.
     d_stages : int, optional
         Stride-2 stages of the discriminator; ``None``: :func:`~covergan.models.auto_stages`.
     max_semitones : int
@@ -149,6 +155,10 @@ class VersionConfig:
         (0 disables it).
     tempo_range : tuple of float
         Tempo factor of a sample, log-uniform in ``[low, high]`` (``(1, 1)`` disables it).
+    key_fill : {"octave", "silence"}
+        What fills the bins a key change vacates
+        (:func:`~covergan.models.reference.version_transform`). Files saved before
+        ``"octave"`` existed load with ``"silence"``.
     lr_g, lr_d : float
         Adam learning rates.
     betas : tuple of float
@@ -191,9 +201,11 @@ class VersionConfig:
     max_width: int = 128
     g_stages: int = 2
     g_blocks: int = 2
+    g_refine: int = 8
     d_stages: int | None = None
     max_semitones: int = 6
     tempo_range: tuple[float, float] = (0.8, 1.25)
+    key_fill: KeyFill = "octave"
     lr_g: float = 2e-4
     lr_d: float = 2e-4
     betas: tuple[float, float] = (0.0, 0.99)
@@ -214,7 +226,7 @@ class VersionConfig:
             self, ("z_dim", "g_width", "d_width", "max_width", "g_stages", "bins_per_semitone")
         )
         check_ints(self, ("batch_size",), minimum=2)
-        check_ints(self, ("g_blocks", "max_semitones"), minimum=0)
+        check_ints(self, ("g_blocks", "g_refine", "max_semitones"), minimum=0)
         if 2**self.g_stages > min(self.image_size):
             raise ParameterError(
                 f"VersionConfig.g_stages={self.g_stages} is too many for "
@@ -235,6 +247,10 @@ class VersionConfig:
                 f"VersionConfig.tempo_range={tempo!r} must be two positive numbers low <= high"
             )
         object.__setattr__(self, "tempo_range", (float(tempo[0]), float(tempo[1])))
+        if self.key_fill not in ("octave", "silence"):
+            raise ParameterError(
+                f"VersionConfig.key_fill={self.key_fill!r} must be 'octave' or 'silence'"
+            )
         check_reals(self, ("lr_g", "lr_d"), positive=True)
         check_reals(
             self,
@@ -272,8 +288,11 @@ class VersionConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VersionConfig:
-        """Rebuild from :meth:`to_dict` output; unknown keys are an error."""
-        result: VersionConfig = config_from_dict(cls, data)
+        """Rebuild from :meth:`to_dict` output; unknown keys are an error. A dict without
+        ``g_refine`` or ``key_fill`` (written before they existed) describes the model of
+        that time: no refinement stage, silence in the bins a key change vacates."""
+        before = {"g_refine": 0, "key_fill": "silence"}
+        result: VersionConfig = config_from_dict(cls, {**before, **data})
         return result
 
 
@@ -342,6 +361,7 @@ class VersionGAN(_AdversarialPair):
                 max_width=config.max_width,
                 n_stages=config.g_stages,
                 n_blocks=config.g_blocks,
+                refine=config.g_refine,
             )
             self.discriminator: PairDiscriminator = PairDiscriminator(
                 image_size=config.image_size,
@@ -521,7 +541,12 @@ class VersionGAN(_AdversarialPair):
                 gen.manual_seed(_derive_seed(cast(int, self.seed), _STREAM_AE_STEP, step))
                 semis, rates, eps = self._draw(refs.shape[0], gen, self.device)
                 x = version_transform(
-                    refs, semis, rates, width=width, bins_per_semitone=cfg.bins_per_semitone
+                    refs,
+                    semis,
+                    rates,
+                    width=width,
+                    bins_per_semitone=cfg.bins_per_semitone,
+                    fill=cfg.key_fill,
                 )
                 mu, log_var = encoder(x)
                 z = mu + eps * torch.exp(0.5 * log_var)
@@ -599,6 +624,7 @@ class VersionGAN(_AdversarialPair):
             torch.cat([rates, rates]),
             width=width,
             bins_per_semitone=cfg.bins_per_semitone,
+            fill=cfg.key_fill,
         )
         fake = G(src, z)
         aug = self.augment
@@ -729,6 +755,7 @@ class VersionGAN(_AdversarialPair):
                 rates[start:stop],
                 width=width,
                 bins_per_semitone=self.config.bins_per_semitone,
+                fill=self.config.key_fill,
             )
             out: Tensor = module(src, z[start:stop].to(self.device))
             return out

@@ -28,6 +28,7 @@ Discriminator (:class:`PairDiscriminator`): judges a ``(reference, candidate)`` 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -48,15 +49,29 @@ __all__ = [
 ]
 
 
+KeyFill = Literal["octave", "silence"]
+
+
 def version_transform(
-    ref: Tensor, semitones: Tensor, rates: Tensor, *, width: int, bins_per_semitone: int = 1
+    ref: Tensor,
+    semitones: Tensor,
+    rates: Tensor,
+    *,
+    width: int,
+    bins_per_semitone: int = 1,
+    fill: KeyFill = "octave",
 ) -> Tensor:
     """Transpose and tempo-change reference windows (the explicit part of a version).
 
     Frame ``t`` of the output reads source frame ``t * rates[b]`` (linear interpolation,
     clamped at the last source frame), so ``rates > 1`` plays the reference faster and
     consumes ``rates * width`` source frames; then the window is shifted by
-    ``semitones[b] * bins_per_semitone`` bins with silence (``-1``) filling the vacated bins.
+    ``semitones[b] * bins_per_semitone`` bins. The bins a shift vacates are filled with the
+    same pitch class an octave away (``fill="octave"``: moved up, the lowest bins repeat the
+    bins an octave above them; moved down, the highest repeat those an octave below), so
+    every bin keeps real texture; ``fill="silence"`` fills them with ``-1`` (a flat band that
+    no real window has; models saved before the octave fill existed use it). A window of
+    fewer than 12 semitones of bins always takes silence.
 
     Parameters
     ----------
@@ -71,11 +86,15 @@ def version_transform(
         Output frames ``W``.
     bins_per_semitone : int
         Frequency bins per semitone.
+    fill : {"octave", "silence"}
+        What fills the bins a key change vacates (see above).
 
     Returns
     -------
     torch.Tensor [shape=(B, 1, H, width)]
     """
+    if fill not in ("octave", "silence"):
+        raise ParameterError(f"fill={fill!r} must be 'octave' or 'silence'")
     if ref.dim() != 4 or ref.shape[1] != 1:
         raise ParameterError(f"ref must be [B, 1, H, W_src], got {tuple(ref.shape)}")
     b, _, h, w_src = ref.shape
@@ -89,7 +108,22 @@ def version_transform(
     idx0 = i0.view(b, 1, 1, width).expand(b, 1, h, width)
     idx1 = i1.view(b, 1, 1, width).expand(b, 1, h, width)
     out = torch.gather(ref, 3, idx0) * (1 - frac) + torch.gather(ref, 3, idx1) * frac
-    return apply_freq_shift(out, semitones.to(ref.device).long() * int(bins_per_semitone))
+    shift = semitones.to(ref.device).long() * int(bins_per_semitone)
+    octave = 12 * int(bins_per_semitone)
+    if fill == "silence" or h < octave:
+        return apply_freq_shift(out, shift)
+    return _octave_shift(out, shift, octave)
+
+
+def _octave_shift(x: Tensor, shift: Tensor, octave: int) -> Tensor:
+    """``y[..., f, :] = x[..., f - shift[b], :]``, a source bin outside ``[0, H)`` moved by
+    whole octaves back inside (needs ``H >= octave``)."""
+    b, c, h, w = x.shape
+    src = torch.arange(h, device=x.device)[None, :] - shift.view(-1, 1)  # [B, H]
+    src = torch.where(src < 0, src % octave, src)
+    top = h - octave  # bins [top, h) hold the highest octave
+    src = torch.where(src >= h, top + (src - top) % octave, src)
+    return torch.gather(x, 2, src.view(b, 1, h, 1).expand(b, c, h, w))
 
 
 def pitch_class_profile(x: Tensor, *, bins_per_semitone: int = 1) -> Tensor:
@@ -217,6 +251,13 @@ class VersionGenerator(nn.Module):
         Stride-2 stages of encoder and decoder.
     n_blocks : int
         Residual AdaIN blocks at the coarsest scale.
+    refine : int
+        Channels of the full-resolution output stage: the sub-pixel layer gives ``refine``
+        maps at full resolution, and one 3 x 3 convolution (edge-replicating padding) reads
+        them beside the transformed reference itself, so onsets and the edge bins come from
+        the input's own resolution instead of from 2 x 2 sub-pixel blocks (whose period-2
+        pattern showed as a comb across the lowest bins). 0: the sub-pixel layer is the
+        output (the layout of models saved before this stage existed).
     """
 
     def __init__(
@@ -228,10 +269,13 @@ class VersionGenerator(nn.Module):
         max_width: int = 128,
         n_stages: int = 2,
         n_blocks: int = 2,
+        refine: int = 8,
     ) -> None:
         super().__init__()
-        if n_stages < 1 or n_blocks < 0:
-            raise ParameterError(f"n_stages={n_stages} must be >= 1 and n_blocks={n_blocks} >= 0")
+        if n_stages < 1 or n_blocks < 0 or refine < 0:
+            raise ParameterError(
+                f"n_stages={n_stages} must be >= 1, n_blocks={n_blocks} and refine={refine} >= 0"
+            )
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.z_dim = int(z_dim)
         self.n_stages = int(n_stages)
@@ -247,8 +291,15 @@ class VersionGenerator(nn.Module):
             for k in reversed(range(n_stages - 1))
         )
         self.up_norms = nn.ModuleList(AdaIN(chans[k], z_dim) for k in reversed(range(n_stages - 1)))
-        # sub-pixel output layer: 3 x 3 conv to 4 channels at half resolution, pixel shuffle
-        self.out = nn.Conv2d(chans[0], 4, 3, padding=1)
+        # sub-pixel layer: 3 x 3 conv to 4 maps per output channel at half resolution, then
+        # pixel shuffle; with ``refine``, a full-resolution conv reads them and the reference
+        self.refine = int(refine)
+        self.out = nn.Conv2d(chans[0], 4 * max(1, self.refine), 3, padding=1)
+        self.final = (
+            nn.Conv2d(self.refine + 1, 1, 3, padding=1, padding_mode="replicate")
+            if self.refine
+            else None
+        )
 
     def forward(self, ref: Tensor, z: Tensor) -> Tensor:
         """Generate versions.
@@ -282,7 +333,10 @@ class VersionGenerator(nn.Module):
             h = block(h, z)
         for up, norm in zip(self.up, self.up_norms, strict=True):
             h = torch.relu(norm(up(h), z))
-        out = torch.tanh(nn.functional.pixel_shuffle(self.out(h), 2))
+        h = nn.functional.pixel_shuffle(self.out(h), 2)
+        if self.final is not None:
+            h = self.final(torch.cat([nn.functional.leaky_relu(h, 0.2), x], dim=1))
+        out = torch.tanh(h)
         return out[:, :, :height, :width]
 
 

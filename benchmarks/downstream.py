@@ -75,7 +75,7 @@ import torch
 from torch.utils.data import Dataset
 
 from covergan.augment.classic import Compose, SemitoneRoll, TempoChange, TimeMask, Transform
-from covergan.augmenter import Target
+from covergan.balancing import Target
 from covergan.cqt import random_crop
 from covergan.csi import (
     CSINet,
@@ -539,13 +539,13 @@ def _dataset() -> CQTDataset:
 
 def _gan_path(workdir: Path, seed: int, s: Settings, steps: int | None = None) -> Path:
     n = s.gan_steps if steps is None else steps
-    return workdir / f"gan-s{seed}-{s.key(*_SPLIT_FIELDS, 'gan', 'device')}-n{n}.pt"
+    return workdir / f"gan-s{seed}-{s.key(*_SPLIT_FIELDS, 'gan', 'device')}-n{n}.aug"
 
 
 def _shorter_gan(workdir: Path, seed: int, s: Settings) -> tuple[Path, int] | None:
     """The longest-trained saved GAN of this seed and config with fewer steps, if any."""
     best: tuple[Path, int] | None = None
-    for path in workdir.glob(_gan_path(workdir, seed, s, 0).name.replace("-n0.pt", "-n*.pt")):
+    for path in workdir.glob(_gan_path(workdir, seed, s, 0).name.replace("-n0.aug", "-n*.aug")):
         steps = int(path.stem.rsplit("-n", 1)[1])
         if steps < s.gan_steps and (best is None or steps > best[1]):
             best = (path, steps)
@@ -565,24 +565,13 @@ def task_gan(seed: int, s: Settings, workdir: str) -> dict[str, Any]:
     shorter = _shorter_gan(Path(workdir), seed, s)
     resumed_from = 0
     if shorter is not None:
-        # Continue a shorter run: ConditionalDCGAN.fit resumes exactly (noise and data order
-        # derive from (seed, step)), so n + m GAN steps equal one run of n + m steps, except
-        # that the autoencoder pretraining of the shorter run was (n // 5 steps) shorter. The
-        # training windows are built as Augmenter.fit builds them.
+        # Continue a shorter run: fit(resume=True) trains the steps still to do, exactly as
+        # one longer run would, except that the autoencoder pretraining of the shorter run
+        # was (n // 5 steps) shorter.
         path, resumed_from = shorter
-        aug = _load_augmenter(path, device=s.device)
-        train = split.train.windows(
-            aug.window_, crop="random", seed=aug.seed_, transform=aug.normalizer_
-        )
-        batch = aug.batch_size if aug.batch_size is not None else aug.gan_.config.batch_size
-        aug.gan_.fit(
-            train,
-            steps=s.gan_steps - resumed_from,
-            batch_size=min(batch, len(train)),
-            progress=False,
-            seed=aug.seed_,
-        )
-        aug.steps = s.gan_steps
+        aug = Augmenter.load(path, device=s.device)
+        aug.progress, aug.steps = False, s.gan_steps
+        aug.fit(split.train, resume=True)
     else:
         aug = Augmenter(
             model="gan",
@@ -594,7 +583,7 @@ def task_gan(seed: int, s: Settings, workdir: str) -> dict[str, Any]:
             progress=False,
         ).fit(split.train)
     seconds = time.perf_counter() - t0
-    _save_augmenter(aug, _gan_path(Path(workdir), seed, s))
+    aug.save(_gan_path(Path(workdir), seed, s))
     hist = aug.history_
     tail = {k: float(np.mean(v[-50:])) for k, v in hist.items() if v}
     return {
@@ -606,27 +595,11 @@ def task_gan(seed: int, s: Settings, workdir: str) -> dict[str, Any]:
     }
 
 
-def _save_augmenter(aug: Any, path: Path) -> None:
-    # Augmenter.save/load needs ConditionalDCGAN.from_state_dict, which gan.py does not have
-    # yet: store the GAN with its own checkpoint and the rest of the fitted state as a pickle
-    # (our own, trusted file).
-    aug.gan_.save(path.with_suffix(".gan"))
-    state = {k: v for k, v in vars(aug).items() if k not in ("gan_", "history_")}
-    torch.save(state, path)
-
-
-def _load_augmenter(path: Path, *, device: str = "cpu") -> Any:
+def _load_gan(path: Path) -> Any:
     from covergan.augmenter import Augmenter
-    from covergan.gan import ConditionalDCGAN
 
-    aug = Augmenter.__new__(Augmenter)
-    aug.__dict__.update(torch.load(path, map_location="cpu", weights_only=False))
-    aug.gan_ = ConditionalDCGAN.load(path.with_suffix(".gan"), device=device)
-    # files cached before the version model became the default hold the class GAN alone
-    for name, value in (("model", "gan"), ("versions_", None), ("references_", None)):
-        aug.__dict__.setdefault(name, value)
-    if isinstance(aug.__dict__.get("versions"), bool):
-        aug.versions = None
+    aug = Augmenter.load(path, device="cpu")
+    aug.progress = False
     return aug
 
 
@@ -699,9 +672,9 @@ def _version_sampler(
 def _planned_recordings(split: Split, s: Settings) -> dict[SongId, tuple[int, list[int]]]:
     """``{song: (planned items, its recordings' indices in split.train)}`` for the songs that
     the plan of (c) (``--target``, ``--max-ratio``) gives items."""
-    from covergan.augmenter import _plan_counts
+    from covergan.balancing import plan_counts
 
-    plan = _plan_counts(split.train.class_counts(), _target(s.target), s.max_ratio)
+    plan = plan_counts(split.train.class_counts(), _target(s.target), s.max_ratio)
     items: dict[SongId, list[int]] = {}
     for i, song in enumerate(split.train.song_ids):
         items.setdefault(song, []).append(i)
@@ -939,7 +912,7 @@ def task_csi(seed: int, cond: str, s: Settings, workdir: str) -> dict[str, Any]:
         plan = {song: len(x) for song, x in samples.items()}
         train_data = _with_synthetic(real, samples, plan, seed, s)
     elif use_gan:
-        aug = _load_augmenter(_gan_path(wd, seed, s))
+        aug = _load_gan(_gan_path(wd, seed, s))
         samples, info = _synthetic(aug, split, seed, s, cond, wd)
         plan = aug.plan(_target(s.target), max_ratio=s.max_ratio)
         train_data = _with_synthetic(real, samples, plan, seed, s)
@@ -959,7 +932,7 @@ def task_cas(seed: int, s: Settings, workdir: str) -> dict[str, Any]:
     """Classification accuracy score: train on synthetic samples only, test on real."""
 
     split = make_split(_dataset(), seed, s)
-    aug = _load_augmenter(_gan_path(Path(workdir), seed, s))
+    aug = _load_gan(_gan_path(Path(workdir), seed, s))
     songs = list(split.train.index.ids)
     drawn = aug.sample_many(
         {song: s.cas_per_song for song in songs}, seed=seed + 1000, truncation=s.truncation

@@ -13,53 +13,78 @@ approach; its samples measured no better than other crops of a song's own record
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import secrets
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from covergan._checks import check_known_fields
+from covergan.balancing import Target, balance, plan_counts
 from covergan.cqt import CQTConfig, CQTExtractor, CQTNormalizer
 from covergan.data import CQTDataset, SongId, SongIndex
 from covergan.errors import DatasetError, NotFittedError, ParameterError
-from covergan.gan import Callback, ConditionalDCGAN, GANConfig, _agree_seed, _derive_seed
+from covergan.gan import Callback, ConditionalDCGAN, GANConfig, _agree_seed
+from covergan.inputs import DatasetLike, as_dataset
 from covergan.references import DEFAULT_REFERENCES, ReferenceBank
-from covergan.sampling import AugmentedDataset, SyntheticBank
+from covergan.sampling import AugmentedDataset
+from covergan.synthesis import (
+    MIN_VERSION_WORKS,
+    REGISTRY,
+    FitContext,
+    SynthesisModel,
+    VersionModel,
+)
+from covergan.synthesis.base import Method, Space
 from covergan.versions import (
     VERSION_AUGMENT_P,
     VersionAugment,
     VersionConfig,
     VersionGAN,
-    generate_versions,
     sample_versions,
 )
 
-__all__ = ["MIN_VERSION_WORKS", "MODELS", "Augmenter", "DatasetLike", "Method"]
+__all__ = ["MIN_VERSION_WORKS", "MODELS", "Augmenter", "DatasetLike", "Method", "Target"]
 
 logger = logging.getLogger(__name__)
 
-#: What :meth:`Augmenter.fit` accepts as a dataset.
-DatasetLike = (
-    "CQTDataset | CoverSet | Iterable[tuple[np.ndarray, SongId]] | "
-    "Mapping[SongId, Sequence[np.ndarray]] | str | os.PathLike[str]"
-)
-Space = Literal["features", "model"]
-Target = Literal["max", "median"] | int
-Method = Literal["versions", "gan"]
-
-#: The synthesis models an augmenter can fit, by name.
-MODELS: tuple[Method, ...] = ("versions", "gan")
-#: Works with two or more recordings the version model needs to learn from.
-MIN_VERSION_WORKS = 2
+#: The synthesis models an augmenter can fit, by name (:data:`covergan.synthesis.REGISTRY`).
+MODELS: tuple[Method, ...] = tuple(REGISTRY)
 #: The longest default window, in pooled frames (CQTNet's training crop).
 MAX_AUTO_WINDOW = 200
+
+
+#: The constructor arguments (:meth:`Augmenter.get_params`).
+_PARAMS = (
+    "model",
+    "extractor",
+    "preset",
+    "gan",
+    "versions",
+    "window",
+    "steps",
+    "pretrain_steps",
+    "version_steps",
+    "references",
+    "batch_size",
+    "device",
+    "n_jobs",
+    "cache_dir",
+    "progress",
+    "seed",
+)
+_NAMES = {"gan": "class GAN", "versions": "version model"}
+_HOW_TO_FIT = {
+    "gan": "); refit with Augmenter(model=('versions', 'gan')",
+    "versions": (
+        ", or saved by an older covergan); call aug.fit_versions(dataset), or refit with "
+        "Augmenter(model='versions'"
+    ),
+}
 
 
 def _check_count(name: str, value: object, minimum: int, *, optional: bool = False) -> None:
@@ -145,8 +170,10 @@ class Augmenter:
         Feature format of the training data and of samples in ``space="features"``.
     window_ : int
     seed_ : int
+    models_ : dict of str to SynthesisModel
+        The fitted synthesis models by name (:mod:`covergan.synthesis`), in ``model`` order.
     versions_ : VersionGAN or None
-        The version model (``None`` when not fitted).
+        The version model's network (``None`` when not fitted).
     references_ : ReferenceBank or None
         The windows :meth:`sample` turns into versions (with ``versions_``).
     gan_ : ConditionalDCGAN or None
@@ -160,9 +187,7 @@ class Augmenter:
     normalizer_: CQTNormalizer
     window_: int
     seed_: int
-    gan_: ConditionalDCGAN | None
-    versions_: VersionGAN | None
-    references_: ReferenceBank | None
+    models_: dict[Method, SynthesisModel]
 
     def __init__(
         self,
@@ -220,10 +245,14 @@ class Augmenter:
         names = (self.model,) if isinstance(self.model, str) else tuple(self.model)
         if not names or any(m not in MODELS for m in names) or len(set(names)) != len(names):
             raise ParameterError(
-                f"model={self.model!r} must be 'versions', 'gan' or a sequence of both "
+                f"model={self.model!r} must be one of {MODELS} or a sequence of them "
                 "(the first is the default for sample)"
             )
         return names
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor arguments, by name (what the synthesis models read)."""
+        return {name: getattr(self, name) for name in _PARAMS}
 
     @property
     def is_fitted(self) -> bool:
@@ -231,27 +260,44 @@ class Augmenter:
         return hasattr(self, "normalizer_")
 
     @property
+    def gan_(self) -> ConditionalDCGAN | None:
+        """The class GAN's network, ``None`` when it was not fitted."""
+        model = self._fitted_models().get("gan")
+        return None if model is None else model.network
+
+    @property
+    def versions_(self) -> VersionGAN | None:
+        """The version model's network, ``None`` when it was not fitted."""
+        model = self._fitted_models().get("versions")
+        return None if model is None else model.network
+
+    @property
+    def references_(self) -> ReferenceBank | None:
+        """The version model's reference bank, ``None`` without one."""
+        model = self._fitted_models().get("versions")
+        return model.references if isinstance(model, VersionModel) else None
+
+    def _fitted_models(self) -> dict[Method, SynthesisModel]:
+        self._check_fitted()
+        return self.models_
+
+    @property
     def steps_done(self) -> dict[Method, int]:
         """Adversarial steps each fitted model has taken, by model name."""
-        done: dict[Method, int] = {}
-        for name in self.models:
-            model = getattr(self, f"{name}_", None)
-            if model is not None:
-                done[name] = int(model.step)
-        return done
+        fitted = self.__dict__.get("models_", {})
+        return {name: fitted[name].step for name in self.models if name in fitted}
 
     @property
     def steps_planned(self) -> dict[Method, int]:
         """Adversarial steps each model trains for in all, by model name."""
-        planned: dict[Method, int] = {"gan": self.steps, "versions": self._version_steps()}
-        return {name: planned[name] for name in self.models}
+        params = self.get_params()
+        return {name: REGISTRY[name].planned_steps(params) for name in self.models}
 
     @property
     def history_(self) -> dict[str, list[float]]:
         """Per-step losses of the first model (empty until it has taken a step)."""
-        self._check_fitted()
-        model = getattr(self, f"{self.models[0]}_", None)
-        return {} if model is None else dict(model.history)
+        model = self._fitted_models().get(self.models[0])
+        return {} if model is None else model.history
 
     # ---------------------------------------------------------------------------- fitting
 
@@ -312,128 +358,61 @@ class Augmenter:
                 f"the dataset has {data.n_songs} song; an Augmenter balances songs and needs "
                 "at least 2 (for one song, train a ConditionalDCGAN(n_classes=0) directly)"
             )
-        if "versions" in self.models:
-            _check_version_data(data)
-        for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
-            delattr(self, attr)  # refit from scratch
         # under torchrun every rank must crop and shuffle alike: rank 0's random seed wins
         seed = self.seed if self.seed is not None else _agree_seed(secrets.randbits(31))
         config = data.config if data.config is not None else self._extractor().config
         window = self.window if self.window is not None else _auto_window(data.lengths())
-        # a bad model config fails before any training
-        if "gan" in self.models:
-            self._gan_config(image_size=(data.n_bins, window), config=config)
-        if "versions" in self.models:
-            self._version_config(data.n_bins, window, config.bins_per_semitone)
-        fitted = {
-            "songs_": data.index,
-            "config_": config,
-            "normalizer_": CQTNormalizer.for_config(config).fit(data),
-            "window_": window,
-            "seed_": seed,
-            "gan_": None,
-            "versions_": None,
-            "references_": None,
-        }
+        params = self.get_params()
+        for name in self.models:  # a bad model config or dataset fails before any training
+            REGISTRY[name].check(params, data, window=window, config=config)
+        for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
+            delattr(self, attr)  # refit from scratch
+        normalizer = CQTNormalizer.for_config(config).fit(data)
+        ctx = FitContext(data, config, normalizer, window, seed, self.device, self.progress)
         for name in self.models:
-            self._train(name, data, callbacks, fitted)
+            self._train(name, ctx, callbacks)
         return self
 
     def _train(
         self,
         name: Method,
-        data: CQTDataset,
+        ctx: FitContext,
         callbacks: Sequence[Callback],
-        fitted: Mapping[str, Any] | None = None,
         *,
         pretrain: int | None = None,
     ) -> None:
-        """Build, pretrain and train model ``name``. ``fitted``: the fitted attributes of a
-        new fit, set once pretraining is done (so that a stop after a step can be saved)."""
-        state = dict(fitted) if fitted is not None else vars(self)
-        normalizer, window, seed = state["normalizer_"], state["window_"], state["seed_"]
-        config: CQTConfig = state["config_"]
-        train = data.windows(window, crop="random", seed=seed, transform=normalizer)
-        model: ConditionalDCGAN | VersionGAN
-        if name == "gan":
-            gan_config = self._gan_config(image_size=(data.n_bins, window), config=config)
-            model = ConditionalDCGAN(
-                data.n_songs,
-                preset=self.preset,
-                config=gan_config,
-                classes=list(data.index.ids),
-                device=self.device,
-                seed=seed,
-            )
-            batch = self._batch(len(train), gan_config)
-            steps = self.steps
-            pretrain = self._pretrain_steps() if pretrain is None else pretrain
-        else:
-            version_config = self._version_config(data.n_bins, window, config.bins_per_semitone)
-            model = VersionGAN(version_config, device=self.device, seed=seed)
-            batch = _version_batch(version_config, data)
-            steps = self._version_steps()
-            pretrain = steps // 5 if pretrain is None else pretrain
+        """Build, pretrain and train model ``name``; a new fit's fitted attributes are set
+        once the first model's pretraining is done (so that a stop after a step can be
+        saved)."""
+        params = self.get_params()
+        cls = REGISTRY[name]
+        model = cls.build(params, ctx)
         logger.info(
             "training the %s model on %d recordings of %d songs, %d x %d windows, %d steps",
             name,
-            len(train),
-            train.n_songs,
-            data.n_bins,
-            window,
-            steps,
+            len(ctx.data),
+            ctx.data.n_songs,
+            ctx.data.n_bins,
+            ctx.window,
+            cls.planned_steps(params),
         )
-        if pretrain:
-            model.pretrain_autoencoder(
-                train, steps=pretrain, batch_size=batch, progress=self.progress, seed=seed
-            )
-        if fitted is not None and not self.is_fitted:
-            for attr, value in fitted.items():
-                setattr(self, attr, value)
-        if isinstance(model, VersionGAN):
-            self.references_ = self._reference_bank(data, model)
-        setattr(self, f"{name}_", model)
-        self._continue(name, train, steps, batch, callbacks)
+        model.pretrain(params, ctx, cls.default_pretrain(params) if pretrain is None else pretrain)
+        if not self.is_fitted:
+            self.songs_, self.config_, self.normalizer_ = ctx.data.index, ctx.config, ctx.normalizer
+            self.window_, self.seed_, self.models_ = ctx.window, ctx.seed, {}
+        self.models_[name] = model
+        model.train(params, ctx, callbacks)
 
-    def _reference_bank(self, data: CQTDataset, model: VersionGAN) -> ReferenceBank:
-        min_frames = max(2, self.window_ // 4)
-        bank = ReferenceBank.build(
+    def _context(self, data: CQTDataset) -> FitContext:
+        """The fitting context of a fitted augmenter on ``data``."""
+        return FitContext(
             data,
-            width=model.config.source_width,
-            per_song=self.references,
-            min_frames=min_frames,
-            seed=self.seed_,
-        )
-        if bank.skipped:
-            logger.warning(
-                "%d songs have no recording of %d frames or more, so no reference windows "
-                "(sample them with method='gan' or sample_like): %s",
-                len(bank.skipped),
-                min_frames,
-                bank.skipped[:5],
-            )
-        return bank
-
-    def _continue(
-        self,
-        name: Method,
-        train: CQTDataset,
-        steps: int,
-        batch: int,
-        callbacks: Sequence[Callback],
-    ) -> None:
-        model = getattr(self, f"{name}_")
-        remaining = steps - model.step
-        if remaining <= 0:
-            logger.info("the %s model already has %d of %d steps", name, model.step, steps)
-            return
-        model.fit(
-            train,
-            steps=remaining,
-            batch_size=batch,
-            callbacks=callbacks,
-            progress=self.progress,
-            seed=self.seed_,
+            self.config_,
+            self.normalizer_,
+            self.window_,
+            self.seed_,
+            self.device,
+            self.progress,
         )
 
     def _resume(self, data: CQTDataset, callbacks: Sequence[Callback]) -> Augmenter:
@@ -450,21 +429,16 @@ class Augmenter:
                 f"the dataset has {data.n_bins} bins, the augmenter was fitted on "
                 f"{self.config_.n_bins}"
             )
+        params, ctx = self.get_params(), self._context(data)
         for name in self.models:
-            model = getattr(self, f"{name}_", None)
+            model = self.models_.get(name)
             if model is None:
-                if name == "versions":
-                    _check_version_data(data)
-                self._train(name, data, callbacks)
-                continue
-            train = data.windows(
-                self.window_, crop="random", seed=self.seed_, transform=self.normalizer_
-            )
-            if name == "gan":
-                batch = self._batch(len(train), model.config)
+                REGISTRY[name].check(params, data, window=self.window_, config=self.config_)
+                self._train(name, ctx, callbacks)
+            elif model.step >= REGISTRY[name].planned_steps(params):
+                logger.info("the %s model already has %d steps", name, model.step)
             else:
-                batch = _version_batch(model.config, data)
-            self._continue(name, train, self.steps_planned[name], batch, callbacks)
+                model.train(params, ctx, callbacks)
         return self
 
     def fit_versions(
@@ -503,7 +477,8 @@ class Augmenter:
             augmenter's.
         """
         self._check_fitted()
-        steps = self._version_steps() if steps is None else steps
+        params = self.get_params()
+        steps = VersionModel.planned_steps(params) if steps is None else steps
         _check_count("version steps", steps, 1)
         pretrain = steps // 5 if pretrain_steps is None else pretrain_steps
         _check_count("pretrain_steps", pretrain, 0)
@@ -512,19 +487,15 @@ class Augmenter:
             raise ParameterError(
                 f"the dataset has {data.n_bins} bins, the augmenter makes {self.config_.n_bins}"
             )
-        _check_version_data(data)
+        VersionModel.check(params, data, window=self.window_, config=self.config_)
         self.version_steps = steps
         if "versions" not in self.models:
             self.model = (*self.models, "versions")
-        self.versions_ = None
-        self._train("versions", data, (), pretrain=pretrain)
+        self.models_.pop("versions", None)
+        self._train("versions", self._context(data), (), pretrain=pretrain)
         return self
 
     # ---------------------------------------------------------------------------- settings
-
-    def _batch(self, n_items: int, gan_config: GANConfig) -> int:
-        batch = self.batch_size if self.batch_size is not None else gan_config.batch_size
-        return min(batch, n_items)
 
     def _check_params(self) -> None:
         self.models  # noqa: B018 (validates ``model``)
@@ -552,68 +523,16 @@ class Augmenter:
                     f"add {name!r} to model, or leave {name}= out"
                 )
 
-    def _pretrain_steps(self) -> int:
-        if self.pretrain_steps is not None:
-            return self.pretrain_steps
-        return self.steps // 5 if self.preset == "default" else 0
-
-    def _version_steps(self) -> int:
-        return self.version_steps if self.version_steps is not None else self.steps
-
     def _extractor(self) -> CQTExtractor:
         return self.extractor if self.extractor is not None else CQTExtractor()
 
-    def _gan_config(self, *, image_size: tuple[int, int], config: CQTConfig) -> GANConfig:
-        overrides: dict[str, Any] = {"image_size": image_size}
-        if self.preset != "thesis":
-            overrides["bins_per_semitone"] = config.bins_per_semitone
-        if isinstance(self.gan, GANConfig):
-            return dataclasses.replace(self.gan, **overrides)
-        return GANConfig.for_preset(self.preset, **{**dict(self.gan or {}), **overrides})
-
-    def _version_config(self, n_bins: int, window: int, bins_per_semitone: int) -> VersionConfig:
-        fixed: dict[str, Any] = {
-            "image_size": (n_bins, window),
-            "bins_per_semitone": bins_per_semitone,
-        }
-        if isinstance(self.versions, VersionConfig):
-            return dataclasses.replace(self.versions, **fixed)
-        if isinstance(self.versions, Mapping):
-            check_known_fields(VersionConfig, self.versions)
-            return VersionConfig(**{**dict(self.versions), **fixed})
-        return VersionConfig(**fixed)
-
     def _as_dataset(self, dataset: Any) -> CQTDataset:
-        from covergan.datasets.toy import CoverSet
-
-        if isinstance(dataset, CQTDataset):
-            return dataset
-        if isinstance(dataset, CoverSet):
-            return dataset.to_dataset(self._extractor(), progress=self.progress)
-        if isinstance(dataset, (str, os.PathLike)):
-            return CQTDataset.from_folder(
-                dataset,
-                extractor=self._extractor(),
-                n_jobs=self.n_jobs,
-                cache_dir=self.cache_dir,
-                progress=self.progress,
-            )
-        config = self._extractor().config
-        if isinstance(dataset, Mapping):
-            feats = [x for song in dataset for x in dataset[song]]
-            songs = [song for song in dataset for _ in dataset[song]]
-            return CQTDataset.from_arrays(feats, songs, config=config)
-        if isinstance(dataset, Iterable) and not isinstance(dataset, (bytes, np.ndarray)):
-            pairs = list(dataset)
-            if not all(isinstance(p, (tuple, list)) and len(p) == 2 for p in pairs):
-                raise ParameterError("an iterable dataset must yield (features, song_id) pairs")
-            return CQTDataset.from_arrays(
-                [p[0] for p in pairs], [p[1] for p in pairs], config=config
-            )
-        raise ParameterError(
-            "dataset must be a CQTDataset, a CoverSet, an iterable of (features, song_id) "
-            "pairs, a mapping song_id -> list of feature arrays, or a folder path; got "
-            f"{type(dataset).__name__}"
+        return as_dataset(
+            dataset,
+            self._extractor(),
+            n_jobs=self.n_jobs,
+            cache_dir=self.cache_dir,
+            progress=self.progress,
         )
 
     def _check_fitted(self, what: str = "this Augmenter is not fitted yet") -> None:
@@ -625,23 +544,27 @@ class Augmenter:
         self._check_fitted()
         if method is None:
             method = self.models[0]
-        if method not in MODELS:
-            raise ParameterError(f"method={method!r} must be 'versions' or 'gan'")
-        if method == "gan":
-            self._gan_model()
-        else:
-            self._version_model()
+        if method not in REGISTRY:
+            raise ParameterError(f"method={method!r} must be one of {MODELS}")
+        self._model(method)
         return method
 
-    def _gan_model(self) -> ConditionalDCGAN:
-        """The fitted class GAN, or a NotFittedError that says how to get one."""
+    def _model(self, name: Method) -> SynthesisModel:
+        """The fitted model ``name``, or a NotFittedError that says how to get one."""
         self._check_fitted()
-        if self.gan_ is None:
+        model = self.models_.get(name)
+        if model is None:
+            hint = _HOW_TO_FIT.get(name, f"); refit with Augmenter(model={name!r}")
             raise NotFittedError(
-                f"this augmenter has no class GAN (fitted with model={self.model!r}); refit "
-                "with Augmenter(model=('versions', 'gan'))"
+                f"this augmenter has no {_NAMES.get(name, name)} (fitted with "
+                f"model={self.model!r}{hint})"
             )
-        return self.gan_
+        return model
+
+    def _version_model(self) -> VersionGAN:
+        """The fitted version model's network, or a NotFittedError that says how to get one."""
+        network: VersionGAN = self._model("versions").network
+        return network
 
     # ---------------------------------------------------------------------------- versions
 
@@ -708,17 +631,6 @@ class Augmenter:
             silence=self.config_.silence_value,
             truncation=truncation,
         )
-
-    def _version_model(self) -> VersionGAN:
-        """The fitted version model, or a NotFittedError that says how to get one."""
-        self._check_fitted()
-        if self.versions_ is None:
-            raise NotFittedError(
-                f"this augmenter has no version model (fitted with model={self.model!r}, or "
-                "saved by an older covergan); call aug.fit_versions(dataset), or refit with "
-                "Augmenter(model='versions')"
-            )
-        return self.versions_
 
     def version_augment(
         self,
@@ -865,57 +777,19 @@ class Augmenter:
             if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
                 raise ParameterError(f"n={n!r} for song {song!r} must be an integer >= 0")
             labels[song] = self.songs_.index(song)  # raises UnknownSongError
-        if method == "gan":
-            return self._sample_gan(counts, labels, space, seed, truncation)
-        return self._sample_versions(counts, labels, space, seed, truncation)
-
-    def _sample_gan(
-        self,
-        counts: Mapping[SongId, int],
-        labels: Mapping[SongId, int],
-        space: Space,
-        seed: int | None,
-        truncation: float | None,
-    ) -> dict[SongId, torch.Tensor]:
-        """The class GAN's samples of every song, in one batched pass."""
-        flat = [labels[s] for s, n in counts.items() for _ in range(int(n))]
-        if not flat:
-            return {song: self._no_samples() for song in counts}
-        x = self._gan_model().generate(flat, generator=seed, truncation=truncation)
-        if space == "features":
-            x = self.normalizer_.inverse(x)
-        bounds = np.cumsum([0, *(int(n) for n in counts.values())])
-        return {song: x[a:b] for song, a, b in zip(counts, bounds[:-1], bounds[1:], strict=True)}
-
-    def _sample_versions(
-        self,
-        counts: Mapping[SongId, int],
-        labels: Mapping[SongId, int],
-        space: Space,
-        seed: int | None,
-        truncation: float | None,
-    ) -> dict[SongId, torch.Tensor]:
-        """Versions of each song's reference windows, each song from its own seed."""
-        model = self._version_model()
-        if self.references_ is None:
-            raise NotFittedError(
-                "this augmenter's version model has no reference bank (saved by covergan 0.1): "
-                "call aug.fit_versions(dataset) on its training data, or sample_like(features)"
+        wanted = {song: int(n) for song, n in counts.items() if n > 0}
+        samples = {}
+        if wanted:
+            samples = self._model(method).sample(
+                wanted,
+                {s: labels[s] for s in wanted},
+                self.normalizer_,
+                space=space,
+                seed=seed,
+                truncation=truncation,
             )
-        out: dict[SongId, torch.Tensor] = {}
-        for song, n in counts.items():
-            if n == 0:
-                out[song] = self._no_samples()
-                continue
-            song_seed = None if seed is None else int(_derive_seed(seed, labels[song]))
-            windows = self.references_.draw(song, int(n), rng=np.random.default_rng(song_seed))
-            out[song] = generate_versions(
-                model, self.normalizer_, windows, seed=song_seed, space=space, truncation=truncation
-            )
-        return out
-
-    def _no_samples(self) -> torch.Tensor:
-        return torch.empty(0, 1, self.config_.n_bins, self.window_)
+        empty = torch.empty(0, 1, self.config_.n_bins, self.window_)
+        return {song: samples.get(song, empty) for song in counts}
 
     # ---------------------------------------------------------------------------- balancing
 
@@ -946,7 +820,7 @@ class Augmenter:
             An unknown target, a negative int target, or ``max_ratio < 0``.
         """
         self._check_fitted()
-        return _plan_counts(self.songs_.class_counts(), target, max_ratio)
+        return plan_counts(self.songs_.class_counts(), target, max_ratio)
 
     def balance(
         self,
@@ -1000,67 +874,16 @@ class Augmenter:
             A song of ``dataset`` that needs samples is unknown to the augmenter (``"gan"``,
             or ``bank_dir``).
         """
-        method = self._method(method)
-        if not isinstance(dataset, CQTDataset):
-            raise ParameterError(f"balance needs a CQTDataset, got {type(dataset).__name__}")
-        if dataset.n_bins != self.config_.n_bins:
-            raise ParameterError(
-                f"the dataset has {dataset.n_bins} bins, the augmenter makes {self.config_.n_bins}"
-            )
-        if dataset.window is None:
-            dataset = dataset.windows(self.window_, crop="random")
-        elif dataset.window != self.window_:
-            raise ParameterError(
-                f"the dataset's window is {dataset.window} frames but synthetic samples are "
-                f"{self.window_}; use dataset.windows({self.window_}) or refit with window="
-                f"{dataset.window}"
-            )
-        counts = _plan_counts(dataset.class_counts(), target, max_ratio)
-        needed = {s: n for s, n in counts.items() if n > 0}
-        if not needed:
-            return AugmentedDataset.from_tensors(dataset, {}, return_flag=return_flag)
-        if bank_dir is not None:
-            bank = SyntheticBank.build(
-                _MethodSource(self, method),
-                needed,
-                bank_dir,
-                index=dataset.index,
-                seed=seed or 0,
-                transform=dataset.transform,
-            )
-            return AugmentedDataset(dataset, bank, return_flag=return_flag)
-        if method == "versions":
-            samples = self._versions_for(dataset, needed, seed)
-        else:
-            samples = self.sample_many(needed, method=method, seed=seed)
-        return AugmentedDataset.from_tensors(
-            dataset, samples, transform=dataset.transform, return_flag=return_flag
+        return balance(
+            self,
+            dataset,
+            method=self._method(method),
+            target=target,
+            max_ratio=max_ratio,
+            seed=seed,
+            bank_dir=bank_dir,
+            return_flag=return_flag,
         )
-
-    def _versions_for(
-        self, dataset: CQTDataset, counts: Mapping[SongId, int], seed: int | None
-    ) -> dict[SongId, torch.Tensor]:
-        """``counts[song]`` versions of each song, spread evenly over its recordings."""
-        items: dict[SongId, list[int]] = {}
-        for i, song in enumerate(dataset.song_ids):
-            items.setdefault(song, []).append(i)
-        out: dict[SongId, torch.Tensor] = {}
-        for song, n in counts.items():
-            recordings = items[song]
-            share = [
-                n // len(recordings) + (k < n % len(recordings)) for k in range(len(recordings))
-            ]
-            parts = [
-                self.sample_like(
-                    dataset.features[i],
-                    c,
-                    seed=None if seed is None else _derive_seed(seed, i),
-                )
-                for i, c in zip(recordings, share, strict=True)
-                if c > 0
-            ]
-            out[song] = torch.cat(parts)
-        return out
 
     # ---------------------------------------------------------------------------- persistence
 
@@ -1113,60 +936,7 @@ class Augmenter:
         return load_augmenter(cls, path, device=device)
 
 
-class _MethodSource:
-    """An augmenter's :meth:`~Augmenter.sample_many` with a fixed ``method`` (for banks)."""
-
-    def __init__(self, aug: Augmenter, method: Method) -> None:
-        self.aug, self.method = aug, method
-
-    def sample_many(
-        self, counts: Mapping[SongId, int], *, space: Space = "features", seed: int | None = None
-    ) -> dict[SongId, torch.Tensor]:
-        return self.aug.sample_many(counts, method=self.method, space=space, seed=seed)
-
-
-def _check_version_data(data: CQTDataset) -> None:
-    """Enough works with two or more recordings for the version model to learn from."""
-    counts = data.class_counts()
-    multi = sum(1 for c in counts.values() if c >= 2)
-    if multi < MIN_VERSION_WORKS:
-        raise DatasetError(
-            f"the version model learns how versions differ from works with two or more "
-            f"recordings and needs at least {MIN_VERSION_WORKS}; this dataset has {multi} such "
-            f"works among its {len(counts)} songs ({len(data)} recordings). Add recordings of "
-            "more works, or fit the class-conditional GAN: Augmenter(model='gan')"
-        )
-
-
-def _version_batch(config: VersionConfig, data: CQTDataset) -> int:
-    pairs = sum(c for c in data.class_counts().values() if c >= 2)
-    return min(config.batch_size, max(2, pairs))
-
-
 def _auto_window(lengths: np.ndarray) -> int:
     """Median track length, capped at :data:`MAX_AUTO_WINDOW`, rounded down to a multiple of 4."""
     median = int(np.median(lengths))
     return max(8, min(MAX_AUTO_WINDOW, median) // 4 * 4)
-
-
-def _plan_counts(
-    counts: Mapping[SongId, int], target: Target, max_ratio: float | None
-) -> dict[SongId, int]:
-    values = np.asarray(list(counts.values()))
-    if target == "max":
-        goal = int(values.max())
-    elif target == "median":
-        goal = int(np.ceil(np.median(values)))
-    elif isinstance(target, (int, np.integer)) and not isinstance(target, bool) and target >= 0:
-        goal = int(target)
-    else:
-        raise ParameterError(f"target={target!r} must be 'max', 'median' or an int >= 0")
-    if max_ratio is not None and not (np.isfinite(max_ratio) and max_ratio >= 0):
-        raise ParameterError(f"max_ratio={max_ratio!r} must be a number >= 0")
-    plan: dict[SongId, int] = {}
-    for song, n_real in counts.items():
-        need = max(0, goal - n_real)
-        if max_ratio is not None:
-            need = min(need, int(np.floor(max_ratio * n_real)))
-        plan[song] = need
-    return plan

@@ -30,9 +30,9 @@ from covergan._io import atomic_torch_save, check_header, header, read_checkpoin
 from covergan.cqt import CQTConfig, CQTExtractor, CQTNormalizer
 from covergan.data import SongIndex
 from covergan.errors import CheckpointError
-from covergan.gan import CHECKPOINT_FORMAT, ConditionalDCGAN
-from covergan.references import DEFAULT_REFERENCES, ReferenceBank
-from covergan.versions import VersionGAN
+from covergan.gan import CHECKPOINT_FORMAT
+from covergan.references import DEFAULT_REFERENCES
+from covergan.synthesis import REGISTRY, SynthesisModel
 
 if TYPE_CHECKING:
     from covergan.augmenter import Augmenter
@@ -64,16 +64,12 @@ def save_augmenter(aug: Augmenter, path: str | os.PathLike[str]) -> Path:
         "window_": aug.window_,
         "seed_": aug.seed_,
     }
-    if aug.gan_ is not None:
-        state["gan"] = aug.gan_.state_dict()
+    for model in aug.models_.values():
+        state.update(model.state_dict())
     if not gan_only:
         params.update(
             model=list(aug.models), version_steps=aug.version_steps, references=aug.references
         )
-        if aug.versions_ is not None:
-            state["versions"] = aug.versions_.state_dict()
-        if aug.references_ is not None:
-            state["references"] = aug.references_.state_dict()
     return atomic_torch_save(state, path, make_parents=True)
 
 
@@ -97,32 +93,34 @@ def load_augmenter(
         songs = SongIndex.from_dict(state["songs"])
         normalizer = CQTNormalizer.from_state_dict(state["normalizer"])
         window, seed = int(state["window_"]), int(state["seed_"])
-        gan = versions = references = None
-        if state.get("gan") is not None:
-            gan = ConditionalDCGAN.from_state_dict(state["gan"], device=device, source=str(source))
-        if state.get("versions") is not None:
-            versions = VersionGAN.from_state_dict(
-                state["versions"], device=device, source=f"{source} (version model)"
+        fitted: dict[str, SynthesisModel] = {}
+        for name, model_cls in REGISTRY.items():
+            model = model_cls.from_state(
+                state, songs=songs, config=config, window=window, device=device, source=str(source)
             )
-        if state.get("references") is not None:
-            references = ReferenceBank.from_state_dict(state["references"], source=str(source))
+            if model is not None:
+                fitted[name] = model
         if state["format_version"] >= 3:
-            model = tuple(params["model"])
+            names = tuple(params["model"])
         else:  # earlier releases: the class GAN was always fitted, and sampled
-            model = ("gan",) if versions is None else ("gan", "versions")
+            names = ("gan",) if "versions" not in fitted else ("gan", "versions")
     except CheckpointError:
         raise
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"{source} is an incomplete augmenter file: {error!r}") from error
-    _check_consistent(str(source), model, songs, config, window, gan, versions, references)
+    if not names or any(m not in REGISTRY for m in names):
+        raise CheckpointError(f"{source}: unknown models {names!r}")
+    if not fitted:
+        raise CheckpointError(f"{source} holds no model")
     if not normalizer.is_fitted:
         raise CheckpointError(f"{source}: the normaliser statistics are missing")
+    gan, versions = fitted.get("gan"), fitted.get("versions")
     aug = cls(
-        model=model,
+        model=names,
         extractor=CQTExtractor(config),
-        preset=params.get("preset", gan.preset if gan is not None else "default"),
-        gan=None if gan is None else gan.config,
-        versions=None if versions is None else versions.config,
+        preset=params.get("preset", gan.network.preset if gan is not None else "default"),
+        gan=None if gan is None else gan.network.config,
+        versions=None if versions is None else versions.network.config,
         window=params.get("window"),
         steps=params.get("steps", 3000),
         pretrain_steps=params.get("pretrain_steps"),
@@ -134,28 +132,5 @@ def load_augmenter(
     )
     aug.songs_, aug.config_, aug.normalizer_ = songs, config, normalizer
     aug.window_, aug.seed_ = window, seed
-    aug.gan_, aug.versions_, aug.references_ = gan, versions, references
+    aug.models_ = {name: fitted[name] for name in REGISTRY if name in fitted}
     return aug
-
-
-def _check_consistent(
-    source: str,
-    model: tuple[Any, ...],
-    songs: SongIndex,
-    config: CQTConfig,
-    window: int,
-    gan: ConditionalDCGAN | None,
-    versions: VersionGAN | None,
-    references: ReferenceBank | None,
-) -> None:
-    if not model or any(m not in ("versions", "gan") for m in model):
-        raise CheckpointError(f"{source}: unknown models {model!r}")
-    if gan is None and versions is None:
-        raise CheckpointError(f"{source} holds no model")
-    size = (config.n_bins, window)
-    if gan is not None and (gan.n_classes != len(songs) or gan.image_size != size):
-        raise CheckpointError(f"{source}: the GAN does not match the stored songs or window")
-    if versions is not None and versions.image_size != (config.n_bins, window):
-        raise CheckpointError(f"{source}: the version model does not match the window")
-    if references is not None and any(s not in songs for s in references.windows):
-        raise CheckpointError(f"{source}: the reference bank names songs the augmenter lacks")

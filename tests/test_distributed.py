@@ -23,6 +23,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
+from covergan import distributed
 from covergan import gan as gan_module
 from covergan.augmenter import Augmenter
 from covergan.data import CQTDataset
@@ -307,7 +308,7 @@ def test_a_one_rank_group_trains_exactly_like_one_process(tmp_path: Path) -> Non
 def test_non_main_ranks_skip_the_writing_callbacks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(gan_module, "_rank_world", lambda: (1, 2))
+    monkeypatch.setattr(distributed, "_rank_world", lambda: (1, 2))
     assert not is_main_process()
     gan = ConditionalDCGAN(3, config=tiny_config(), device="cpu", seed=0)
     snaps = SampleSnapshotCallback(1, [0], path=tmp_path / "s-{step}.pt")

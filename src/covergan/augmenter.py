@@ -27,8 +27,9 @@ import torch
 from covergan.balancing import Target, balance, plan_counts
 from covergan.cqt import CQTConfig, CQTExtractor, CQTNormalizer
 from covergan.data import CQTDataset, SongId, SongIndex
+from covergan.distributed import _agree_seed
 from covergan.errors import DatasetError, NotFittedError, ParameterError
-from covergan.gan import Callback, ConditionalDCGAN, GANConfig, _agree_seed
+from covergan.gan import ConditionalDCGAN, GANConfig
 from covergan.inputs import DatasetLike, as_dataset
 from covergan.references import DEFAULT_REFERENCES, ReferenceBank
 from covergan.sampling import AugmentedDataset
@@ -40,6 +41,7 @@ from covergan.synthesis import (
     VersionModel,
 )
 from covergan.synthesis.base import Method, Space
+from covergan.training import Callback
 from covergan.versions import (
     VERSION_AUGMENT_P,
     VersionAugment,

@@ -13,9 +13,9 @@ import torch
 
 from covergan.data import CQTDataset, SongId
 from covergan.errors import ParameterError
-from covergan.gan import _derive_seed
 from covergan.sampling import AugmentedDataset, SyntheticBank
 from covergan.synthesis.base import Space
+from covergan.training import derive_seed
 
 if TYPE_CHECKING:
     from covergan.augmenter import Augmenter
@@ -132,7 +132,7 @@ def _versions_of_recordings(
         share = [n // len(recordings) + (k < n % len(recordings)) for k in range(len(recordings))]
         parts = [
             aug.sample_like(
-                dataset.features[i], c, seed=None if seed is None else _derive_seed(seed, i)
+                dataset.features[i], c, seed=None if seed is None else derive_seed(seed, i)
             )
             for i, c in zip(recordings, share, strict=True)
             if c > 0

@@ -28,13 +28,12 @@ import copy
 import logging
 import math
 import os
-import secrets
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -55,8 +54,17 @@ from covergan._checks import (
 from covergan._checks import is_int as _is_int
 from covergan._checks import is_real as _is_real
 from covergan._io import atomic_torch_save, check_header, header, read_checkpoint
-from covergan._progress import progress_bar
 from covergan.augment.differentiable import DEFAULT_POLICY, DiffAugment
+from covergan.distributed import (
+    _average_buffers,
+    _average_gradients,
+    _average_logs,
+    _broadcast_modules,
+    _rank_world,
+    init_distributed,
+    is_main_process,
+    resolve_device,
+)
 from covergan.errors import (
     CheckpointError,
     CoverGANWarning,
@@ -66,6 +74,17 @@ from covergan.errors import (
 from covergan.models.base import GeneratorModule
 from covergan.models.dcgan import ConvEncoder, DCGANGenerator, ProjectionDiscriminator
 from covergan.models.thesis import THESIS_IMAGE_SIZE, ThesisDiscriminator, ThesisGenerator
+from covergan.training import (
+    AdversarialModel,
+    Callback,
+    CheckpointCallback,
+    check_pretrain,
+    check_truncation,
+    derive_seed,
+    noise_source,
+    truncated_normal,
+    vae_loss,
+)
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -295,206 +314,6 @@ def _build_modules(preset: str, n_classes: int, config: GANConfig) -> tuple[nn.M
     return generator, discriminator
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """Turn ``"auto"`` into CUDA if available, else MPS, else CPU; pass other values through.
-
-    In a :mod:`torch.distributed` process group, ``"auto"`` on a CUDA machine is this process's
-    own GPU, ``cuda:LOCAL_RANK`` (the current CUDA device when ``LOCAL_RANK`` is not set).
-
-    Parameters
-    ----------
-    device : str or torch.device
-        ``"auto"`` or anything :class:`torch.device` accepts.
-
-    Returns
-    -------
-    torch.device
-    """
-    if isinstance(device, str) and device == "auto":
-        if torch.cuda.is_available():
-            if _distributed():
-                local = os.environ.get("LOCAL_RANK")
-                index = int(local) if local is not None else torch.cuda.current_device()
-                return torch.device("cuda", index)
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ParameterError(f"device={device!r} is not a valid torch device or 'auto'") from exc
-
-
-# ----------------------------------------------------------------------------------- distributed
-
-
-def _distributed() -> bool:
-    """Whether a default :mod:`torch.distributed` process group is initialised."""
-    return dist.is_available() and dist.is_initialized()
-
-
-def _rank_world() -> tuple[int, int]:
-    """``(rank, world_size)`` of the default process group; ``(0, 1)`` without one."""
-    if _distributed():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def is_main_process() -> bool:
-    """Whether this process is rank 0 of the process group (always true without one).
-
-    Use it to guard what only one process should do under ``torchrun``: saving a model
-    (``gan.save``, ``augmenter.save``), writing reports, printing.
-
-    Returns
-    -------
-    bool
-    """
-    return _rank_world()[0] == 0
-
-
-def init_distributed(backend: str | None = None) -> tuple[int, int]:
-    """Join the process group ``torchrun`` describes; do nothing outside ``torchrun``.
-
-    Reads the ``env://`` variables torchrun sets (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
-    ``MASTER_ADDR``, ``MASTER_PORT``). On a CUDA machine it first makes ``cuda:LOCAL_RANK`` the
-    current device, so ``device="auto"`` gives each process its own GPU. Without ``RANK`` and
-    ``WORLD_SIZE`` in the environment (a plain ``python train.py``) it returns ``(0, 1)`` and
-    initialises nothing, so one script runs both ways; with a group already initialised it only
-    reports it. Call ``torch.distributed.destroy_process_group()`` at the end of the script.
-
-    Parameters
-    ----------
-    backend : str, optional
-        ``"nccl"`` or ``"gloo"``; default ``"nccl"`` when CUDA is available, else ``"gloo"``.
-
-    Returns
-    -------
-    rank : int
-        This process's rank (0 is the one that writes checkpoints and logs).
-    world_size : int
-        Number of processes.
-
-    Raises
-    ------
-    ParameterError
-        Under ``torchrun``, but this torch build lacks :mod:`torch.distributed`.
-    """
-    if _distributed():
-        return _rank_world()
-    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        return 0, 1
-    if not dist.is_available():
-        raise ParameterError("this torch build has no torch.distributed; run without torchrun")
-    cuda = torch.cuda.is_available()
-    if cuda:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group(backend=backend or ("nccl" if cuda else "gloo"))
-    return _rank_world()
-
-
-def _flat_collective(tensors: Sequence[Tensor], world: int, *, broadcast: bool = False) -> None:
-    """Average floating ``tensors`` over the ranks in place, or copy rank 0's values to all.
-
-    Tensors are packed into one flat buffer per (dtype, device), so a step costs one collective
-    per buffer rather than one per tensor.
-    """
-    groups: dict[tuple[torch.dtype, torch.device], list[Tensor]] = {}
-    for t in tensors:
-        groups.setdefault((t.dtype, t.device), []).append(t)
-    with torch.no_grad():
-        for group in groups.values():
-            flat = torch.cat([t.reshape(-1) for t in group])
-            if broadcast:
-                dist.broadcast(flat, src=0)
-            else:
-                dist.all_reduce(flat)
-                flat.div_(world)
-            offset = 0
-            for t in group:
-                t.copy_(flat[offset : offset + t.numel()].view(t.shape))
-                offset += t.numel()
-
-
-def _average_gradients(params: Sequence[Tensor], world: int) -> None:
-    """Average the gradients of ``params`` over the ranks (what DistributedDataParallel does).
-
-    A parameter with a gradient on some rank but not on another gets a zero gradient there;
-    one with no gradient anywhere keeps ``grad=None`` (Adam then skips it, as in one process).
-    """
-    params = [p for p in params if p.requires_grad]
-    if not params:
-        return
-    present = torch.tensor(
-        [float(p.grad is not None) for p in params], dtype=torch.float32, device=params[0].device
-    )
-    dist.all_reduce(present)
-    grads = []
-    for p, count in zip(params, present.tolist(), strict=True):
-        if count > 0:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-            grads.append(p.grad)
-    _flat_collective(grads, world)
-
-
-def _average_buffers(modules: Sequence[nn.Module], world: int) -> None:
-    """Average floating buffers (batch-norm running statistics) over the ranks."""
-    buffers = [b for m in modules for b in m.buffers() if b.is_floating_point()]
-    _flat_collective(buffers, world)
-
-
-def _broadcast_modules(modules: Sequence[nn.Module | None]) -> None:
-    """Copy rank 0's parameters and buffers to every rank."""
-    tensors = [t for m in modules if m is not None for t in (*m.parameters(), *m.buffers())]
-    _flat_collective(tensors, 1, broadcast=True)
-
-
-def _average_logs(logs: dict[str, float], world: int, device: torch.device) -> dict[str, float]:
-    """Mean of each logged value over the ranks (every rank logs the same keys)."""
-    keys = sorted(logs)
-    values = torch.tensor([logs[k] for k in keys], dtype=torch.float64, device=device)
-    dist.all_reduce(values)
-    return dict(zip(keys, (values / world).tolist(), strict=True))
-
-
-def _comm_device() -> torch.device:
-    """Where small tensors for collectives live: the current GPU under NCCL, else the CPU."""
-    if dist.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
-
-
-def _agree_seed(seed: int) -> int:
-    """Rank 0's ``seed`` on every rank (``seed`` itself without a process group)."""
-    if _rank_world()[1] == 1:
-        return seed
-    value = torch.tensor([seed], dtype=torch.int64, device=_comm_device())
-    dist.broadcast(value, src=0)
-    return int(value.item())
-
-
-@torch.no_grad()
-def _ema_step(ema: nn.Module | None, model: nn.Module, step: int, decay: float | None) -> None:
-    """Move ``ema``'s parameters towards ``model``'s with the ramped decay
-    ``min(decay, (1 + step) / (10 + step))`` and copy its buffers; no-op without an EMA."""
-    if ema is None or decay is None:
-        return
-    rate = min(decay, (1 + step) / (10 + step))
-    for p_ema, p in zip(ema.parameters(), model.parameters(), strict=True):
-        p_ema.lerp_(p.detach(), 1.0 - rate)
-    for b_ema, b in zip(ema.buffers(), model.buffers(), strict=True):
-        b_ema.copy_(b)
-
-
-def _derive_seed(*parts: int) -> int:
-    """A well-mixed 63-bit seed from integers (seed, stream, counter)."""
-    state = np.random.SeedSequence([int(p) for p in parts]).generate_state(2, dtype=np.uint32)
-    return (int(state[0]) << 31) ^ int(state[1])
-
-
 _STREAM_STEP = 1
 _STREAM_DATA = 2
 _STREAM_AE_STEP = 3
@@ -520,43 +339,6 @@ def _g_loss(kind: str, fake: Tensor) -> Tensor:
 
 
 # ----------------------------------------------------------------------------------- callbacks
-
-
-class Callback(Protocol):
-    """Something called after every training step of :meth:`ConditionalDCGAN.fit`.
-
-    Under ``torchrun`` it is called on every rank (with identical weights and logs); guard
-    anything that writes with :func:`is_main_process`, as the built-in callbacks do.
-    """
-
-    def on_step_end(self, gan: Any, step: int, logs: dict[str, float]) -> None:
-        """Called with the model (a :class:`ConditionalDCGAN` or a
-        :class:`~covergan.versions.VersionGAN`), the number of steps done so far and this
-        step's losses."""
-
-
-class CheckpointCallback:
-    """Save the model every ``every`` steps (on rank 0 only under ``torchrun``).
-
-    Parameters
-    ----------
-    path : str or Path
-        Target file; ``{step}`` in it is replaced by the step count (e.g. ``"ckpt-{step}.pt"``),
-        otherwise the same file is overwritten (atomically) each time.
-    every : int
-        Interval in steps.
-    """
-
-    def __init__(self, path: str | os.PathLike[str], every: int) -> None:
-        if not _is_int(every) or every < 1:
-            raise ParameterError(f"every={every!r} must be a positive integer")
-        self.path = str(path)
-        self.every = int(every)
-
-    def on_step_end(self, gan: ConditionalDCGAN, step: int, logs: dict[str, float]) -> None:
-        """Save when ``step`` is a multiple of ``every`` (and this is the main process)."""
-        if step % self.every == 0 and is_main_process():
-            gan.save(self.path.format(step=step))
 
 
 class SampleSnapshotCallback:
@@ -644,7 +426,7 @@ def _dataset_batches(
         e, i = divmod(b, per_epoch)
         if e != epoch:
             epoch = e
-            gen = torch.Generator().manual_seed(_derive_seed(seed, stream, e))
+            gen = torch.Generator().manual_seed(derive_seed(seed, stream, e))
             order = torch.randperm(n, generator=gen)
             if callable(set_epoch):
                 set_epoch(e)
@@ -671,139 +453,7 @@ def _cycle(loader: DataLoader[Any]) -> Iterator[Any]:
 # ----------------------------------------------------------------------------------- the model
 
 
-def _noise_source(generator: torch.Generator | int | None) -> torch.Generator | None:
-    """A ``generate(generator=...)`` argument as a torch generator (an int seeds a CPU one)."""
-    if generator is None or isinstance(generator, torch.Generator):
-        return generator
-    if _is_int(generator):
-        return torch.Generator().manual_seed(int(generator))
-    raise ParameterError(
-        f"generator must be a torch.Generator, an int seed or None, got {generator!r}"
-    )
-
-
-def _check_truncation(truncation: float | None) -> None:
-    if truncation is not None and (not _is_real(truncation) or not truncation > 0):
-        raise ParameterError(f"truncation={truncation!r} must be a positive number")
-
-
-def _check_pretrain(done: int, kind: str, steps: int, lr: float, kl_weight: float) -> None:
-    """Arguments of a ``pretrain_autoencoder``: an untrained model, steps >= 1, lr > 0,
-    kl_weight >= 0 (``done``: the model's ``kind`` steps so far)."""
-    if done > 0:
-        raise ParameterError(
-            f"pretrain_autoencoder initialises an untrained model; this one has done "
-            f"{done} {kind} steps"
-        )
-    if not _is_int(steps) or steps < 1:
-        raise ParameterError(f"steps={steps!r} must be a positive integer")
-    if not _is_real(lr) or not math.isfinite(lr) or lr <= 0:
-        raise ParameterError(f"lr={lr!r} must be a positive number")
-    if not _is_real(kl_weight) or not math.isfinite(kl_weight) or kl_weight < 0:
-        raise ParameterError(f"kl_weight={kl_weight!r} must be >= 0")
-
-
-def _truncated_normal(
-    n: int,
-    dim: int,
-    gen: torch.Generator | None,
-    device: torch.device,
-    truncation: float | None,
-) -> Tensor:
-    """Noise ``[n, dim]`` from N(0, 1); with ``truncation`` (the truncation trick), entries
-    with ``|z| > truncation`` are redrawn until none is left."""
-    z = torch.randn(n, dim, generator=gen, device=device)
-    if truncation is not None:
-        outside = z.abs() > truncation
-        while bool(outside.any()):
-            z[outside] = torch.randn(int(outside.sum()), generator=gen, device=device)
-            outside = z.abs() > truncation
-    return z
-
-
-class _AdversarialPair:
-    """Scaffolding shared by :class:`ConditionalDCGAN` and :class:`covergan.versions.VersionGAN`:
-    eval-mode batched sampling from the EMA generator, and the training state of a checkpoint
-    (networks, EMA, optimisers, step, seed, histories)."""
-
-    generator: nn.Module
-    discriminator: nn.Module
-    generator_ema: nn.Module | None
-    opt_g: torch.optim.Optimizer
-    opt_d: torch.optim.Optimizer
-    device: torch.device
-    step: int
-    seed: int | None
-    history: dict[str, list[float]]
-    pretrain_history: dict[str, list[float]]
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        """``(H, W)`` of a generated window."""
-        raise NotImplementedError
-
-    def _autocast(self) -> AbstractContextManager[Any]:
-        return nullcontext()
-
-    def _sample(
-        self,
-        count: int,
-        batch_size: int,
-        use_ema: bool,
-        forward: Callable[[nn.Module, int, int], Tensor],
-    ) -> Tensor:
-        """``forward(module, start, stop)`` over ``range(count)`` in batches, eval mode, no
-        gradients; returns ``[count, 1, H, W]`` float32 on the CPU."""
-        module = self.generator_ema if (use_ema and self.generator_ema is not None) else None
-        module = module if module is not None else self.generator
-        was_training = module.training
-        module.eval()
-        out = torch.empty(count, 1, *self.image_size)
-        try:
-            with torch.no_grad(), self._autocast():
-                for start in range(0, count, batch_size):
-                    stop = min(start + batch_size, count)
-                    out[start:stop] = forward(module, start, stop).float().cpu()
-        finally:
-            module.train(was_training)
-        return out
-
-    def _training_state(self) -> dict[str, Any]:
-        return {
-            "generator": self.generator.state_dict(),
-            "discriminator": self.discriminator.state_dict(),
-            "generator_ema": (
-                None if self.generator_ema is None else self.generator_ema.state_dict()
-            ),
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
-            "step": self.step,
-            "seed": self.seed,
-            "history": {k: list(v) for k, v in self.history.items()},
-            "pretrain_history": {k: list(v) for k, v in self.pretrain_history.items()},
-        }
-
-    def _load_training_state(self, state: dict[str, Any], source: str) -> None:
-        """Inverse of :meth:`_training_state`; KeyError, TypeError, ValueError and RuntimeError
-        (weights that do not fit) are left to the caller to word."""
-        self.generator.load_state_dict(state["generator"])
-        self.discriminator.load_state_dict(state["discriminator"])
-        if self.generator_ema is not None:
-            if state["generator_ema"] is None:
-                raise CheckpointError(f"{source}: the EMA generator weights are missing")
-            self.generator_ema.load_state_dict(state["generator_ema"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        self.step = int(state["step"])
-        self.seed = None if state["seed"] is None else int(state["seed"])
-        self.history = {
-            str(k): [float(v) for v in vals] for k, vals in dict(state["history"]).items()
-        }
-        pretrain = dict(state.get("pretrain_history") or {})
-        self.pretrain_history = {str(k): [float(v) for v in vals] for k, vals in pretrain.items()}
-
-
-class ConditionalDCGAN(_AdversarialPair):
+class ConditionalDCGAN(AdversarialModel):
     """A class-conditional GAN over CQT windows (or any one-channel image).
 
     Parameters
@@ -1108,28 +758,15 @@ class ConditionalDCGAN(_AdversarialPair):
         batches = self._batches(data, batch_size, self.batches_seen, steps * d_steps, _STREAM_DATA)
 
         self._warned_range = False
-        bar = progress_bar(
-            total=steps,
-            enabled=progress and rank == 0,
-            desc="covergan",
-            unit="step",
-            leave=False,
+
+        def one_step(_: int) -> dict[str, float]:
+            real = [self._prepare_batch(next(batches)) for _ in range(d_steps)]
+            self.batches_seen += d_steps
+            return self._train_step(real)
+
+        self._loop(
+            steps, one_step, desc="covergan", progress=progress and rank == 0, callbacks=callbacks
         )
-        try:
-            for _ in range(steps):
-                real = [self._prepare_batch(next(batches)) for _ in range(d_steps)]
-                self.batches_seen += d_steps
-                logs = self._train_step(real)
-                self.step += 1
-                for key, value in logs.items():
-                    self.history.setdefault(key, []).append(value)
-                if progress and (self.step % 10 == 0 or self.step == 1):
-                    bar.set_postfix(loss_d=f"{logs['loss_d']:.3f}", loss_g=f"{logs['loss_g']:.3f}")
-                bar.update(1)
-                for callback in callbacks:
-                    callback.on_step_end(self, self.step, logs)
-        finally:
-            bar.close()
         return self
 
     def _batch_size(self, batch_size: int | None) -> int:
@@ -1138,15 +775,6 @@ class ConditionalDCGAN(_AdversarialPair):
         if not _is_int(size) or size < 1:
             raise ParameterError(f"batch_size={size!r} must be a positive integer")
         return int(size)
-
-    def _set_training_seed(self, seed: int | None) -> None:
-        if seed is not None:
-            if not _is_int(seed) or seed < 0:
-                raise ParameterError(f"seed={seed!r} must be a non-negative integer or None")
-            self.seed = int(seed)
-        elif self.seed is None:
-            self.seed = secrets.randbits(63)
-        self.seed = _agree_seed(self.seed)
 
     def pretrain_autoencoder(
         self,
@@ -1200,14 +828,14 @@ class ConditionalDCGAN(_AdversarialPair):
         ParameterError
             Bad arguments, or the model has already been trained adversarially.
         """
-        _check_pretrain(self.step, "GAN", steps, lr, kl_weight)
+        check_pretrain(self.step, "GAN", steps, lr, kl_weight)
         batch_size = self._batch_size(batch_size)
         self._set_training_seed(seed)
         rank, world = _rank_world()
         self._batches_per_epoch(data, batch_size, world)
         cfg = self.config
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_derive_seed(cast(int, self.seed), _STREAM_AE_INIT))
+            torch.manual_seed(derive_seed(cast(int, self.seed), _STREAM_AE_INIT))
             encoder = ConvEncoder(
                 image_size=cfg.image_size,
                 z_dim=self.z_dim,
@@ -1227,45 +855,32 @@ class ConditionalDCGAN(_AdversarialPair):
         ranked = (rank,) if world > 1 else ()
         if world > 1:
             _broadcast_modules([G])
-        bar = progress_bar(
-            total=steps,
-            enabled=progress and rank == 0,
-            desc="autoencoder",
-            unit="step",
-            leave=False,
+
+        def one_step(step: int) -> dict[str, float]:
+            x, labels = self._prepare_batch(next(batches))
+            x = x.contiguous(memory_format=self._format)
+            gen = torch.Generator(device=self.device)
+            gen.manual_seed(derive_seed(cast(int, self.seed), _STREAM_AE_STEP, step, *ranked))
+            with self._autocast():
+                mu, log_var = encoder(x)
+                mu, log_var = mu.float(), log_var.float()
+                eps = torch.randn(mu.shape, generator=gen, device=self.device)
+                loss, logs = vae_loss(mu, log_var, eps, lambda z: G(z, labels), x, kl_weight)
+            optimiser.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
+            if world > 1:
+                _average_gradients(params, world)
+            scaler.step(optimiser)
+            scaler.update()
+            if world > 1:
+                _average_buffers([encoder, G], world)
+                logs = _average_logs(logs, world, self.device)
+            return logs
+
+        self._loop(
+            steps, one_step, desc="autoencoder", progress=progress and rank == 0, pretrain=True
         )
-        try:
-            for step in range(steps):
-                x, labels = self._prepare_batch(next(batches))
-                x = x.contiguous(memory_format=self._format)
-                gen = torch.Generator(device=self.device)
-                gen.manual_seed(_derive_seed(cast(int, self.seed), _STREAM_AE_STEP, step, *ranked))
-                with self._autocast():
-                    mu, log_var = encoder(x)
-                    mu, log_var = mu.float(), log_var.float()
-                    eps = torch.randn(mu.shape, generator=gen, device=self.device)
-                    z = mu + eps * torch.exp(0.5 * log_var)
-                    recon = G(z, labels).float()
-                    l1 = (recon - x).abs().flatten(1).sum(dim=1).mean()
-                    kl = (0.5 * (mu.pow(2) + log_var.exp() - 1 - log_var)).sum(dim=1).mean()
-                    loss = l1 + kl_weight * kl
-                optimiser.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if world > 1:
-                    _average_gradients(params, world)
-                scaler.step(optimiser)
-                scaler.update()
-                logs = {"ae_l1": float(l1.detach()) / x[0].numel(), "ae_kl": float(kl.detach())}
-                if world > 1:
-                    _average_buffers([encoder, G], world)
-                    logs = _average_logs(logs, world, self.device)
-                for key, value in logs.items():
-                    self.pretrain_history.setdefault(key, []).append(value)
-                bar.update(1)
-        finally:
-            bar.close()
-        if self.generator_ema is not None:
-            self.generator_ema.load_state_dict(G.state_dict())
+        self._reset_ema()
         return self
 
     def _batches_per_epoch(
@@ -1372,7 +987,7 @@ class ConditionalDCGAN(_AdversarialPair):
         rank, world = _rank_world()
         ranked = (rank,) if world > 1 else ()  # each rank draws its own noise
         gen = torch.Generator(device=self.device)
-        gen.manual_seed(_derive_seed(cast(int, self.seed), _STREAM_STEP, self.step, *ranked))
+        gen.manual_seed(derive_seed(cast(int, self.seed), _STREAM_STEP, self.step, *ranked))
         logs: dict[str, float] = {}
 
         fake = torch.empty(0)
@@ -1460,8 +1075,9 @@ class ConditionalDCGAN(_AdversarialPair):
         penalty: Tensor = (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
         return penalty
 
-    def _update_ema(self) -> None:
-        _ema_step(self.generator_ema, self.generator, self.step, self.config.ema_decay)
+    @property
+    def _ema_decay(self) -> float | None:
+        return self.config.ema_decay
 
     # ------------------------------------------------------------------ sampling
 
@@ -1520,10 +1136,10 @@ class ConditionalDCGAN(_AdversarialPair):
             count = int(n)
         if not _is_int(batch_size) or batch_size < 1:
             raise ParameterError(f"batch_size={batch_size!r} must be a positive integer")
-        _check_truncation(truncation)
-        gen = _noise_source(generator)
+        check_truncation(truncation)
+        gen = noise_source(generator)
         z_device = gen.device if gen is not None else torch.device("cpu")
-        z = _truncated_normal(count, self.z_dim, gen, z_device, truncation)
+        z = truncated_normal(count, self.z_dim, gen, z_device, truncation)
 
         def forward(module: nn.Module, start: int, stop: int) -> Tensor:
             labels = None if label_t is None else label_t[start:stop].to(self.device)

@@ -59,23 +59,12 @@ from covergan._checks import (
 from covergan._checks import is_int as _is_int
 from covergan._checks import is_real as _is_real
 from covergan._io import atomic_torch_save, check_header, header, read_checkpoint
-from covergan._progress import progress_bar
 from covergan.augment.classic import Params, Transform
 from covergan.augment.differentiable import DEFAULT_POLICY, DiffAugment
 from covergan.cqt import CQTNormalizer, center_crop_or_pad, random_crop
 from covergan.data import CQTDataset, SongId
+from covergan.distributed import resolve_device
 from covergan.errors import CheckpointError, DatasetError, ParameterError
-from covergan.gan import (
-    Callback,
-    _AdversarialPair,
-    _check_pretrain,
-    _check_truncation,
-    _derive_seed,
-    _ema_step,
-    _noise_source,
-    _truncated_normal,
-    resolve_device,
-)
 from covergan.models.dcgan import ConvEncoder
 from covergan.models.reference import (
     KeyFill,
@@ -83,6 +72,16 @@ from covergan.models.reference import (
     VersionGenerator,
     chroma_correlation,
     version_transform,
+)
+from covergan.training import (
+    AdversarialModel,
+    Callback,
+    check_pretrain,
+    check_truncation,
+    derive_seed,
+    noise_source,
+    truncated_normal,
+    vae_loss,
 )
 
 __all__ = [
@@ -299,7 +298,7 @@ class VersionConfig:
 # ----------------------------------------------------------------------------------- model
 
 
-class VersionGAN(_AdversarialPair):
+class VersionGAN(AdversarialModel):
     """Reference-conditioned GAN: a CQT window in, plausible other versions of its work out.
 
     Works in model space (``[-1, 1]``, see :class:`~covergan.cqt.CQTNormalizer`); use
@@ -353,7 +352,7 @@ class VersionGAN(_AdversarialPair):
         self.seed = None if seed is None else int(seed)
         with torch.random.fork_rng(devices=[]):
             if self.seed is not None:
-                torch.manual_seed(_derive_seed(self.seed, _STREAM_INIT))
+                torch.manual_seed(derive_seed(self.seed, _STREAM_INIT))
             self.generator: VersionGenerator = VersionGenerator(
                 image_size=config.image_size,
                 z_dim=config.z_dim,
@@ -448,20 +447,13 @@ class VersionGAN(_AdversarialPair):
         batch = self._check_data(data, batch_size, minimum=2)
         self._set_seed(seed, data)
         pairs = _PairSource(data, self.config)
-        bar = progress_bar(total=steps, enabled=progress, desc="versions", unit="step", leave=False)
-        try:
-            for _ in range(steps):
-                rng = np.random.default_rng([cast(int, self.seed), _STREAM_DATA, self.step])
-                refs, cands, works = pairs.batch(int(batch), rng)
-                logs = self._train_step(refs.to(self.device), cands.to(self.device), works)
-                self.step += 1
-                for key, value in logs.items():
-                    self.history.setdefault(key, []).append(value)
-                bar.update(1)
-                for callback in callbacks:
-                    callback.on_step_end(self, self.step, logs)
-        finally:
-            bar.close()
+
+        def one_step(_: int) -> dict[str, float]:
+            rng = np.random.default_rng([cast(int, self.seed), _STREAM_DATA, self.step])
+            refs, cands, works = pairs.batch(int(batch), rng)
+            return self._train_step(refs.to(self.device), cands.to(self.device), works)
+
+        self._loop(steps, one_step, desc="versions", progress=progress, callbacks=callbacks)
         return self
 
     def pretrain_autoencoder(
@@ -514,12 +506,12 @@ class VersionGAN(_AdversarialPair):
         ParameterError
             Bad arguments, or a model that has already been trained adversarially.
         """
-        _check_pretrain(self.step, "adversarial", steps, lr, kl_weight)
+        check_pretrain(self.step, "adversarial", steps, lr, kl_weight)
         batch = self._check_data(data, batch_size, minimum=1)
         self._set_seed(seed, data)
         cfg = self.config
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_derive_seed(cast(int, self.seed), _STREAM_AE_INIT))
+            torch.manual_seed(derive_seed(cast(int, self.seed), _STREAM_AE_INIT))
             encoder = ConvEncoder(
                 image_size=cfg.image_size, z_dim=cfg.z_dim, width=cfg.d_width, max_width=64
             ).to(self.device)
@@ -530,41 +522,30 @@ class VersionGAN(_AdversarialPair):
         source = _PairSource(data, cfg, pairs=False)
         width = cfg.image_size[1]
         G.train()
-        bar = progress_bar(
-            total=steps, enabled=progress, desc="versions AE", unit="step", leave=False
-        )
-        try:
-            for step in range(steps):
-                rng = np.random.default_rng([cast(int, self.seed), _STREAM_AE_DATA, step])
-                refs = source.singles(int(batch), rng).to(self.device)
-                gen = torch.Generator(device=self.device)
-                gen.manual_seed(_derive_seed(cast(int, self.seed), _STREAM_AE_STEP, step))
-                semis, rates, eps = self._draw(refs.shape[0], gen, self.device)
-                x = version_transform(
-                    refs,
-                    semis,
-                    rates,
-                    width=width,
-                    bins_per_semitone=cfg.bins_per_semitone,
-                    fill=cfg.key_fill,
-                )
-                mu, log_var = encoder(x)
-                z = mu + eps * torch.exp(0.5 * log_var)
-                l1 = (G(x, z) - x).abs().flatten(1).sum(dim=1).mean()
-                kl = (0.5 * (mu.pow(2) + log_var.exp() - 1 - log_var)).sum(dim=1).mean()
-                loss: Tensor = l1 + kl_weight * kl
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()  # type: ignore[no-untyped-call]
-                optimiser.step()
-                self.pretrain_history.setdefault("ae_l1", []).append(
-                    float(l1.detach()) / x[0].numel()
-                )
-                self.pretrain_history.setdefault("ae_kl", []).append(float(kl.detach()))
-                bar.update(1)
-        finally:
-            bar.close()
-        if self.generator_ema is not None:
-            self.generator_ema.load_state_dict(G.state_dict())
+
+        def one_step(step: int) -> dict[str, float]:
+            rng = np.random.default_rng([cast(int, self.seed), _STREAM_AE_DATA, step])
+            refs = source.singles(int(batch), rng).to(self.device)
+            gen = torch.Generator(device=self.device)
+            gen.manual_seed(derive_seed(cast(int, self.seed), _STREAM_AE_STEP, step))
+            semis, rates, eps = self._draw(refs.shape[0], gen, self.device)
+            x = version_transform(
+                refs,
+                semis,
+                rates,
+                width=width,
+                bins_per_semitone=cfg.bins_per_semitone,
+                fill=cfg.key_fill,
+            )
+            mu, log_var = encoder(x)
+            loss, logs = vae_loss(mu, log_var, eps, lambda z: G(x, z), x, kl_weight)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]
+            optimiser.step()
+            return logs
+
+        self._loop(steps, one_step, desc="versions AE", progress=progress, pretrain=True)
+        self._reset_ema()
         return self
 
     def _check_data(self, data: object, batch_size: int | None, *, minimum: int) -> int:
@@ -577,12 +558,7 @@ class VersionGAN(_AdversarialPair):
         return int(batch)
 
     def _set_seed(self, seed: int | None, data: CQTDataset) -> None:
-        if seed is not None:
-            if not _is_int(seed) or seed < 0:
-                raise ParameterError(f"seed={seed!r} must be a non-negative integer or None")
-            self.seed = int(seed)
-        elif self.seed is None:
-            self.seed = int(np.random.SeedSequence().generate_state(1)[0])
+        self._set_training_seed(seed)
         if data.n_bins != self.image_size[0]:
             raise ParameterError(
                 f"the dataset has {data.n_bins} bins but image_size={self.image_size}"
@@ -603,7 +579,7 @@ class VersionGAN(_AdversarialPair):
         semitones = torch.floor(u * (2 * k + 1)).long().clamp(max=2 * k) - k
         low, high = (math.log(t) for t in cfg.tempo_range)
         rates = torch.exp(low + (high - low) * torch.rand(n, generator=gen, device=device))
-        z = _truncated_normal(n, cfg.z_dim, gen, device, truncation)
+        z = truncated_normal(n, cfg.z_dim, gen, device, truncation)
         return semitones, rates, z
 
     def _train_step(self, refs: Tensor, cands: Tensor, works: np.ndarray) -> dict[str, float]:
@@ -613,7 +589,7 @@ class VersionGAN(_AdversarialPair):
         D.train()
         width = self.image_size[1]
         gen = torch.Generator(device=self.device)
-        gen.manual_seed(_derive_seed(cast(int, self.seed), _STREAM_STEP, self.step))
+        gen.manual_seed(derive_seed(cast(int, self.seed), _STREAM_STEP, self.step))
         half = refs.shape[0] // 2
         semis, rates, _ = self._draw(half, gen, self.device)
         z = torch.randn(2 * half, cfg.z_dim, generator=gen, device=self.device)
@@ -698,8 +674,9 @@ class VersionGAN(_AdversarialPair):
         )
         return logs
 
-    def _update_ema(self) -> None:
-        _ema_step(self.generator_ema, self.generator, self.step, self.config.ema_decay)
+    @property
+    def _ema_decay(self) -> float | None:
+        return self.config.ema_decay
 
     # ------------------------------------------------------------------ sampling
 
@@ -743,8 +720,8 @@ class VersionGAN(_AdversarialPair):
             raise ParameterError(f"refs must be a tensor [n, 1, {height}, W_src], got {got}")
         if not _is_int(batch_size) or batch_size < 1:
             raise ParameterError(f"batch_size={batch_size!r} must be a positive integer")
-        _check_truncation(truncation)
-        gen = _noise_source(generator)
+        check_truncation(truncation)
+        gen = noise_source(generator)
         gen = torch.default_generator if gen is None else gen
         semis, rates, z = self._draw(refs.shape[0], gen, gen.device, truncation)
 
@@ -1047,7 +1024,7 @@ def generate_versions(
     torch.Tensor [shape=(n, 1, n_bins, W), dtype=float32, device=cpu]
     """
     refs = normalizer.forward(windows.float())[:, None].float()
-    generator = None if seed is None else int(_derive_seed(seed, _STREAM_SAMPLE))
+    generator = None if seed is None else int(derive_seed(seed, _STREAM_SAMPLE))
     out = model.generate(refs, generator=generator, truncation=truncation)
     return normalizer.inverse(out) if space == "features" else out
 
@@ -1128,7 +1105,7 @@ class VersionAugment(Transform[VersionParams]):
             raise ParameterError(f"pad_mode={pad_mode!r} must be 'wrap' or 'constant'")
         if not _is_real(silence) or not math.isfinite(silence):
             raise ParameterError(f"silence={silence!r} must be a finite number")
-        _check_truncation(truncation)
+        check_truncation(truncation)
         self.model = model
         self.normalizer = normalizer
         self.silence = float(silence)
@@ -1158,7 +1135,7 @@ class VersionAugment(Transform[VersionParams]):
         )  # W < source_width: tiled or padded at the end
         out = x.clone()
         refs = self.normalizer.forward(src)[:, None].float()
-        seed = _derive_seed(*params.seeds[chosen].tolist())
+        seed = derive_seed(*params.seeds[chosen].tolist())
         versions = self.model.generate(refs, generator=seed, truncation=self.truncation)
         out[chosen.to(x.device)] = self.normalizer.inverse(versions).to(x.device, x.dtype)
         return out

@@ -29,7 +29,7 @@ import torch
 
 from covergan.cqt import CQTConfig, CQTNormalizer
 from covergan.data import CQTDataset, SongId, SongIndex
-from covergan.gan import Callback
+from covergan.training import Callback
 
 __all__ = ["FitContext", "Method", "Space", "SynthesisModel"]
 

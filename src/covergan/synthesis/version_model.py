@@ -20,9 +20,9 @@ from covergan._checks import check_known_fields
 from covergan.cqt import CQTConfig, CQTNormalizer
 from covergan.data import CQTDataset, SongId, SongIndex
 from covergan.errors import CheckpointError, DatasetError, NotFittedError
-from covergan.gan import _derive_seed
 from covergan.references import ReferenceBank
 from covergan.synthesis.base import FitContext, Space, SynthesisModel
+from covergan.training import derive_seed
 from covergan.versions import VersionConfig, VersionGAN, generate_versions
 
 __all__ = ["MIN_VERSION_WORKS", "VersionModel", "check_version_data"]
@@ -151,7 +151,7 @@ class VersionModel(SynthesisModel):
             )
         out: dict[SongId, torch.Tensor] = {}
         for song, n in counts.items():
-            song_seed = None if seed is None else int(_derive_seed(seed, labels[song]))
+            song_seed = None if seed is None else int(derive_seed(seed, labels[song]))
             windows = self.references.draw(song, int(n), rng=np.random.default_rng(song_seed))
             out[song] = generate_versions(
                 self.network,

@@ -74,7 +74,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from covergan.augment.classic import Compose, SemitoneRoll, TempoChange, TimeMask, Transform
+from covergan.augment.classic import Compose, Transform, csi_augment
 from covergan.balancing import Target
 from covergan.cqt import random_crop
 from covergan.csi import (
@@ -387,14 +387,7 @@ def make_split(data: CQTDataset, seed: int, s: Settings) -> Split:
 def classic_augment(data: CQTDataset) -> Compose:
     """The classic CSI augmentation (key roll, tempo change, time mask), seeded by training."""
     bps = data.config.bins_per_semitone if data.config is not None else 1
-    return Compose(
-        [
-            SemitoneRoll(6, bins_per_semitone=bps, p=0.5),
-            TempoChange(0.8, 1.25, p=0.5),
-            TimeMask(15, p=0.3, fill=data.silence_value),
-        ],
-        seed=None,
-    )
+    return csi_augment(bins_per_semitone=bps, silence=data.silence_value)
 
 
 class EpochForwarding(Dataset[Any]):

@@ -120,7 +120,15 @@ def sigint_during_steps(
 def test_help_documents_every_option(capsys: pytest.CaptureFixture[str]) -> None:
     parser = cli.build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(commands.choices) == {"demo", "extract", "fit", "sample", "evaluate", "listen"}
+    assert set(commands.choices) == {
+        "demo",
+        "extract",
+        "fit",
+        "sample",
+        "evaluate",
+        "listen",
+        "compare",
+    }
     for name, sub in commands.choices.items():
         code, out, _ = run([name, "--help"], capsys)
         assert code == 0 and sub.description
@@ -140,6 +148,7 @@ def test_help_documents_every_option(capsys: pytest.CaptureFixture[str]) -> None
         (["fit", "d", "o.pt", "--gan-config", "{"], "not valid JSON"),
         (["demo", "--minutes", "0"], "expected a positive number"),
         (["sample", "a.pt", "--balance", "most", "-o", "x"], "expected 'max', 'median'"),
+        (["compare", "d", "--out", "o", "--conditions", "gan"], "choose comma-separated names"),
         (["nope"], "invalid choice"),
     ],
 )
@@ -484,3 +493,44 @@ def test_extract_writes_features_and_their_config(
     assert code == 0 and "wrote 2 feature files of 2 songs" in out
     config = CQTConfig.from_dict(json.loads((tmp_path / "feats" / cli.CONFIG_FILE).read_text()))
     assert config.n_bins == 24 and np.load(tmp_path / "feats" / "a" / "v1.npy").shape[0] == 24
+
+
+def test_compare_writes_report_figure_and_results(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.test_references import CFG as WORKS_CFG
+    from tests.test_references import works
+
+    data = works((3, 3, 2, 2, 1), frames=40)
+    root = tmp_path / "data"
+    for k, (x, song) in enumerate(zip(data.features, data.song_ids, strict=True)):
+        folder = root / f"wörk {song} ✓"  # unicode names
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / f"rec-{k}.npy", np.asarray(x))
+    (root / "wörk work-0 ✓" / "broken.npy").write_bytes(b"not an array")
+    (root / cli.CONFIG_FILE).write_text(json.dumps(WORKS_CFG.to_dict()))
+    out = tmp_path / "out"
+    argv = [
+        "compare", root, "--out", out, "--seeds", "1", "--protocols", "unseen-works",
+        "--conditions", "none,classic", "--csi-steps", "2", "--no-progress",
+    ]  # fmt: skip
+    code, stdout, _ = run(argv, capsys)
+    assert code == 0
+    assert "unseen-works: classic vs none: MAP" in stdout
+    report = (out / "report.md").read_text()
+    assert "## unseen-works" in report and "broken.npy" in report
+    assert (out / "comparison.png").stat().st_size > 0
+    assert len((out / "results.jsonl").read_text().splitlines()) == 2
+    code, stdout, _ = run(argv, capsys)  # the same command again: nothing left to run
+    assert code == 0 and len((out / "results.jsonl").read_text().splitlines()) == 2
+    code, _, err = run([*argv, "--csi-steps", "3"], capsys)
+    assert_one_line_error(code, err, 1, "other settings (csi_steps differ")
+
+
+def test_compare_refuses_too_few_works(
+    features: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(["compare", features, "--out", tmp_path / "o"], capsys)
+    assert_one_line_error(code, err, 1, "at least 4 works with two or more recordings")
+    code, _, err = run(["compare", features, "--out", tmp_path, "--seeds", "x"], capsys)
+    assert code == 2 and "number of seeds or 'auto'" in err

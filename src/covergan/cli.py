@@ -26,7 +26,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -154,6 +154,30 @@ def _models(text: str) -> tuple[str, ...]:
     return names
 
 
+def _names(allowed: Sequence[str]) -> Callable[[str], list[str]]:
+    """A comma-separated list of names from ``allowed``."""
+
+    def parse(text: str) -> list[str]:
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        unknown = [n for n in names if n not in allowed]
+        if not names or unknown:
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: choose comma-separated names from {', '.join(allowed)}"
+            )
+        return names
+
+    return parse
+
+
+def _seeds(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of seeds or 'auto'") from None
+
+
 def _json_object(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
@@ -273,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sample(sub)
     _add_evaluate(sub)
     _add_listen(sub)
+    _add_compare(sub)
     return parser
 
 
@@ -597,6 +622,135 @@ def _add_listen(sub: Any) -> None:
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+def _add_compare(sub: Any) -> None:
+    from covergan.compare import CONDITIONS, PROTOCOLS
+
+    compare = sub.add_parser(
+        "compare",
+        help="does augmentation help a CSI model on my recordings? (paired comparison)",
+        description="Train the reference CSI model under each augmentation condition (none, "
+        "classic, versions, classic+versions), protocol (unseen-works, rare-songs) and seed "
+        "on DATA, and write OUT/report.md, OUT/comparison.png and OUT/results.jsonl (one line "
+        "per finished run) with paired differences and 95%% intervals. DATA: a folder "
+        "<work>/<recording>.<npy|wav|flac|ogg|mp3>, a manifest .csv (path,song_id) or a "
+        "saved CQTDataset (.pt). Unreadable files are skipped and listed in the report. "
+        "Interrupted and run again with the same arguments, it continues from results.jsonl; "
+        "an OUT of a run with other settings or data is refused.",
+    )
+    compare.add_argument("data", metavar="DATA", type=Path, help="recordings by work")
+    compare.add_argument("--out", type=Path, required=True, help="output folder")
+    compare.add_argument(
+        "--minutes",
+        metavar="M",
+        type=_positive_float,
+        default=None,
+        help="no new run starts after M minutes (default: no limit)",
+    )
+    compare.add_argument(
+        "--seeds",
+        type=_seeds,
+        default=3,
+        metavar="N|auto",
+        help="seeds 0..N-1, or 'auto': add seeds until every difference is resolved "
+        "(default: %(default)s)",
+    )
+    compare.add_argument(
+        "--conditions",
+        type=_names(CONDITIONS),
+        default=list(CONDITIONS),
+        metavar="NAMES",
+        help=f"comma-separated (default: {','.join(CONDITIONS)})",
+    )
+    compare.add_argument(
+        "--protocols",
+        type=_names(PROTOCOLS),
+        default=list(PROTOCOLS),
+        metavar="NAMES",
+        help=f"comma-separated (default: {','.join(PROTOCOLS)})",
+    )
+    compare.add_argument(
+        "--csi-steps", metavar="N", type=_positive_int, default=None, help="(default: adapts)"
+    )
+    compare.add_argument(
+        "--version-steps",
+        metavar="N",
+        type=_positive_int,
+        default=400,
+        help="steps of each version model (default: %(default)s)",
+    )
+    compare.add_argument(
+        "--window", metavar="FRAMES", type=_positive_int, default=None, help="(default: adapts)"
+    )
+    _add_device(compare)
+    _add_n_jobs(compare, default=1, help="extraction processes for audio (default: 1)")
+    _add_cache_dir(compare, help="feature cache for audio (default: none)")
+    _add_feature_options(compare, defaults=False)
+    compare.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _compare_data(args: argparse.Namespace) -> CQTDataset:
+    """DATA as a dataset: a saved CQTDataset, a manifest or a folder (failures skipped)."""
+    from covergan.cqt import CQTExtractor
+    from covergan.data import CQTDataset
+
+    path: Path = args.data
+    if path.is_file() and path.suffix.lower() != ".csv":
+        return CQTDataset.load(path)
+    folder = path.parent if path.is_file() else path
+    options = {
+        "extractor": CQTExtractor(_feature_config(args, folder)),
+        "n_jobs": args.n_jobs,
+        "cache_dir": args.cache_dir,
+        "progress": not args.no_progress,
+        "on_error": "skip",
+    }
+    if path.is_file():
+        return CQTDataset.from_manifest(path, **options)
+    if not path.is_dir():
+        raise _CLIError(f"{path} is not a folder, a manifest .csv or a saved dataset")
+    return CQTDataset.from_folder(path, **options)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from covergan.compare import CompareSettings, compare
+
+    data = _compare_data(args)
+    failures = list(data.failures)
+    settings = CompareSettings(
+        window=args.window,
+        csi_steps=args.csi_steps,
+        version_steps=args.version_steps,
+        device=args.device,
+    )
+    print(
+        f"comparing {', '.join(args.conditions)} on {data.n_songs} works, {len(data)} "
+        f"recordings ({len(failures)} files skipped); results in {args.out}"
+    )
+    result = compare(
+        data,
+        conditions=args.conditions,
+        protocols=args.protocols,
+        seeds=args.seeds,
+        budget=None if args.minutes is None else 60 * args.minutes,
+        settings=settings,
+        out=args.out,
+        progress=not args.no_progress,
+    )
+    report = result.to_markdown()
+    if failures:
+        report += "\n## Files skipped\n\n" + "".join(f"- {f}\n" for f in failures)
+    (args.out / "report.md").write_text(report, encoding="utf-8")
+    result.plot().savefig(args.out / "comparison.png", dpi=120)
+    for d in result.differences():
+        if d.metric == "map":
+            print(
+                f"{d.protocol}: {d.condition} vs none: MAP {d.mean:+.4f} "
+                f"[{d.low:+.4f}, {d.high:+.4f}] ({d.verdict}, n={d.n})"
+            )
+    print(f"wrote {args.out / 'report.md'} and {args.out / 'comparison.png'}")
+    return 0
 
 
 def _read_config(path: Path) -> CQTConfig:
@@ -1176,6 +1330,7 @@ _COMMANDS = {
     "sample": _cmd_sample,
     "evaluate": _cmd_evaluate,
     "listen": _cmd_listen,
+    "compare": _cmd_compare,
 }
 
 

@@ -86,6 +86,7 @@ __all__ = [
     "TempoParams",
     "TimeMask",
     "Transform",
+    "csi_augment",
 ]
 
 RollMode = Literal["roll", "shift"]
@@ -824,6 +825,36 @@ class OneOf(Transform[OneOfParams]):
 # --------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------
+
+
+def csi_augment(*, bins_per_semitone: int = 1, silence: float = -1.0, seed: Seed = None) -> Compose:
+    """The classic augmentation CSI systems train with: a key roll of up to 6 semitones
+    (p 0.5), a tempo change of 0.8-1.25 (p 0.5) and a time mask of up to 15 frames (p 0.3).
+
+    Parameters
+    ----------
+    bins_per_semitone : int
+        Frequency bins per semitone of the windows.
+    silence : float
+        Value of the masked frames (-1 in model space; the features' silence value, e.g.
+        0, on feature-format windows).
+    seed : int, torch.Generator or None
+        The transform's own random stream; ``None``: the generator ``train_csi`` passes (its
+        training seed) or torch's global one.
+
+    Returns
+    -------
+    Compose
+        Works on batches ``[B, 1, n_bins, T]``.
+    """
+    return Compose(
+        [
+            SemitoneRoll(6, bins_per_semitone=bins_per_semitone, p=0.5),
+            TempoChange(0.8, 1.25, p=0.5),
+            TimeMask(15, p=0.3, fill=silence),
+        ],
+        seed=seed,
+    )
 
 
 def _make_generator(seed: object, name: str) -> torch.Generator | None:

@@ -224,20 +224,79 @@ def retrieval_metrics_from_distances(
     index = np.arange(n)
     for q in range(n):
         others = index[index != q]
-        relevant = codes[others] == codes[q]
-        m = int(relevant.sum())
-        if m == 0:
-            continue
-        dist = d[q, others]
-        if ties == "pessimistic":
-            order = np.lexsort((others, relevant, dist))
-        else:
-            order = np.lexsort((others, dist))
-        ranks = np.flatnonzero(relevant[order]) + 1  # 1-based ranks of the relevant items
-        ap[q] = float(np.mean(np.arange(1, m + 1) / ranks))
-        p10[q] = np.count_nonzero(ranks <= _TOP_K) / _TOP_K
-        r1[q] = float(ranks[0])
+        ap[q], p10[q], r1[q] = _rank_query(d[q, others], codes[others] == codes[q], ties)
+    return _result(ap, p10, r1)
 
+
+def gallery_metrics(
+    distances: npt.ArrayLike | torch.Tensor,
+    query_labels: Labels,
+    gallery_labels: Labels,
+    *,
+    ties: Ties = "pessimistic",
+) -> RetrievalResult:
+    """MAP, P@10 and MR1 of queries against a separate gallery (queries never retrieve
+    each other): the rare-song setting, where a song's other recordings query the
+    training recordings.
+
+    Parameters
+    ----------
+    distances : array or torch.Tensor [shape=(Q, G)]
+        ``distances[q, g]``: query ``q`` to gallery item ``g`` (smaller = more similar).
+    query_labels : sequence of hashable [shape=(Q,)]
+    gallery_labels : sequence of hashable [shape=(G,)]
+    ties : {"pessimistic", "index"}
+        As in :func:`retrieval_metrics_from_distances`.
+
+    Returns
+    -------
+    RetrievalResult
+        Per-query arrays of length ``Q``; ``rank1 == 1`` is a top-1 hit.
+
+    Raises
+    ------
+    ParameterError
+        A matrix that is not ``[Q, G]`` for the labels, NaN, or unknown ``ties``.
+    DatasetError
+        No query's label is in the gallery.
+    """
+    d = _as_array(distances, "distances", allow_inf=True)
+    n_q = len(query_labels)
+    codes = _label_codes([*query_labels, *gallery_labels])  # one code per distinct label
+    q_codes, g_codes = codes[:n_q], codes[n_q:]
+    if d.ndim != 2 or d.shape != (n_q, g_codes.shape[0]):
+        raise ParameterError(
+            f"distances must be [Q={n_q}, G={g_codes.shape[0]}] for the labels, got {d.shape}"
+        )
+    if ties not in ("pessimistic", "index"):
+        raise ParameterError(f"ties={ties!r} must be 'pessimistic' or 'index'")
+    ap, p10, r1 = (np.full(n_q, np.nan) for _ in range(3))
+    for q in range(n_q):
+        ap[q], p10[q], r1[q] = _rank_query(d[q], g_codes == q_codes[q], ties)
+    return _result(ap, p10, r1)
+
+
+def _rank_query(
+    dist: FloatArray, relevant: npt.NDArray[np.bool_], ties: Ties
+) -> tuple[float, float, float]:
+    """Average precision, precision at 10 and rank of the first relevant item of one query
+    (NaNs when nothing is relevant); ties broken pessimistically or by item index."""
+    m = int(relevant.sum())
+    if m == 0:
+        return np.nan, np.nan, np.nan
+    index = np.arange(dist.shape[0])
+    if ties == "pessimistic":
+        order = np.lexsort((index, relevant, dist))
+    else:
+        order = np.lexsort((index, dist))
+    ranks = np.flatnonzero(relevant[order]) + 1  # 1-based ranks of the relevant items
+    ap = float(np.mean(np.arange(1, m + 1) / ranks))
+    return ap, np.count_nonzero(ranks <= _TOP_K) / _TOP_K, float(ranks[0])
+
+
+def _result(ap: FloatArray, p10: FloatArray, r1: FloatArray) -> RetrievalResult:
+    """Means over the queries that had a relevant item."""
+    n = ap.shape[0]
     evaluated = ~np.isnan(ap)
     n_queries = int(evaluated.sum())
     n_skipped = n - n_queries

@@ -236,10 +236,10 @@ def test_content_weight_keeps_the_reference_notes(
     for w in (0.0, 5.0):
         cfg = VersionConfig(**{**TINY, "lr_g": 5e-3}, content_weight=w)
         m = VersionGAN(cfg, device="cpu", seed=0).fit(
-            windows(data, normalizer), steps=10, progress=False
+            windows(data, normalizer), steps=40, progress=False
         )
         logged[w] = float(np.mean(m.history["content"][-5:]))
-    assert logged[5.0] > logged[0.0] + 0.1  # about 0.13 against -0.05
+    assert logged[5.0] > logged[0.0] + 0.1  # about 0.12 against -0.01
     with pytest.raises(ParameterError, match="content_weight"):
         VersionConfig(**TINY, content_weight=-1.0)
 

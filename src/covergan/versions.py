@@ -143,8 +143,7 @@ class VersionConfig:
     g_blocks : int
         Residual AdaIN blocks at the content resolution.
     g_refine : int
-        Channels of the generator's full-resolution output stage, which reads the
-        decoder's output beside the transformed reference
+        Channels of the generator's full-resolution output stage
         (:class:`~covergan.models.reference.VersionGenerator`); 0: none. Files saved
         before it existed load with 0.
     d_stages : int, optional

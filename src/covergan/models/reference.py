@@ -253,11 +253,12 @@ class VersionGenerator(nn.Module):
         Residual AdaIN blocks at the coarsest scale.
     refine : int
         Channels of the full-resolution output stage: the sub-pixel layer gives ``refine``
-        maps at full resolution, and one 3 x 3 convolution (edge-replicating padding) reads
-        them beside the transformed reference itself, so onsets and the edge bins come from
-        the input's own resolution instead of from 2 x 2 sub-pixel blocks (whose period-2
-        pattern showed as a comb across the lowest bins). 0: the sub-pixel layer is the
-        output (the layout of models saved before this stage existed).
+        maps at full resolution and one 3 x 3 convolution (edge-replicating padding) mixes
+        them into the output, so no output cell comes from a single 2 x 2 sub-pixel block
+        (whose period-2 pattern showed as a comb across the lowest bins). It reads the
+        decoder only: given the reference too, the model learnt to copy it (the suite's
+        memorisation check failed). 0: the sub-pixel layer is the output (the layout of
+        models saved before this stage existed).
     """
 
     def __init__(
@@ -292,11 +293,11 @@ class VersionGenerator(nn.Module):
         )
         self.up_norms = nn.ModuleList(AdaIN(chans[k], z_dim) for k in reversed(range(n_stages - 1)))
         # sub-pixel layer: 3 x 3 conv to 4 maps per output channel at half resolution, then
-        # pixel shuffle; with ``refine``, a full-resolution conv reads them and the reference
+        # pixel shuffle; with ``refine``, a full-resolution conv mixes them
         self.refine = int(refine)
         self.out = nn.Conv2d(chans[0], 4 * max(1, self.refine), 3, padding=1)
         self.final = (
-            nn.Conv2d(self.refine + 1, 1, 3, padding=1, padding_mode="replicate")
+            nn.Conv2d(self.refine, 1, 3, padding=1, padding_mode="replicate")
             if self.refine
             else None
         )
@@ -335,7 +336,7 @@ class VersionGenerator(nn.Module):
             h = torch.relu(norm(up(h), z))
         h = nn.functional.pixel_shuffle(self.out(h), 2)
         if self.final is not None:
-            h = self.final(torch.cat([nn.functional.leaky_relu(h, 0.2), x], dim=1))
+            h = self.final(nn.functional.leaky_relu(h, 0.2))
         out = torch.tanh(h)
         return out[:, :, :height, :width]
 

@@ -57,6 +57,9 @@ def test_every_condition_protocol_and_seed_runs_once(run: tuple[Path, Comparison
         )
         assert all(np.isfinite(row[m]) for m in metrics)
         assert 0 < row["map"] <= 1 and row["mr1"] >= 1
+    spent = result.timings()
+    assert spent["version_fit"] > 0 and spent["csi_train"] > 0 and spent["evaluate"] > 0
+    assert sum("version_fit_seconds" in r for r in result.rows) == 4  # one per protocol, seed
     lines = (out / RESULTS_FILE).read_text().splitlines()
     assert len(lines) == 16 and all(json.loads(line)["seed"] in (0, 1) for line in lines)
     assert sorted(p.name for p in (out / "models").iterdir()) == [

@@ -181,7 +181,9 @@ class Comparison:
     ----------
     rows : list of dict
         One per finished run: ``protocol``, ``seed``, ``condition``, the protocol's metrics,
-        ``seconds`` (CSI training), ``n_train``, ``n_queries``.
+        ``seconds`` (CSI training), ``eval_seconds``, ``csi_steps``, ``n_train``,
+        ``n_queries``, and on the run that fitted (or loaded) its protocol and seed's version
+        model, ``version_fit_seconds``.
     settings : dict
         :class:`CompareSettings` as a dict, plus ``data`` (works, recordings, fingerprint).
     notes : list of str
@@ -191,6 +193,15 @@ class Comparison:
     rows: list[dict[str, Any]]
     settings: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+
+    def timings(self) -> dict[str, float]:
+        """Where the time went, in seconds summed over the runs: ``version_fit``,
+        ``csi_train``, ``evaluate``."""
+        return {
+            "version_fit": sum(r.get("version_fit_seconds", 0.0) for r in self.rows),
+            "csi_train": sum(r.get("seconds", 0.0) for r in self.rows),
+            "evaluate": sum(r.get("eval_seconds", 0.0) for r in self.rows),
+        }
 
     def conditions(self) -> list[str]:
         return _unique(r["condition"] for r in self.rows)
@@ -253,6 +264,12 @@ class Comparison:
                     f"[{d.low:+.4f}, {d.high:+.4f}] | {d.verdict} |"
                 )
             lines.append("")
+        spent = self.timings()
+        lines.append(
+            "Time: "
+            + ", ".join(f"{k.replace('_', ' ')} {v / 60:.1f} min" for k, v in spent.items())
+            + f" ({len(self.rows)} runs)."
+        )
         lines += [f"- {note}" for note in self.notes]
         return "\n".join(lines).rstrip() + "\n"
 
@@ -442,10 +459,12 @@ class _Runner:
         for condition in todo:
             if deadline is not None and time.monotonic() > deadline:
                 return False
+            row: dict[str, Any] = {"protocol": protocol, "seed": seed, "condition": condition}
             if "versions" in condition and aug is None:
+                t0 = time.perf_counter()
                 aug = self._augmenter(train, protocol, seed, window)
+                row["version_fit_seconds"] = time.perf_counter() - t0
             logger.info("compare: %s, seed %d, %s", protocol, seed, condition)
-            row = {"protocol": protocol, "seed": seed, "condition": condition}
             row.update(self._csi_run(train, evaluate, seed, window, condition, aug))
             self._append(row)
         return True
@@ -502,8 +521,15 @@ class _Runner:
             log_every=0,
         )
         model.cpu()
+        t0 = time.perf_counter()
         metrics = evaluate(model)
-        return {**metrics, "seconds": history.seconds, "csi_steps": steps, "n_train": len(train)}
+        return {
+            **metrics,
+            "seconds": history.seconds,
+            "eval_seconds": time.perf_counter() - t0,
+            "csi_steps": steps,
+            "n_train": len(train),
+        }
 
     def _append(self, row: dict[str, Any]) -> None:
         self.rows.append(row)

@@ -446,21 +446,33 @@ def _add_fit(sub: Any) -> None:
     )
     _add_seed(fit, default=None, help="seed of crops, initialisation and training (default: 0)")
     _add_device(fit)
-    fit.add_argument(
+    _add_checkpoint_options(fit)
+    _add_n_jobs(fit, default=1, help="extraction processes for audio (default: 1)")
+    _add_cache_dir(fit, help="feature cache for audio (default: none)")
+    _add_gan_config(fit)
+    _add_version_config(fit)
+    _add_feature_options(fit, defaults=False)
+    fit.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _add_checkpoint_options(fit: argparse.ArgumentParser) -> None:
+    """``fit``'s options for periodic checkpoints and resuming."""
+    group = fit.add_argument_group("interrupting and resuming")
+    group.add_argument(
         "--checkpoint-every",
         type=_positive_int,
         default=None,
         metavar="N",
         help="also save a resumable checkpoint every N training steps (of each model)",
     )
-    fit.add_argument(
+    group.add_argument(
         "--checkpoint",
         metavar="FILE",
         type=Path,
         default=None,
         help="checkpoint file (default: OUT with '.partial' appended); removed once OUT is written",
     )
-    fit.add_argument(
+    group.add_argument(
         "--resume",
         action="store_true",
         help="continue the checkpoint (or, without one, the augmenter at OUT) on the same "
@@ -469,12 +481,6 @@ def _add_fit(sub: Any) -> None:
         "match it or be left out; the pretraining, model-config and feature options are the "
         "checkpoint's",
     )
-    _add_n_jobs(fit, default=1, help="extraction processes for audio (default: 1)")
-    _add_cache_dir(fit, help="feature cache for audio (default: none)")
-    _add_gan_config(fit)
-    _add_version_config(fit)
-    _add_feature_options(fit, defaults=False)
-    fit.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def _add_sample(sub: Any) -> None:
@@ -1233,12 +1239,30 @@ def _demo_augmenter(
     )
 
 
+def _plot_two_versions(data: CQTDataset, path: Path) -> None:
+    """Two recordings of the largest work beside one of the smallest (the demo's first
+    figure)."""
+    from covergan.plots import plot_features
+
+    counts = data.class_counts()
+    big = max(counts, key=lambda s: (counts[s], str(s)))
+    other = min(counts, key=lambda s: (counts[s], str(s)))
+    first = [i for i, s in enumerate(data.song_ids) if s == big][:2]
+    versions = [(f"{big}: {Path(data.names[i]).stem}", data.features[i]) for i in first]
+    versions.append((f"{other} (another work)", data.features[data.song_ids.index(other)]))
+    plot_features(
+        versions,
+        config=data.config,
+        title="two versions of one work, and another work",
+        path=path,
+    )
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     import numpy as np
 
     from covergan.data import split_recordings
     from covergan.datasets import chorale_covers
-    from covergan.plots import plot_features
     from covergan.report import quality_report
 
     t0 = time.perf_counter()
@@ -1252,21 +1276,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         n_jobs=args.n_jobs,
         progress=progress,
     )
-    counts = data.class_counts()
     print(f"    {len(data)} recordings of {data.n_songs} works ({time.perf_counter() - t0:.0f} s)")
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    big = max(counts, key=lambda s: (counts[s], str(s)))
-    other = min(counts, key=lambda s: (counts[s], str(s)))
-    first = [i for i, s in enumerate(data.song_ids) if s == big][:2]
-    versions = [(f"{big}: {Path(data.names[i]).stem}", data.features[i]) for i in first]
-    versions.append((f"{other} (another work)", data.features[data.song_ids.index(other)]))
-    plot_features(
-        versions,
-        config=data.config,
-        title="two versions of one work, and another work",
-        path=out / "versions.png",
-    )
+    _plot_two_versions(data, out / "versions.png")
 
     train, heldout = split_recordings(data, holdout=1, min_recordings=3, seed=args.seed)
     what = "the version model (the default) and the class GAN beside it"

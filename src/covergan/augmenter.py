@@ -54,7 +54,7 @@ __all__ = ["MIN_VERSION_WORKS", "MODELS", "Augmenter", "DatasetLike", "Method", 
 
 logger = logging.getLogger(__name__)
 
-#: The synthesis models an augmenter can fit, by name (:data:`covergan.synthesis.REGISTRY`).
+#: The built-in synthesis models, by name (:data:`covergan.synthesis.REGISTRY` may hold more).
 MODELS: tuple[Method, ...] = tuple(REGISTRY)
 #: The longest default window, in pooled frames (CQTNet's training crop).
 MAX_AUTO_WINDOW = 200
@@ -79,7 +79,7 @@ _PARAMS = (
     "progress",
     "seed",
 )
-_NAMES = {"gan": "class GAN", "versions": "version model"}
+_NAMES = {"versions": "version model"}  # what error messages call a model besides its label
 _HOW_TO_FIT = {
     "gan": "); refit with Augmenter(model=('versions', 'gan')",
     "versions": (
@@ -245,9 +245,9 @@ class Augmenter:
     def models(self) -> tuple[Method, ...]:
         """The ``model`` argument as a tuple of names (the first is the default)."""
         names = (self.model,) if isinstance(self.model, str) else tuple(self.model)
-        if not names or any(m not in MODELS for m in names) or len(set(names)) != len(names):
+        if not names or any(m not in REGISTRY for m in names) or len(set(names)) != len(names):
             raise ParameterError(
-                f"model={self.model!r} must be one of {MODELS} or a sequence of them "
+                f"model={self.model!r} must be one of {tuple(REGISTRY)} or a sequence of them "
                 "(the first is the default for sample)"
             )
         return names
@@ -547,7 +547,7 @@ class Augmenter:
         if method is None:
             method = self.models[0]
         if method not in REGISTRY:
-            raise ParameterError(f"method={method!r} must be one of {MODELS}")
+            raise ParameterError(f"method={method!r} must be one of {tuple(REGISTRY)}")
         self._model(method)
         return method
 
@@ -558,7 +558,7 @@ class Augmenter:
         if model is None:
             hint = _HOW_TO_FIT.get(name, f"); refit with Augmenter(model={name!r}")
             raise NotFittedError(
-                f"this augmenter has no {_NAMES.get(name, name)} (fitted with "
+                f"this augmenter has no {_NAMES.get(name, REGISTRY[name].label)} (fitted with "
                 f"model={self.model!r}{hint})"
             )
         return model

@@ -266,7 +266,11 @@ def quality_report(
     return report
 
 
-_LABELS = {"versions": "versions", "gan": "class GAN"}
+def _label(name: str) -> str:
+    """How the report names a synthesis model (its registry label)."""
+    from covergan.synthesis import REGISTRY
+
+    return REGISTRY[name].label if name in REGISTRY else name
 
 
 def _artefacts(
@@ -311,7 +315,7 @@ def _comparison(
     songs = list(real_by_song)
     sources: dict[str, dict[SongId, torch.Tensor]] = {"real": real_by_song}
     for name, by_song in fakes.items():
-        label = _LABELS[name] + (" (default)" if name == aug.models[0] else "")
+        label = _label(name) + (" (default)" if name == aug.models[0] else "")
         sources[label] = {s: by_song[s][:n] for s in songs}
     classic = Compose(
         [
@@ -346,7 +350,7 @@ def _artefact_lines(report: QualityReport) -> list[str]:
         "|---|---|---|---|---|---|",
     ]
     for name, check in report.artefacts.items():
-        label = name if name.startswith("control:") else _LABELS[name]
+        label = name if name.startswith("control:") else _label(name)
         bins = ", ".join(map(str, check.bins[:12])) + (" ..." if len(check.bins) > 12 else "")
         lines.append(
             f"| {label} | {check.rate:.3f} | {check.floor:.3f} | {_fmt(check.ratio)} | "
@@ -362,7 +366,7 @@ def _suite_table(report: QualityReport) -> str:
     head.append("|---|" + "---|" * (len(first.metrics) + 2))
     floors = " | ".join(_fmt(m.floor) for m in first.metrics)
     rows = [f"| held-out real (the floor) | {floors} | | |"]
-    named = [(_LABELS[n], s) for n, s in report.suites.items()]
+    named = [(_label(n), s) for n, s in report.suites.items()]
     named += [(f"control: {n}", s) for n, s in report.controls.items()]
     for label, suite in named:
         cells = " | ".join(
@@ -414,12 +418,12 @@ def _markdown(
         "",
     ]
     for name, suite in report.suites.items():
-        lines += [f"### {_LABELS[name]}", "", suite.to_markdown(), ""]
+        lines += [f"### {_label(name)}", "", suite.to_markdown(), ""]
     lines += _artefact_lines(report)
     lines += [
         "## Secondary: `cqt-stats` Frechet distance (blind to temporal order)",
         "",
-        f"Of the default model ({_LABELS[aug.models[0]]}). `cqt-stats` summarises each bin "
+        f"Of the default model ({_label(aug.models[0])}). `cqt-stats` summarises each bin "
         "over time, so windows with their frames permuted score close to real ones: read it "
         "for spectral envelope and level, not for music. Distance to the held-out recordings' "
         "windows, beside the floor: the distance of the training recordings' windows to the "

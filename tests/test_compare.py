@@ -144,6 +144,15 @@ def test_save_and_load_round_trip(run: tuple[Path, Comparison], tmp_path: Path) 
         Comparison.load(tmp_path / "bad.json")
 
 
+def test_silent_recordings_are_left_out_and_named(data: CQTDataset) -> None:
+    feats = [np.asarray(x) for x in data.features] + [np.zeros((24, 30), np.float32)]
+    silent = CQTDataset.from_arrays(feats, [*data.song_ids, "work-0"], config=data.config)
+    result = compare(silent, conditions=["none"], protocols=["unseen-works"], seeds=1,
+                     settings=FAST, progress=False)  # fmt: skip
+    assert result.settings["data"]["recordings"] == len(data)
+    assert result.notes[0].startswith("1 silent recordings left out")
+
+
 def test_budget_stops_new_runs(data: CQTDataset) -> None:
     result = compare(data, seeds=3, budget=1e-9, settings=FAST, progress=False)
     assert len(result.rows) <= 1 and "budget" in result.notes[0]

@@ -378,7 +378,8 @@ def compare(
     Raises
     ------
     DatasetError
-        Fewer than :data:`MIN_WORKS` works with two or more recordings.
+        Fewer than :data:`MIN_WORKS` works with two or more recordings (silent recordings,
+        whose features are constant, are left out first and named in the notes).
     ParameterError
         Unknown conditions or protocols, bad seeds or budget, or an ``out`` folder of
         another run.
@@ -389,6 +390,7 @@ def compare(
     seed_list, auto = _seed_plan(seeds)
     if budget is not None and not (isinstance(budget, (int, float)) and budget > 0):
         raise ParameterError(f"budget={budget!r} must be a positive number of seconds or None")
+    dataset, silent = _without_silence(dataset)
     summary = _data_summary(dataset)
     if summary["multi_works"] < MIN_WORKS:
         raise DatasetError(
@@ -403,7 +405,7 @@ def compare(
     rows = _read_rows(folder / RESULTS_FILE) if folder is not None else []
     runner = _Runner(dataset, settings, folder, rows, progress)
     deadline = None if budget is None else time.monotonic() + float(budget)
-    notes: list[str] = []
+    notes = [f"{len(silent)} silent recordings left out: {', '.join(silent)}"] if silent else []
     for seed in _seeds(seed_list, auto, lambda: runner.result(stored), baseline):
         finished = all(runner.run(p, seed, conditions, deadline) for p in protocols)
         if not finished:
@@ -699,9 +701,18 @@ def _seeds(
         seed += 1
 
 
-def _data_summary(data: CQTDataset) -> dict[str, Any]:
+def _without_silence(data: object) -> tuple[CQTDataset, list[str]]:
+    """``data`` without its silent recordings (constant features), and their names."""
     if not isinstance(data, CQTDataset):
         raise ParameterError(f"compare needs a CQTDataset, got {type(data).__name__}")
+    silent = [i for i, x in enumerate(data.features) if float(np.ptp(np.asarray(x))) == 0.0]
+    if not silent:
+        return data, []
+    keep = sorted(set(range(len(data))) - set(silent))
+    return data.subset(keep), [str(data.names[i]) for i in silent]
+
+
+def _data_summary(data: CQTDataset) -> dict[str, Any]:
     counts = data.class_counts()
     digest = hashlib.sha1()
     for song, name, n in zip(data.song_ids, data.names, data.lengths(), strict=True):

@@ -9,7 +9,7 @@ shares: the feature format, the normaliser, the window, the seed and the song in
     cls.check(params, data, window=..., config=...)   # fails before any training
     model = cls.build(params, ctx)         # untrained
     model.pretrain(params, ctx, cls.default_pretrain(params))
-    model.train(ctx, params, callbacks)    # up to planned_steps(params), resumable
+    model.train(params, ctx, callbacks)    # up to planned_steps(params), resumable
     model.sample(counts, labels, normalizer, space=..., seed=..., truncation=...)
     model.state_dict() / cls.from_state(file_state, ...)
 

@@ -23,8 +23,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
+from covergan import batches as batches_module
 from covergan import distributed
-from covergan import gan as gan_module
 from covergan.augmenter import Augmenter
 from covergan.data import CQTDataset
 from covergan.errors import CoverGANWarning, DatasetError, ParameterError
@@ -268,8 +268,8 @@ def test_two_gpus_under_nccl(tmp_path: Path) -> None:
 
 def test_shards_partition_the_single_process_batches() -> None:
     data = tiny_data(n=12)
-    whole = list(gan_module._dataset_batches(data, 12, 4, 5, 0, 6))  # 3 a epoch, 2 epochs
-    shards = [list(gan_module._dataset_batches(data, 12, 2, 5, 0, 6, 2, r, 2)) for r in (0, 1)]
+    whole = list(batches_module.dataset_batches(data, 12, 4, 5, 0, 6, 2))  # 3 a epoch, 2 epochs
+    shards = [list(batches_module.dataset_batches(data, 12, 2, 5, 0, 6, 2, r, 2)) for r in (0, 1)]
     for b, batch in enumerate(whole):
         joined = torch.cat([shards[0][b][0], shards[1][b][0]])
         assert torch.equal(joined, batch[0])
@@ -318,9 +318,8 @@ def test_non_main_ranks_skip_the_writing_callbacks(
 
 
 def test_the_global_batch_must_fit_in_the_dataset_and_loaders_must_shard() -> None:
-    gan = ConditionalDCGAN(3, config=tiny_config(), device="cpu", seed=0)
-    assert gan._batches_per_epoch(tiny_data(n=17), 4, world=2) == 2
+    assert batches_module.batches_per_epoch(tiny_data(n=17), 4, world=2) == 2
     with pytest.raises(DatasetError, match=r"batch_size=4 x 2 ranks"):
-        gan._batches_per_epoch(tiny_data(n=7), 4, world=2)
+        batches_module.batches_per_epoch(tiny_data(n=7), 4, world=2)
     with pytest.warns(CoverGANWarning, match="DistributedSampler"):
-        gan._batches_per_epoch(DataLoader(tiny_data(n=8), batch_size=4), 4, world=2)
+        batches_module.batches_per_epoch(DataLoader(tiny_data(n=8), batch_size=4), 4, world=2)

@@ -29,7 +29,7 @@ import logging
 import math
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,8 +39,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, default_collate
-from torch.utils.data.distributed import DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 
 from covergan._checks import (
     check_adam,
@@ -55,6 +54,7 @@ from covergan._checks import is_int as _is_int
 from covergan._checks import is_real as _is_real
 from covergan._io import atomic_torch_save, check_header, header, read_checkpoint
 from covergan.augment.differentiable import DEFAULT_POLICY, DiffAugment
+from covergan.batches import batch_stream, batches_per_epoch
 from covergan.distributed import (
     _average_buffers,
     _average_gradients,
@@ -68,10 +68,9 @@ from covergan.distributed import (
 from covergan.errors import (
     CheckpointError,
     CoverGANWarning,
-    DatasetError,
     ParameterError,
 )
-from covergan.models.base import GeneratorModule
+from covergan.models.base import GeneratorModule, check_pair
 from covergan.models.dcgan import ConvEncoder, DCGANGenerator, ProjectionDiscriminator
 from covergan.models.thesis import THESIS_IMAGE_SIZE, ThesisDiscriminator, ThesisGenerator
 from covergan.training import (
@@ -395,61 +394,6 @@ class SampleSnapshotCallback:
             atomic_torch_save(samples, self.path.format(step=step))
 
 
-# ----------------------------------------------------------------------------------- data
-
-
-def _dataset_batches(
-    dataset: Dataset[Any],
-    n: int,
-    batch_size: int,
-    seed: int,
-    start: int,
-    count: int,
-    stream: int = _STREAM_DATA,
-    rank: int = 0,
-    world: int = 1,
-) -> Iterator[Any]:
-    """Batches ``start .. start + count - 1`` of a seeded per-epoch permutation of ``dataset``.
-
-    Global batch ``b`` is batch ``b % per_epoch`` of epoch ``b // per_epoch``; each epoch's order
-    is seeded by ``(seed, epoch)`` and a dataset with ``set_epoch`` (random crops) is told the
-    epoch, so any batch can be reproduced from its index alone. Items are fetched in this
-    process, so ``set_epoch`` always reaches the dataset that serves them. With ``world``
-    ranks a global batch is ``world * batch_size`` consecutive items of the permutation and
-    ``rank`` takes its ``rank``-th ``batch_size`` of them: the shards are disjoint.
-    """
-    per_epoch = n // (batch_size * world)
-    set_epoch = getattr(dataset, "set_epoch", None)
-    epoch = -1
-    order = torch.empty(0, dtype=torch.long)
-    for b in range(start, start + count):
-        e, i = divmod(b, per_epoch)
-        if e != epoch:
-            epoch = e
-            gen = torch.Generator().manual_seed(derive_seed(seed, stream, e))
-            order = torch.randperm(n, generator=gen)
-            if callable(set_epoch):
-                set_epoch(e)
-        lo = (i * world + rank) * batch_size
-        idx = order[lo : lo + batch_size].tolist()
-        yield default_collate([dataset[k] for k in idx])
-
-
-def _cycle(loader: DataLoader[Any]) -> Iterator[Any]:
-    set_epoch = getattr(loader.sampler, "set_epoch", None)  # DistributedSampler's reshuffle
-    epoch = 0
-    while True:
-        if callable(set_epoch):
-            set_epoch(epoch)
-        epoch += 1
-        empty = True
-        for batch in loader:
-            empty = False
-            yield batch
-        if empty:
-            raise DatasetError("the DataLoader yielded no batches")
-
-
 # ----------------------------------------------------------------------------------- the model
 
 
@@ -566,7 +510,14 @@ class ConditionalDCGAN(AdversarialModel):
         for module in (self.generator, self.discriminator):
             module.to(self.device)
             module.to(memory_format=self._format)
-        self._dry_run()
+        check_pair(
+            self.generator,
+            self.discriminator,
+            z_dim=self.z_dim,
+            labels=self._labels_or_none(_DRY_RUN_BATCH),
+            image_size=self.image_size,
+            device=self.device,
+        )
         self.generator_ema: nn.Module | None = None
         if config.ema_decay is not None:
             self.generator_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
@@ -612,46 +563,6 @@ class ConditionalDCGAN(AdversarialModel):
         if self.n_classes == 0:
             return None
         return torch.zeros(batch, dtype=torch.long, device=self.device)
-
-    def _dry_run(self) -> None:
-        """Check that G's output has the configured shape and that D accepts it."""
-        b = _DRY_RUN_BATCH
-        height, width = self.image_size
-        modes = (self.generator.training, self.discriminator.training)
-        self.generator.eval()
-        self.discriminator.eval()
-        try:
-            z = torch.zeros(b, self.z_dim, device=self.device)
-            labels = self._labels_or_none(b)
-            with torch.no_grad():
-                try:
-                    x = self.generator(z, labels)
-                except Exception as exc:
-                    raise ParameterError(
-                        f"the generator failed on a dry run with z of shape {tuple(z.shape)}: {exc}"
-                    ) from exc
-                if not isinstance(x, Tensor) or tuple(x.shape) != (b, 1, height, width):
-                    got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-                    raise ParameterError(
-                        f"the generator produces {got} but config.image_size={self.image_size} "
-                        f"needs ({b}, 1, {height}, {width})"
-                    )
-                try:
-                    out = self.discriminator(x, labels)
-                except Exception as exc:
-                    raise ParameterError(
-                        f"the discriminator cannot take the generator's output of shape "
-                        f"{tuple(x.shape)}: {exc}"
-                    ) from exc
-                if not isinstance(out, Tensor) or tuple(out.shape) not in ((b,), (b, 1)):
-                    got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-                    raise ParameterError(
-                        f"the discriminator returns {got} for a batch of {b}; it must return "
-                        f"one logit per sample, shape ({b},)"
-                    )
-        finally:
-            self.generator.train(modes[0])
-            self.discriminator.train(modes[1])
 
     def _check_labels(self, labels: Tensor) -> None:
         if labels.dtype.is_floating_point or labels.dtype == torch.bool:
@@ -748,14 +659,16 @@ class ConditionalDCGAN(AdversarialModel):
         self._set_training_seed(seed)
         rank, world = _rank_world()
         d_steps = self.config.d_steps
-        per_epoch = self._batches_per_epoch(data, batch_size, world)
+        per_epoch = batches_per_epoch(data, batch_size, world)
         if steps is None:
             steps = math.ceil(cast(float, epochs) * per_epoch / d_steps)
         if steps == 0:
             return self
         if world > 1:
             _broadcast_modules([self.generator, self.discriminator, self.generator_ema])
-        batches = self._batches(data, batch_size, self.batches_seen, steps * d_steps, _STREAM_DATA)
+        batches = batch_stream(
+            data, batch_size, cast(int, self.seed), self.batches_seen, steps * d_steps, _STREAM_DATA
+        )
 
         self._warned_range = False
 
@@ -832,7 +745,7 @@ class ConditionalDCGAN(AdversarialModel):
         batch_size = self._batch_size(batch_size)
         self._set_training_seed(seed)
         rank, world = _rank_world()
-        self._batches_per_epoch(data, batch_size, world)
+        batches_per_epoch(data, batch_size, world)
         cfg = self.config
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(cast(int, self.seed), _STREAM_AE_INIT))
@@ -849,7 +762,7 @@ class ConditionalDCGAN(AdversarialModel):
         params = [*encoder.parameters(), *(p for p in G.parameters() if p.requires_grad)]
         optimiser = torch.optim.Adam(params, lr=float(lr), betas=(0.5, 0.999))
         scaler = torch.amp.GradScaler("cuda", enabled=self._amp_dtype == torch.float16)
-        batches = self._batches(data, batch_size, 0, steps, _STREAM_AE_DATA)
+        batches = batch_stream(data, batch_size, cast(int, self.seed), 0, steps, _STREAM_AE_DATA)
         self._warned_range = False
         G.train()
         ranked = (rank,) if world > 1 else ()
@@ -882,52 +795,6 @@ class ConditionalDCGAN(AdversarialModel):
         )
         self._reset_ema()
         return self
-
-    def _batches_per_epoch(
-        self, data: Dataset[Any] | DataLoader[Any], batch_size: int, world: int = 1
-    ) -> int:
-        if isinstance(data, DataLoader):
-            if world > 1 and not isinstance(data.sampler, DistributedSampler):
-                warnings.warn(
-                    f"training on {world} ranks with a DataLoader whose sampler is "
-                    f"{type(data.sampler).__name__}, not a DistributedSampler: every rank sees "
-                    "the same batches; pass sampler=DistributedSampler(dataset) or the Dataset "
-                    "itself (fit then shards it)",
-                    CoverGANWarning,
-                    stacklevel=3,
-                )
-            return len(data)
-        if not isinstance(data, Dataset):
-            raise ParameterError(
-                f"data must be a torch Dataset or DataLoader, got {type(data).__name__}"
-            )
-        try:
-            n_items = len(data)  # type: ignore[arg-type]
-        except TypeError as exc:
-            raise ParameterError("data must be a sized Dataset or a DataLoader") from exc
-        if n_items < batch_size * world:
-            ranks = f" x {world} ranks" if world > 1 else ""
-            raise DatasetError(
-                f"the dataset has {n_items} items, fewer than batch_size={batch_size}{ranks}; "
-                "pass a smaller batch_size"
-            )
-        return n_items // (batch_size * world)
-
-    def _batches(
-        self,
-        data: Dataset[Any] | DataLoader[Any],
-        batch_size: int,
-        start: int,
-        count: int,
-        stream: int,
-    ) -> Iterator[Any]:
-        if isinstance(data, DataLoader):
-            return _cycle(data)
-        n_items = len(data)  # type: ignore[arg-type]
-        rank, world = _rank_world()
-        return _dataset_batches(
-            data, n_items, batch_size, cast(int, self.seed), start, count, stream, rank, world
-        )
 
     def _prepare_batch(self, batch: Any) -> tuple[Tensor, Tensor | None]:
         if isinstance(batch, (tuple, list)) and len(batch) >= 2:

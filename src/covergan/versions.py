@@ -103,7 +103,8 @@ VERSIONS_FORMAT = "covergan.versions"
 #: Newest layout this version reads and the one it writes.
 VERSIONS_FORMAT_VERSION = 1
 #: Default share of windows :class:`VersionAugment` replaces: most stay real, since on top of
-#: classic augmentation a larger share cost retrieval MAP (docs/benchmarks-log.md, "A larger corpus").
+#: classic augmentation a larger share cost retrieval MAP (docs/benchmarks-log.md, "A larger
+#: corpus").
 VERSION_AUGMENT_P = 0.2
 
 _STREAM_STEP = 11

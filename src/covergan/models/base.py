@@ -12,11 +12,14 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
+from covergan.errors import ParameterError
+
 __all__ = [
     "ConditionalBatchNorm2d",
     "DiscriminatorModule",
     "GeneratorModule",
     "auto_stages",
+    "check_pair",
 ]
 
 
@@ -116,3 +119,71 @@ def auto_stages(height: int, width: int) -> int:
 def one_hot(labels: Tensor, n_classes: int, dtype: torch.dtype) -> Tensor:
     """``[B]`` class indices -> ``[B, n_classes]`` one-hot in ``dtype``."""
     return torch.nn.functional.one_hot(labels, n_classes).to(dtype)
+
+
+def check_pair(
+    generator: nn.Module,
+    discriminator: nn.Module,
+    *,
+    z_dim: int,
+    labels: Tensor | None,
+    image_size: tuple[int, int],
+    device: torch.device | str = "cpu",
+) -> None:
+    """A dry run of a (possibly user-supplied) generator and discriminator, in eval mode.
+
+    Parameters
+    ----------
+    generator, discriminator : nn.Module
+    z_dim : int
+        Noise length the generator takes.
+    labels : torch.LongTensor [shape=(b,)] or None
+        Class indices of the dry-run batch (``None``: an unconditional pair); ``b`` sets the
+        batch (2 when ``None``).
+    image_size : tuple of int
+        ``(H, W)`` the generator must produce.
+    device : torch.device or str
+        Where the modules are (the noise is made there).
+
+    Raises
+    ------
+    ParameterError
+        The generator fails on ``z`` or gives another shape than ``(b, 1, H, W)``; the
+        discriminator fails on it or does not give one logit per sample.
+    """
+    b = 2 if labels is None else int(labels.shape[0])
+    height, width = image_size
+    modes = (generator.training, discriminator.training)
+    generator.eval()
+    discriminator.eval()
+    try:
+        z = torch.zeros(b, z_dim, device=device)
+        with torch.no_grad():
+            try:
+                x = generator(z, labels)
+            except Exception as exc:
+                raise ParameterError(
+                    f"the generator failed on a dry run with z of shape {tuple(z.shape)}: {exc}"
+                ) from exc
+            if not isinstance(x, Tensor) or tuple(x.shape) != (b, 1, height, width):
+                got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+                raise ParameterError(
+                    f"the generator produces {got} but config.image_size={image_size} "
+                    f"needs ({b}, 1, {height}, {width})"
+                )
+            try:
+                out = discriminator(x, labels)
+            except Exception as exc:
+                raise ParameterError(
+                    f"the discriminator cannot take the generator's output of shape "
+                    f"{tuple(x.shape)}: {exc}"
+                ) from exc
+            if not isinstance(out, Tensor) or tuple(out.shape) not in ((b,), (b, 1)):
+                got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+                raise ParameterError(
+                    f"the discriminator returns {got} for a batch of {b}; it must return "
+                    f"one logit per sample, shape ({b},)"
+                )
+    finally:
+        generator.train(modes[0])
+        discriminator.train(modes[1])

@@ -104,6 +104,8 @@ def test_a_rerun_continues_and_a_cut_line_is_redone(
     out, first = run
     resumed = compare(data, seeds=2, settings=FAST, out=out, progress=False)
     assert resumed.rows == first.rows  # nothing recomputed: same numbers, same order
+    one = compare(data, seeds=[1], settings=FAST, out=out, progress=False)
+    assert one.seeds() == [1] and one.rows == [r for r in first.rows if r["seed"] == 1]
     # a kill during a write leaves a partial last line: it is dropped and that run redone
     copy = tmp_path / "cut"
     copy.mkdir()

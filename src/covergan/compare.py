@@ -406,12 +406,14 @@ def compare(
     runner = _Runner(dataset, settings, folder, rows, progress)
     deadline = None if budget is None else time.monotonic() + float(budget)
     notes = [f"{len(silent)} silent recordings left out: {', '.join(silent)}"] if silent else []
-    for seed in _seeds(seed_list, auto, lambda: runner.result(stored), baseline):
+    used: set[int] = set()
+    for seed in _seeds(seed_list, auto, lambda: runner.result(stored, used), baseline):
+        used.add(seed)
         finished = all(runner.run(p, seed, conditions, deadline) for p in protocols)
         if not finished:
             notes.append(f"the budget of {budget:g} s ended during seed {seed}")
             break
-    result = runner.result(stored)
+    result = runner.result(stored, used)
     result.rows = [
         r for r in result.rows if r["condition"] in conditions and r["protocol"] in protocols
     ]
@@ -447,8 +449,9 @@ class _Runner:
             _drop_partial_line(folder / RESULTS_FILE)
         self.done = {(r["protocol"], int(r["seed"]), r["condition"]) for r in rows}
 
-    def result(self, stored: dict[str, Any]) -> Comparison:
-        return Comparison(list(self.rows), dict(stored))
+    def result(self, stored: dict[str, Any], seeds: set[int]) -> Comparison:
+        """The finished runs of ``seeds`` (a folder may hold runs of other seeds too)."""
+        return Comparison([r for r in self.rows if int(r["seed"]) in seeds], dict(stored))
 
     def run(self, protocol: str, seed: int, conditions: list[str], deadline: float | None) -> bool:
         """Every missing condition of one protocol and seed; False when the budget ended."""

@@ -351,7 +351,7 @@ class Augmenter:
         resume=True)`` (what ``covergan fit --resume`` does). A stop during the first
         pretraining leaves the augmenter unfitted.
         """
-        self._check_params()
+        _check_params(self)
         data = self._as_dataset(dataset)
         if resume:
             return self._resume(data, callbacks)
@@ -498,32 +498,6 @@ class Augmenter:
         return self
 
     # ---------------------------------------------------------------------------- settings
-
-    def _check_params(self) -> None:
-        self.models  # noqa: B018 (validates ``model``)
-        _check_count("steps", self.steps, 1)
-        _check_count("pretrain_steps", self.pretrain_steps, 0, optional=True)
-        _check_count("version_steps", self.version_steps, 1, optional=True)
-        _check_count("references", self.references, 1)
-        _check_count("window", self.window, 2, optional=True)
-        _check_count("seed", self.seed, 0, optional=True)
-        if self.extractor is not None and not isinstance(self.extractor, CQTExtractor):
-            raise ParameterError(f"extractor must be a CQTExtractor, got {type(self.extractor)}")
-        if self.gan is not None and not isinstance(self.gan, (GANConfig, Mapping)):
-            raise ParameterError(
-                f"gan must be a GANConfig or a mapping of overrides, got {type(self.gan)}"
-            )
-        if self.versions is not None and not isinstance(self.versions, (VersionConfig, Mapping)):
-            raise ParameterError(
-                f"versions must be a VersionConfig or a mapping of overrides, got "
-                f"{type(self.versions).__name__}"
-            )
-        for name, what in (("gan", "class GAN"), ("versions", "version model")):
-            if getattr(self, name) is not None and name not in self.models:
-                raise ParameterError(
-                    f"{name}= configures the {what}, which model={self.model!r} does not fit; "
-                    f"add {name!r} to model, or leave {name}= out"
-                )
 
     def _extractor(self) -> CQTExtractor:
         return self.extractor if self.extractor is not None else CQTExtractor()
@@ -936,6 +910,34 @@ class Augmenter:
         from covergan.persistence import load_augmenter
 
         return load_augmenter(cls, path, device=device)
+
+
+def _check_params(aug: Augmenter) -> None:
+    """The constructor arguments, checked when ``fit`` starts (``__init__`` only stores)."""
+    aug.models  # noqa: B018 (validates ``model``)
+    _check_count("steps", aug.steps, 1)
+    _check_count("pretrain_steps", aug.pretrain_steps, 0, optional=True)
+    _check_count("version_steps", aug.version_steps, 1, optional=True)
+    _check_count("references", aug.references, 1)
+    _check_count("window", aug.window, 2, optional=True)
+    _check_count("seed", aug.seed, 0, optional=True)
+    if aug.extractor is not None and not isinstance(aug.extractor, CQTExtractor):
+        raise ParameterError(f"extractor must be a CQTExtractor, got {type(aug.extractor)}")
+    if aug.gan is not None and not isinstance(aug.gan, (GANConfig, Mapping)):
+        raise ParameterError(
+            f"gan must be a GANConfig or a mapping of overrides, got {type(aug.gan)}"
+        )
+    if aug.versions is not None and not isinstance(aug.versions, (VersionConfig, Mapping)):
+        raise ParameterError(
+            f"versions must be a VersionConfig or a mapping of overrides, got "
+            f"{type(aug.versions).__name__}"
+        )
+    for name, what in (("gan", "class GAN"), ("versions", "version model")):
+        if getattr(aug, name) is not None and name not in aug.models:
+            raise ParameterError(
+                f"{name}= configures the {what}, which model={aug.model!r} does not fit; "
+                f"add {name!r} to model, or leave {name}= out"
+            )
 
 
 def _auto_window(lengths: np.ndarray) -> int:

@@ -521,8 +521,9 @@ def test_compare_writes_report_figure_and_results(
     assert "## unseen-works" in report and "broken.npy" in report
     assert (out / "comparison.png").stat().st_size > 0
     assert len((out / "results.jsonl").read_text().splitlines()) == 2
-    code, stdout, _ = run(argv, capsys)  # the same command again: nothing left to run
+    code, stdout, _ = run([*argv, "--baseline", "classic"], capsys)  # nothing left to run
     assert code == 0 and len((out / "results.jsonl").read_text().splitlines()) == 2
+    assert "unseen-works: none vs classic: MAP" in stdout
     code, _, err = run([*argv, "--csi-steps", "3"], capsys)
     assert_one_line_error(code, err, 1, "other settings (csi_steps differ")
 

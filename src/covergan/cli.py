@@ -677,6 +677,12 @@ def _add_compare(sub: Any) -> None:
         help=f"comma-separated (default: {','.join(PROTOCOLS)})",
     )
     compare.add_argument(
+        "--baseline",
+        choices=CONDITIONS,
+        default="none",
+        help="the condition the others are paired against (default: %(default)s)",
+    )
+    compare.add_argument(
         "--csi-steps", metavar="N", type=_positive_int, default=None, help="(default: adapts)"
     )
     compare.add_argument(
@@ -740,19 +746,20 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         protocols=args.protocols,
         seeds=args.seeds,
         budget=None if args.minutes is None else 60 * args.minutes,
+        baseline=args.baseline,
         settings=settings,
         out=args.out,
         progress=not args.no_progress,
     )
-    report = result.to_markdown()
+    report = result.to_markdown(args.baseline)
     if failures:
         report += "\n## Files skipped\n\n" + "".join(f"- {f}\n" for f in failures)
     (args.out / "report.md").write_text(report, encoding="utf-8")
-    result.plot().savefig(args.out / "comparison.png", dpi=120)
-    for d in result.differences():
+    result.plot(args.baseline).savefig(args.out / "comparison.png", dpi=120)
+    for d in result.differences(args.baseline):
         if d.metric == "map":
             print(
-                f"{d.protocol}: {d.condition} vs none: MAP {d.mean:+.4f} "
+                f"{d.protocol}: {d.condition} vs {d.baseline}: MAP {d.mean:+.4f} "
                 f"[{d.low:+.4f}, {d.high:+.4f}] ({d.verdict}, n={d.n})"
             )
     print(f"wrote {args.out / 'report.md'} and {args.out / 'comparison.png'}")

@@ -603,13 +603,27 @@ class VersionGAN(AdversarialModel):
             fill=cfg.key_fill,
         )
         fake = G(src, z)
-        aug = self.augment
-        b = refs.shape[0]
+        logs = self._d_step(refs, cands, works, fake.detach(), src, gen)
+        logs.update(self._g_step(refs, fake, src, z, gen))
+        self._update_ema()
+        return logs
 
-        # discriminator: every candidate batch in one forward pass
+    def _d_step(
+        self,
+        refs: Tensor,
+        cands: Tensor,
+        works: np.ndarray,
+        fake: Tensor,
+        src: Tensor,
+        gen: torch.Generator,
+    ) -> dict[str, float]:
+        """One discriminator update: real pairs, generated pairs and the optional mismatched
+        and copy negatives, every candidate batch in one forward pass."""
+        cfg, D, aug = self.config, self.discriminator, self.augment
+        b, half, width = refs.shape[0], fake.shape[0] // 2, self.image_size[1]
         e_ref = D.embed_reference(aug(refs[..., :width], gen))  # [b, C]
         e_half = torch.cat([e_ref[:half], e_ref[:half]])
-        cand_list, emb_list, sizes = [cands, fake.detach()], [e_ref, e_half], [b, 2 * half]
+        cand_list, emb_list, sizes = [cands, fake], [e_ref, e_half], [b, 2 * half]
         perm = torch.roll(torch.arange(b), 1)
         keep = torch.as_tensor(works != works[perm.numpy()]).nonzero().reshape(-1)
         use_mismatch = cfg.mismatch_weight > 0 and keep.numel() > 0
@@ -636,8 +650,20 @@ class VersionGAN(AdversarialModel):
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()  # type: ignore[no-untyped-call]
         self.opt_d.step()
+        logs.update(
+            loss_d=float(loss_d.detach()),
+            d_real=float(d_real.detach().mean()),
+            d_fake=float(d_fake.detach().mean()),
+        )
+        return logs
 
-        # generator
+    def _g_step(
+        self, refs: Tensor, fake: Tensor, src: Tensor, z: Tensor, gen: torch.Generator
+    ) -> dict[str, float]:
+        """One generator update (the discriminator frozen): adversarial, mode-seeking and
+        content terms."""
+        cfg, D, aug = self.config, self.discriminator, self.augment
+        half, width = fake.shape[0] // 2, self.image_size[1]
         trainable = [p for p in D.parameters() if p.requires_grad]
         for p in trainable:
             p.requires_grad_(False)
@@ -663,16 +689,11 @@ class VersionGAN(AdversarialModel):
         finally:
             for p in trainable:
                 p.requires_grad_(True)
-        self._update_ema()
-        logs.update(
-            loss_d=float(loss_d.detach()),
-            loss_g=float(loss_g.detach()),
-            d_real=float(d_real.detach().mean()),
-            d_fake=float(d_fake.detach().mean()),
-            diversity=float(spread.detach()),
-            content=float(content.detach()),
-        )
-        return logs
+        return {
+            "loss_g": float(loss_g.detach()),
+            "diversity": float(spread.detach()),
+            "content": float(content.detach()),
+        }
 
     @property
     def _ema_decay(self) -> float | None:

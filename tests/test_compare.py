@@ -94,8 +94,10 @@ def test_differences_are_paired_with_t_intervals(run: tuple[Path, Comparison]) -
     assert d.verdict in ("better", "worse", "no detectable difference")
     text = result.to_markdown()
     assert "## unseen-works" in text and "## rare-songs" in text and "95% interval" in text
+    import matplotlib.pyplot as plt
+
     fig = result.plot()
-    assert len(fig.axes) == 2
+    assert len(fig.axes) == 2 and plt.get_fignums() == []  # not left open in pyplot
 
 
 def test_a_rerun_continues_and_a_cut_line_is_redone(

@@ -275,16 +275,14 @@ class Comparison:
 
     def plot(self, baseline: str = "none") -> Figure:
         """Paired MAP differences against ``baseline`` with their 95% intervals, one panel
-        per protocol (a matplotlib figure)."""
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
+        per protocol (a matplotlib ``Figure``, not registered with pyplot: save it with
+        ``fig.savefig(path)``)."""
+        from matplotlib.figure import Figure
 
         protocols = self.protocols()
-        fig, axes = plt.subplots(
-            1, max(1, len(protocols)), figsize=(5 * max(1, len(protocols)), 3.2)
-        )
+        panels = max(1, len(protocols))
+        fig = Figure(figsize=(5 * panels, 3.2), layout="constrained")  # not kept by pyplot
+        axes = fig.subplots(1, panels)
         axes = np.atleast_1d(axes)
         for ax, protocol in zip(axes, protocols, strict=False):
             diffs = [d for d in self.differences(baseline) if d.protocol == protocol]
@@ -296,7 +294,6 @@ class Comparison:
             ax.set_yticks(y, [d.condition for d in diffs])
             ax.set_xlabel(f"MAP difference vs {baseline}")
             ax.set_title(protocol)
-        fig.tight_layout()
         return fig
 
     def save(self, path: str | os.PathLike[str]) -> Path:

@@ -177,7 +177,6 @@ def quality_report(
     NotFittedError
         ``aug`` is not fitted.
     """
-    from covergan import plots
 
     t0 = time.perf_counter()
     if n_per_song < 2 or crops < 1:
@@ -232,6 +231,41 @@ def quality_report(
     overall = frechet_with_floor(real_eval, fake, heldout=held, shrinkage="ledoit-wolf", seed=seed)
     memo = memorization_check(fake, real, held)
 
+    paths = _figures(aug, fig_dir, songs, real, real_songs, held, fake, fakes, grid_songs, seed)
+
+    markdown = out / "report.md"
+    report = QualityReport(
+        suites,
+        controls,
+        artefacts,
+        per_song,
+        overall,
+        memo,
+        markdown,
+        paths,
+        time.perf_counter() - t0,
+    )
+    markdown.write_text(_markdown(report, aug, train, heldout, title, notes, n_per_song, crops))
+    return report
+
+
+def _figures(
+    aug: Augmenter,
+    fig_dir: Path,
+    songs: list[SongId],
+    real: torch.Tensor,
+    real_songs: list[SongId],
+    held: torch.Tensor,
+    fake: torch.Tensor,
+    fakes: dict[str, dict[SongId, torch.Tensor]],
+    grid_songs: int,
+    seed: int,
+) -> dict[str, Path]:
+    """The report's figures: the grid of the rarest songs (real, every model, classic
+    augmentation), per-bin statistics and value histograms of held-out real against the
+    default model's windows, and the training losses."""
+    from covergan import plots
+
     counts = aug.songs_.class_counts()
     rarest = sorted(songs, key=lambda s: (counts[s], str(s)))[:grid_songs]
     real_by_song = {s: real[[i for i, r in enumerate(real_songs) if r == s]] for s in rarest}
@@ -249,21 +283,7 @@ def quality_report(
     if aug.history_:
         paths["losses"] = fig_dir / "losses.png"
         plots.plot_losses(aug.history_, smooth=25, path=paths["losses"])
-
-    markdown = out / "report.md"
-    report = QualityReport(
-        suites,
-        controls,
-        artefacts,
-        per_song,
-        overall,
-        memo,
-        markdown,
-        paths,
-        time.perf_counter() - t0,
-    )
-    markdown.write_text(_markdown(report, aug, train, heldout, title, notes, n_per_song, crops))
-    return report
+    return paths
 
 
 def _label(name: str) -> str:

@@ -56,8 +56,6 @@ logger = logging.getLogger(__name__)
 
 #: The built-in synthesis models, by name (:data:`covergan.synthesis.REGISTRY` may hold more).
 MODELS: tuple[Method, ...] = tuple(REGISTRY)
-#: The longest default window, in pooled frames (CQTNet's training crop).
-MAX_AUTO_WINDOW = 200
 
 
 #: The constructor arguments (:meth:`Augmenter.get_params`).
@@ -363,7 +361,7 @@ class Augmenter:
         # under torchrun every rank must crop and shuffle alike: rank 0's random seed wins
         seed = self.seed if self.seed is not None else _agree_seed(secrets.randbits(31))
         config = data.config if data.config is not None else self._extractor().config
-        window = self.window if self.window is not None else _auto_window(data.lengths())
+        window = self.window if self.window is not None else data.default_window()
         params = self.get_params()
         for name in self.models:  # a bad model config or dataset fails before any training
             REGISTRY[name].check(params, data, window=window, config=config)
@@ -938,9 +936,3 @@ def _check_params(aug: Augmenter) -> None:
                 f"{name}= configures the {what}, which model={aug.model!r} does not fit; "
                 f"add {name!r} to model, or leave {name}= out"
             )
-
-
-def _auto_window(lengths: np.ndarray) -> int:
-    """Median track length, capped at :data:`MAX_AUTO_WINDOW`, rounded down to a multiple of 4."""
-    median = int(np.median(lengths))
-    return max(8, min(MAX_AUTO_WINDOW, median) // 4 * 4)

@@ -5,7 +5,7 @@
 reports paired differences against a baseline with 95% intervals::
 
     result = compare(dataset, seeds=3, out="compare-run")
-    print(result.to_markdown())
+    report = result.to_markdown()   # means per condition, paired differences, verdicts
 
 Protocols
     ``"unseen-works"``: the works are split in two halves (seeded; works with two or more
@@ -456,7 +456,7 @@ class _Runner:
         if not todo:
             return True
         train, evaluate = _SPLITS[protocol](self.data, seed)
-        window = self.settings.window or _auto_window(train)
+        window = self.settings.window or train.default_window()
         aug = None
         for condition in todo:
             if deadline is not None and time.monotonic() > deadline:
@@ -631,12 +631,6 @@ _SPLITS: dict[str, Callable[[CQTDataset, int], tuple[CQTDataset, _Evaluation]]] 
 
 
 # ----------------------------------------------------------------------------------- helpers
-
-
-def _auto_window(train: CQTDataset) -> int:
-    from covergan.augmenter import _auto_window as window_of
-
-    return window_of(train.lengths())
 
 
 def _difference(

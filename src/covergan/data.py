@@ -40,6 +40,9 @@ __all__ = [
     "split_recordings",
 ]
 
+#: The longest default window, in pooled frames (CQTNet's training crop).
+MAX_AUTO_WINDOW = 200
+
 logger = logging.getLogger(__name__)
 
 SongId: TypeAlias = str | int
@@ -549,6 +552,13 @@ class CQTDataset(Dataset[tuple[torch.Tensor, int]]):
     def lengths(self) -> np.ndarray:
         """Frames per track, int64 [shape=(n_items,)]."""
         return np.asarray([x.shape[1] for x in self.features], dtype=np.int64)
+
+    def default_window(self) -> int:
+        """The training window when none is given: the median track length, capped at
+        :data:`MAX_AUTO_WINDOW` frames (CQTNet's training crop), rounded down to a multiple of
+        4, at least 8."""
+        median = int(np.median(self.lengths()))
+        return max(8, min(MAX_AUTO_WINDOW, median) // 4 * 4)
 
     def windows(
         self,

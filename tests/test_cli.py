@@ -490,9 +490,33 @@ def test_extract_writes_features_and_their_config(
         sf.write(tmp_path / "audio" / song / "v1.wav", tone(freq, 1.0), SR)
     argv = ["extract", tmp_path / "audio", tmp_path / "feats", "--n-jobs", "1", "--n-bins", "24"]
     code, out, _ = run([*argv, "--no-progress"], capsys)
-    assert code == 0 and "wrote 2 feature files of 2 songs" in out
+    assert code == 0 and "stored 2 recordings;" in out and "holds 2 recordings of 2 songs" in out
     config = CQTConfig.from_dict(json.loads((tmp_path / "feats" / cli.CONFIG_FILE).read_text()))
     assert config.n_bins == 24 and np.load(tmp_path / "feats" / "a" / "v1.npy").shape[0] == 24
+    # run again: nothing is extracted twice
+    code, out, _ = run([*argv, "--no-progress"], capsys)
+    assert code == 0 and "stored 0 recordings (2 already there)" in out
+    data = CQTDataset.from_folder(tmp_path / "feats")
+    assert data.stored and sorted(data.song_ids) == ["a", "b"]
+
+
+def test_extract_shards_and_float16(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.signals import SR, tone
+
+    for k in range(4):
+        (tmp_path / "audio" / f"s{k % 2}").mkdir(parents=True, exist_ok=True)
+        sf.write(tmp_path / "audio" / f"s{k % 2}" / f"v{k}.wav", tone(200.0 + 50 * k, 0.5), SR)
+    base = ["extract", tmp_path / "audio", tmp_path / "feats", "--n-jobs", "1", "--n-bins", "24"]
+    for shard in ("0/2", "1/2"):
+        code, out, _ = run([*base, "--shard", shard, "--dtype", "float16", "--no-progress"], capsys)
+        assert code == 0 and "stored 2 recordings" in out
+    data = CQTDataset.from_folder(tmp_path / "feats")
+    assert len(data) == 4 and data.features[0].dtype == np.float16
+    code, _, err = run([*base, "--shard", "2/2"], capsys)
+    assert code == 2 and "need 0 <= K < N" in err
+    # the store's dtype is fixed once written
+    code, _, err = run([*base, "--dtype", "float32", "--no-progress"], capsys)
+    assert code != 0 and "another store settings" in err and "dtype" in err
 
 
 def test_compare_writes_report_figure_and_results(

@@ -356,12 +356,15 @@ def _add_demo(sub: Any) -> None:
 def _add_extract(sub: Any) -> None:
     extract = sub.add_parser(
         "extract",
-        help="audio folder or manifest -> CQT features (.npy folder)",
+        help="audio folder or manifest -> CQT feature store (.npy folder with an index)",
         description="Extract CQT features (the CQTNet recipe by default) from a folder laid out as "
         "ROOT/<song_id>/<recording>.<wav|flac|ogg|mp3> or a CSV manifest with path,song_id "
-        "columns, in parallel with an optional on-disk cache, and write "
-        f"OUT/<song_id>/<recording>.npy plus OUT/{CONFIG_FILE} (a folder that "
-        "CQTDataset.from_folder and 'covergan fit' read with no audio decoding).",
+        "columns, in parallel with an optional on-disk cache, into a feature store: "
+        f"OUT/<song_id>/<recording>.npy, OUT/{CONFIG_FILE} and an index that "
+        "CQTDataset.from_folder and 'covergan fit' open in seconds at any size, memory-mapping "
+        "the tracks. Each recording is stored as soon as it is extracted: run the same command "
+        "again after an interruption and it continues; run it on several machines at once with "
+        "--shard K/N and the same OUT.",
     )
     extract.add_argument(
         "source", metavar="SOURCE", type=Path, help="audio folder or manifest .csv"
@@ -373,7 +376,30 @@ def _add_extract(sub: Any) -> None:
     extract.add_argument(
         "--skip-errors", action="store_true", help="skip unreadable files instead of failing"
     )
+    extract.add_argument(
+        "--dtype",
+        choices=("float32", "float16"),
+        default="float32",
+        help="storage dtype; float16 halves disk and page cache (default: %(default)s)",
+    )
+    extract.add_argument(
+        "--shard",
+        type=_shard,
+        default=(0, 1),
+        metavar="K/N",
+        help="take files K, K+N, K+2N, ... (0 <= K < N) of SOURCE, for N writers at once",
+    )
     extract.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not K/N (e.g. 0/4)") from None
+    if not 0 <= k < n:
+        raise argparse.ArgumentTypeError(f"{text!r}: need 0 <= K < N")
+    return k, n
 
 
 def _add_fit(sub: Any) -> None:
@@ -832,8 +858,9 @@ def _song_id(aug: Augmenter, text: str) -> SongId:
 
 
 def _safe_name(song: SongId) -> str:
-    name = str(song).replace("/", "_").replace("\\", "_")
-    return "_" if name in ("", ".", "..") else name
+    from covergan.store import safe_file_name
+
+    return safe_file_name(str(song))
 
 
 def _checkpoint_path(args: argparse.Namespace) -> Path:
@@ -910,32 +937,38 @@ class _SaveEvery:
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from covergan.cqt import CQTExtractor
-    from covergan.data import CQTDataset
+    from covergan.data import folder_sources, manifest_sources
+    from covergan.errors import DatasetError
+    from covergan.store import FeatureStore, extract_to_store
 
     extractor = CQTExtractor(
         bins_per_octave=args.bins_per_octave, n_bins=args.n_bins, pool=args.pool, scale=args.scale
     )
-    build = (
-        CQTDataset.from_manifest if args.source.suffix.lower() == ".csv" else CQTDataset.from_folder
-    )
-    dataset = build(
-        args.source,
+    if args.source.suffix.lower() == ".csv":
+        paths, songs = manifest_sources(args.source)
+    elif args.source.is_dir():
+        paths, songs = folder_sources(args.source)
+    else:
+        raise DatasetError(f"SOURCE must be an audio folder or a manifest .csv: {args.source}")
+    store = FeatureStore.create(args.out, config=extractor.config, dtype=args.dtype)
+    done = extract_to_store(
+        store,
+        paths,
+        songs,
         extractor=extractor,
         n_jobs=args.n_jobs,
         cache_dir=args.cache_dir,
         progress=not args.no_progress,
         on_error="skip" if args.skip_errors else "raise",
+        shard=args.shard,
     )
-    for song, name, feats in zip(dataset.song_ids, dataset.names, dataset.features, strict=True):
-        target = args.out / _safe_name(song) / f"{Path(name).stem}.npy"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        np.save(target, feats)
-    _write_config(args.out, extractor.config)
-    print(f"wrote {len(dataset)} feature files of {dataset.n_songs} songs to {args.out}")
-    for failure in dataset.failures:
+    already = f" ({done.present} already there)" if done.present else ""
+    print(
+        f"stored {done.written} recordings{already}; {args.out} holds {len(store)} recordings "
+        f"of {len({r.song for r in store.records})} songs"
+    )
+    for failure in done.failures:
         print(f"skipped {failure}", file=sys.stderr)
     return 0
 

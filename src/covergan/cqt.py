@@ -17,7 +17,7 @@ import logging
 import os
 import tempfile
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -442,22 +442,12 @@ class CQTExtractor:
         """
         if on_error not in ("raise", "skip"):
             raise ParameterError(f"on_error={on_error!r} must be 'raise' or 'skip'")
-        if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0:
-            raise ParameterError(f"n_jobs={n_jobs!r} must be a non-zero integer (-1 = all cores)")
         path_list = [Path(p).expanduser() for p in paths]
-        cache = Path(cache_dir).expanduser() if cache_dir is not None else None
-        from joblib import Parallel, delayed
-
-        from covergan._progress import progress_bar
-
-        jobs = (delayed(_extract_one)(self, p, cache) for p in path_list)
-        if n_jobs == 1 or len(path_list) <= 1:
-            outputs: Iterable[_Outcome] = (_extract_one(self, p, cache) for p in path_list)
-        else:
-            outputs = Parallel(n_jobs=n_jobs, return_as="generator")(jobs)
         result = ExtractionResult(paths=path_list, features=[])
-        bar = progress_bar(outputs, total=len(path_list), desc="CQT", unit="file", enabled=progress)
-        for p, (feats, failure, cached) in zip(path_list, bar, strict=True):
+        outcomes = self.iter_extract(
+            path_list, n_jobs=n_jobs, cache_dir=cache_dir, progress=progress
+        )
+        for p, (feats, failure, cached) in zip(path_list, outcomes, strict=True):
             result.features.append(feats)
             result.n_cached += cached
             if failure is not None:
@@ -467,6 +457,41 @@ class CQTExtractor:
             if on_error == "raise":
                 raise ExtractionError(result.report(), result.failures)
         return result
+
+    def iter_extract(
+        self,
+        paths: Sequence[Path],
+        *,
+        n_jobs: int = 1,
+        cache_dir: str | os.PathLike[str] | None = None,
+        progress: bool = True,
+    ) -> Iterator[_Outcome]:
+        """:meth:`extract_many` one file at a time, in order, holding no finished result.
+
+        Yields ``(features or None, (error type, message) or None, came from the cache)`` per
+        path as it is done (a consumer writes each to disk and memory stays flat). Failures
+        are yielded, never raised; arguments are checked before the first file.
+        """
+        if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0:
+            raise ParameterError(f"n_jobs={n_jobs!r} must be a non-zero integer (-1 = all cores)")
+        cache = Path(cache_dir).expanduser() if cache_dir is not None else None
+        return self._outcomes(list(paths), n_jobs, cache, progress)
+
+    def _outcomes(
+        self, paths: list[Path], n_jobs: int, cache: Path | None, progress: bool
+    ) -> Iterator[_Outcome]:
+        from joblib import Parallel, delayed
+
+        from covergan._progress import progress_bar
+
+        if n_jobs == 1 or len(paths) <= 1:
+            outputs: Iterable[_Outcome] = (_extract_one(self, p, cache) for p in paths)
+        else:
+            jobs = (delayed(_extract_one)(self, p, cache) for p in paths)
+            outputs = Parallel(n_jobs=n_jobs, return_as="generator")(jobs)
+        yield from progress_bar(
+            outputs, total=len(paths), desc="CQT", unit="file", enabled=progress
+        )
 
 
 _Outcome = tuple["np.ndarray | None", "tuple[str, str] | None", bool]

@@ -30,6 +30,7 @@ from covergan.errors import (
     ParameterError,
     UnknownSongError,
 )
+from covergan.store import StoredTracks, is_store
 
 __all__ = [
     "AUDIO_SUFFIXES",
@@ -243,12 +244,20 @@ class CQTDataset(Dataset[tuple[torch.Tensor, int]]):
             raise ParameterError(f"got {len(features)} feature arrays but {len(song_ids)} song ids")
         if names is not None and len(names) != len(features):
             raise ParameterError(f"got {len(features)} feature arrays but {len(names)} names")
-        self.features: list[np.ndarray] = [
-            _check_track(x, i, config.n_bins if config else None) for i, x in enumerate(features)
-        ]
-        n_bins = {x.shape[0] for x in self.features}
-        if len(n_bins) > 1:
-            raise ParameterError(f"tracks have different bin counts: {sorted(n_bins)}")
+        if isinstance(features, StoredTracks):  # validated when written; nothing is read
+            if config is not None and features.n_bins != config.n_bins:
+                raise ParameterError(
+                    f"the store has {features.n_bins} bins, the CQT config n_bins={config.n_bins}"
+                )
+            self.features: Sequence[np.ndarray] = features
+        else:
+            self.features = [
+                _check_track(x, i, config.n_bins if config else None)
+                for i, x in enumerate(features)
+            ]
+            n_bins = {x.shape[0] for x in self.features}
+            if len(n_bins) > 1:
+                raise ParameterError(f"tracks have different bin counts: {sorted(n_bins)}")
         self.song_ids: list[SongId] = [_check_song_id(s) for s in song_ids]
         self.names: list[str] = (
             [str(n) for n in names]
@@ -318,6 +327,11 @@ class CQTDataset(Dataset[tuple[torch.Tensor, int]]):
         ``[n_bins, n_frames]``, loaded with no audio decoding at all). Song ids are
         the folder names; hidden files and other extensions are ignored.
 
+        A folder that is a :class:`~covergan.store.FeatureStore` (``covergan extract``
+        writes one) opens from its index in seconds whatever its size: the tracks are
+        memory-mapped on access, and songs are the index's ids (``on_error="skip"`` leaves
+        out indexed files that are missing or truncated).
+
         Parameters
         ----------
         root : str or PathLike
@@ -343,36 +357,9 @@ class CQTDataset(Dataset[tuple[torch.Tensor, int]]):
             raise DatasetError(f"dataset folder not found: {root_path}")
         if not root_path.is_dir():
             raise DatasetError(f"expected a dataset folder, got a file: {root_path}")
-        song_dirs = sorted(p for p in root_path.iterdir() if p.is_dir() and not _hidden(p))
-        if not song_dirs:
-            loose = [p.name for p in root_path.iterdir() if p.is_file() and not _hidden(p)]
-            hint = (
-                f" (found {len(loose)} files directly in it, e.g. {loose[0]!r}; put each song's "
-                "recordings in a sub-folder named after the song, or use from_manifest)"
-                if loose
-                else ""
-            )
-            raise DatasetError(
-                f"unknown dataset layout in {root_path}: expected root/<song_id>/<recording>"
-                f".{{{','.join(s[1:] for s in (*AUDIO_SUFFIXES, _FEATURE_SUFFIX))}}}{hint}"
-            )
-        paths: list[Path] = []
-        songs: list[SongId] = []
-        for song_dir in song_dirs:
-            files = sorted(
-                p
-                for p in song_dir.iterdir()
-                if p.is_file()
-                and not _hidden(p)
-                and p.suffix.lower() in (*AUDIO_SUFFIXES, _FEATURE_SUFFIX)
-            )
-            if not files:
-                raise DatasetError(
-                    f"song folder {song_dir} has no usable file (expected "
-                    f"{', '.join((*AUDIO_SUFFIXES, _FEATURE_SUFFIX))})"
-                )
-            paths += files
-            songs += [song_dir.name] * len(files)
+        if is_store(root_path):
+            return cls._from_store(root_path, extractor, on_error, **kwargs)
+        paths, songs = folder_sources(root_path)
         return cls._from_paths(
             paths,
             songs,
@@ -383,6 +370,24 @@ class CQTDataset(Dataset[tuple[torch.Tensor, int]]):
             on_error=on_error,
             **kwargs,
         )
+
+    @classmethod
+    def _from_store(
+        cls,
+        root: Path,
+        extractor: CQTExtractor | None,
+        on_error: Literal["raise", "skip"],
+        **kwargs: Any,
+    ) -> CQTDataset:
+        from covergan.store import FeatureStore
+
+        store = FeatureStore.open(root, on_error=on_error)
+        if extractor is not None and store.config is not None and extractor.config != store.config:
+            raise ParameterError(
+                f"{root} is a feature store made with another recipe than the extractor's "
+                f"({store.config} vs {extractor.config}); leave extractor= out to use its own"
+            )
+        return store.dataset(**kwargs)
 
     @classmethod
     def from_manifest(
@@ -409,29 +414,7 @@ class CQTDataset(Dataset[tuple[torch.Tensor, int]]):
         ExtractionError
             A file failed to load and ``on_error="raise"``.
         """
-        manifest_path = Path(manifest).expanduser()
-        if not manifest_path.is_file():
-            raise DatasetError(f"manifest not found: {manifest_path}")
-        with open(manifest_path, newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            missing = {"path", "song_id"} - set(reader.fieldnames or ())
-            if missing:
-                raise DatasetError(
-                    f"manifest {manifest_path} lacks column(s) {sorted(missing)}; "
-                    f"its header is {reader.fieldnames}"
-                )
-            rows = list(reader)
-        if not rows:
-            raise DatasetError(f"manifest {manifest_path} lists no files")
-        paths: list[Path] = []
-        songs: list[SongId] = []
-        for line, row in enumerate(rows, start=2):
-            path, song = (row.get("path") or "").strip(), (row.get("song_id") or "").strip()
-            if not path or not song:
-                raise DatasetError(f"{manifest_path}, line {line}: empty path or song_id")
-            p = Path(path).expanduser()
-            paths.append(p if p.is_absolute() else manifest_path.parent / p)
-            songs.append(song)
+        paths, songs = manifest_sources(manifest)
         return cls._from_paths(
             paths,
             songs,
@@ -533,7 +516,15 @@ class CQTDataset(Dataset[tuple[torch.Tensor, int]]):
     @property
     def n_bins(self) -> int:
         """Frequency bins per track."""
+        if isinstance(self.features, StoredTracks):
+            return self.features.n_bins
         return int(self.features[0].shape[0])
+
+    @property
+    def stored(self) -> bool:
+        """Whether the tracks are memory-mapped from a :class:`~covergan.store.FeatureStore`
+        (read on access) rather than held in memory."""
+        return isinstance(self.features, StoredTracks)
 
     @property
     def n_songs(self) -> int:
@@ -550,7 +541,9 @@ class CQTDataset(Dataset[tuple[torch.Tensor, int]]):
         return self.index.class_counts()
 
     def lengths(self) -> np.ndarray:
-        """Frames per track, int64 [shape=(n_items,)]."""
+        """Frames per track, int64 [shape=(n_items,)] (a store's come from its index)."""
+        if isinstance(self.features, StoredTracks):
+            return self.features.lengths()
         return np.asarray([x.shape[1] for x in self.features], dtype=np.int64)
 
     def default_window(self) -> int:
@@ -598,8 +591,9 @@ class CQTDataset(Dataset[tuple[torch.Tensor, int]]):
         bad = [i for i in idx if not 0 <= i < len(self)]
         if bad:
             raise ParameterError(f"subset indices out of range [0, {len(self)}): {bad[:5]}")
+        tracks = self.features
         return type(self)(
-            [self.features[i] for i in idx],
+            tracks.take(idx) if isinstance(tracks, StoredTracks) else [tracks[i] for i in idx],
             [self.song_ids[i] for i in idx],
             names=[self.names[i] for i in idx],
             config=self.config,
@@ -634,7 +628,7 @@ class CQTDataset(Dataset[tuple[torch.Tensor, int]]):
         """
         state = {
             **header(DATASET_FORMAT, DATASET_FORMAT_VERSION),
-            "features": [torch.from_numpy(x) for x in self.features],
+            "features": [_writable_tensor(x) for x in self.features],
             "song_ids": list(self.song_ids),
             "names": list(self.names),
             "config": self.config.to_dict() if self.config is not None else None,
@@ -691,6 +685,92 @@ class CQTDataset(Dataset[tuple[torch.Tensor, int]]):
             f"CQTDataset({len(self)} recordings of {self.n_songs} songs, "
             f"{counts.min()}-{counts.max()} per song, {self.n_bins} bins, window={self.window})"
         )
+
+
+def _writable_tensor(x: np.ndarray) -> torch.Tensor:
+    """A float32 tensor of ``x``, sharing its memory when it is a writable float32 array (a
+    memory-mapped store track is read into a copy)."""
+    if x.dtype == np.float32 and x.flags.writeable and not isinstance(x, np.memmap):
+        return torch.from_numpy(x)
+    return torch.from_numpy(np.array(x, dtype=np.float32))
+
+
+def folder_sources(root: Path) -> tuple[list[Path], list[SongId]]:
+    """Files and song ids of a ``root/<song_id>/<recording>.<ext>`` folder (audio or ``.npy``).
+
+    Raises
+    ------
+    DatasetError
+        No song folders (e.g. files directly under ``root``), or a song folder with no usable
+        file.
+    """
+    root_path = Path(root)
+    song_dirs = sorted(p for p in root_path.iterdir() if p.is_dir() and not _hidden(p))
+    if not song_dirs:
+        loose = [p.name for p in root_path.iterdir() if p.is_file() and not _hidden(p)]
+        hint = (
+            f" (found {len(loose)} files directly in it, e.g. {loose[0]!r}; put each song's "
+            "recordings in a sub-folder named after the song, or use from_manifest)"
+            if loose
+            else ""
+        )
+        raise DatasetError(
+            f"unknown dataset layout in {root_path}: expected root/<song_id>/<recording>"
+            f".{{{','.join(s[1:] for s in (*AUDIO_SUFFIXES, _FEATURE_SUFFIX))}}}{hint}"
+        )
+    paths: list[Path] = []
+    songs: list[SongId] = []
+    for song_dir in song_dirs:
+        files = sorted(
+            p
+            for p in song_dir.iterdir()
+            if p.is_file()
+            and not _hidden(p)
+            and p.suffix.lower() in (*AUDIO_SUFFIXES, _FEATURE_SUFFIX)
+        )
+        if not files:
+            raise DatasetError(
+                f"song folder {song_dir} has no usable file (expected "
+                f"{', '.join((*AUDIO_SUFFIXES, _FEATURE_SUFFIX))})"
+            )
+        paths += files
+        songs += [song_dir.name] * len(files)
+    return paths, songs
+
+
+def manifest_sources(manifest: str | os.PathLike[str]) -> tuple[list[Path], list[SongId]]:
+    """Files and song ids of a CSV manifest ``path,song_id`` (relative paths resolved against
+    its folder).
+
+    Raises
+    ------
+    DatasetError
+        The manifest is missing, lacks a column, has an empty cell, or lists no files.
+    """
+    manifest_path = Path(manifest).expanduser()
+    if not manifest_path.is_file():
+        raise DatasetError(f"manifest not found: {manifest_path}")
+    with open(manifest_path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"path", "song_id"} - set(reader.fieldnames or ())
+        if missing:
+            raise DatasetError(
+                f"manifest {manifest_path} lacks column(s) {sorted(missing)}; "
+                f"its header is {reader.fieldnames}"
+            )
+        rows = list(reader)
+    if not rows:
+        raise DatasetError(f"manifest {manifest_path} lists no files")
+    paths: list[Path] = []
+    songs: list[SongId] = []
+    for line, row in enumerate(rows, start=2):
+        path, song = (row.get("path") or "").strip(), (row.get("song_id") or "").strip()
+        if not path or not song:
+            raise DatasetError(f"{manifest_path}, line {line}: empty path or song_id")
+        p = Path(path).expanduser()
+        paths.append(p if p.is_absolute() else manifest_path.parent / p)
+        songs.append(song)
+    return paths, songs
 
 
 def _hidden(p: Path) -> bool:

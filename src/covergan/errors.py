@@ -20,6 +20,7 @@ __all__ = [
     "ExtractionError",
     "NotFittedError",
     "ParameterError",
+    "StoreError",
     "UnknownSongError",
 ]
 
@@ -38,6 +39,11 @@ class AudioLoadError(CoverGANError, OSError):
 
 class DatasetError(CoverGANError, ValueError):
     """A dataset is empty, has an unknown layout or cannot be used for the task."""
+
+
+class StoreError(DatasetError):
+    """A feature store is missing, damaged, from a newer covergan, or could not be written;
+    the message names the file and says what in the store is intact."""
 
 
 class NotFittedError(CoverGANError, ValueError, AttributeError):

@@ -477,6 +477,20 @@ def test_normalizer_for_config() -> None:
     assert CQTNormalizer.for_config(CQTConfig()).log
 
 
+def test_normalizer_fits_on_a_bounded_seeded_draw(tracks: list[np.ndarray]) -> None:
+    full = CQTNormalizer().fit(tracks)
+    assert np.array_equal(CQTNormalizer().fit(tracks, max_tracks=3).mean_, full.mean_)
+    a = CQTNormalizer().fit(tracks, max_tracks=2, seed=0)
+    b = CQTNormalizer().fit(tracks, max_tracks=2, seed=0)
+    c = CQTNormalizer().fit(tracks, max_tracks=1, seed=0)
+    assert np.array_equal(a.mean_, b.mean_) and not np.array_equal(a.mean_, full.mean_)
+    assert any(np.array_equal(c.mean_, CQTNormalizer().fit([t]).mean_) for t in tracks)
+    with pytest.raises(ParameterError, match="max_tracks"):
+        CQTNormalizer().fit(tracks, max_tracks=0)
+    with pytest.raises(ParameterError, match="sequence"):
+        CQTNormalizer().fit(iter(tracks), max_tracks=2)
+
+
 def test_normalizer_errors(tracks: list[np.ndarray]) -> None:
     with pytest.raises(NotFittedError, match="fit"):
         CQTNormalizer()(tracks[0])

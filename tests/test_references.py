@@ -93,6 +93,16 @@ def test_bank_is_bounded_per_song_and_compact(data: CQTDataset) -> None:
         assert any(np.allclose(c, w, atol=1e-3) for c in cuts), "not from the song's recording"
 
 
+def test_bank_stays_within_its_byte_bound(data: CQTDataset) -> None:
+    window_bytes = N_BINS * 12 * 2
+    bank = ReferenceBank.build(data, width=12, per_song=3, max_bytes=4 * 2 * window_bytes + 5)
+    assert [bank.count(s) for s in data.index.ids] == [2, 2, 2, 2]
+    tiny = ReferenceBank.build(data, width=12, per_song=3, max_bytes=1)
+    assert [tiny.count(s) for s in data.index.ids] == [1, 1, 1, 1]  # never fewer than one
+    with pytest.raises(ParameterError, match="max_bytes"):
+        ReferenceBank.build(data, width=12, max_bytes=0)
+
+
 def test_bank_pads_short_recordings_and_skips_tiny_ones() -> None:
     feats = [np.ones((N_BINS, 10), np.float32), np.ones((N_BINS, 3), np.float32)]
     data = CQTDataset.from_arrays(feats, ["short", "tiny"], config=CFG)

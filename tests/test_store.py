@@ -243,3 +243,13 @@ def test_extraction_resumes_and_reports_failures(
         extract_to_store(store, paths, songs, extractor=extractor, shard=(2, 2))
     with pytest.raises(ParameterError, match="another recipe"):
         extract_to_store(store, paths, songs, extractor=CQTExtractor(n_bins=BINS, pool=2))
+
+
+def test_silence_and_lengths_come_from_the_index(tmp_path: Path) -> None:
+    store = filled(tmp_path, n=3)
+    store.add("song-0", "quiet.wav", np.zeros((BINS, 9), dtype=np.float32))
+    data = FeatureStore.open(tmp_path).dataset()
+    assert data.silent().tolist() == [False, False, False, True]
+    in_memory = CQTDataset([np.asarray(x) for x in data.features], data.song_ids)
+    assert in_memory.silent().tolist() == data.silent().tolist()
+    assert in_memory.lengths().tolist() == data.lengths().tolist() == [20, 21, 22, 9]

@@ -58,6 +58,10 @@ logger = logging.getLogger(__name__)
 MODELS: tuple[Method, ...] = tuple(REGISTRY)
 
 
+#: Most recordings the normaliser's statistics are read from (a seeded draw; every recording
+#: of a smaller dataset): bounds a catalogue-size fit's first pass over the data.
+NORMALIZER_TRACKS = 2000
+
 #: The constructor arguments (:meth:`Augmenter.get_params`).
 _PARAMS = (
     "model",
@@ -145,7 +149,8 @@ class Augmenter:
         Adversarial steps of the version model; default ``steps``.
     references : int
         Windows of each song's recordings kept as the version model's references (at most;
-        float16, :class:`~covergan.references.ReferenceBank` states the bytes). Default 8.
+        float16, :class:`~covergan.references.ReferenceBank` states the bytes; the whole bank
+        stays within 1 GiB, so a catalogue of 10,000 songs keeps fewer per song). Default 8.
     batch_size : int, optional
         Class-GAN batch; default the GAN config's.
     device : str or torch.device
@@ -367,7 +372,9 @@ class Augmenter:
             REGISTRY[name].check(params, data, window=window, config=config)
         for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
             delattr(self, attr)  # refit from scratch
-        normalizer = CQTNormalizer.for_config(config).fit(data)
+        normalizer = CQTNormalizer.for_config(config).fit(
+            data, max_tracks=NORMALIZER_TRACKS, seed=seed
+        )
         ctx = FitContext(data, config, normalizer, window, seed, self.device, self.progress)
         for name in self.models:
             self._train(name, ctx, callbacks)

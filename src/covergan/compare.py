@@ -699,7 +699,7 @@ def _without_silence(data: object) -> tuple[CQTDataset, list[str]]:
     """``data`` without its silent recordings (constant features), and their names."""
     if not isinstance(data, CQTDataset):
         raise ParameterError(f"compare needs a CQTDataset, got {type(data).__name__}")
-    silent = [i for i, x in enumerate(data.features) if float(np.ptp(np.asarray(x))) == 0.0]
+    silent = np.flatnonzero(data.silent()).tolist()
     if not silent:
         return data, []
     keep = sorted(set(range(len(data))) - set(silent))

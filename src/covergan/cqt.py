@@ -717,7 +717,13 @@ class CQTNormalizer:
         """Whether :meth:`fit` (or :meth:`load_state_dict`) has set the statistics."""
         return hasattr(self, "mean_")
 
-    def fit(self, features: Iterable[np.ndarray] | Any) -> CQTNormalizer:
+    def fit(
+        self,
+        features: Iterable[np.ndarray] | Any,
+        *,
+        max_tracks: int | None = None,
+        seed: int = 0,
+    ) -> CQTNormalizer:
         """Fit per-bin mean and standard deviation over every frame of every track.
 
         Parameters
@@ -725,6 +731,12 @@ class CQTNormalizer:
         features : iterable of np.ndarray [shape=(n_bins, n_frames)], or a CQTDataset
             Full tracks in the extractor's feature format (a dataset's ``.features``
             are used when it has them).
+        max_tracks : int, optional
+            Fit on at most this many tracks, drawn without replacement with ``seed`` (needs a
+            sized sequence of tracks, e.g. a dataset): a catalogue's statistics from a bounded
+            read. Default: every track.
+        seed : int
+            Which tracks ``max_tracks`` draws.
 
         Returns
         -------
@@ -737,6 +749,14 @@ class CQTNormalizer:
             or NaN/inf.
         """
         tracks = getattr(features, "features", features)
+        if max_tracks is not None:
+            if isinstance(max_tracks, bool) or not isinstance(max_tracks, int) or max_tracks < 1:
+                raise ParameterError(f"max_tracks={max_tracks!r} must be a positive integer")
+            if not isinstance(tracks, Sequence):
+                raise ParameterError("max_tracks needs a sequence of tracks (or a dataset)")
+            if len(tracks) > max_tracks:
+                picks = np.random.default_rng(seed).choice(len(tracks), max_tracks, replace=False)
+                tracks = [tracks[int(i)] for i in np.sort(picks)]
         n_bins: int | None = None
         total = 0
         s1: np.ndarray | None = None

@@ -546,6 +546,13 @@ class CQTDataset(Dataset[tuple[torch.Tensor, int]]):
             return self.features.lengths()
         return np.asarray([x.shape[1] for x in self.features], dtype=np.int64)
 
+    def silent(self) -> np.ndarray:
+        """Which tracks are silent (every value the same), bool [shape=(n_items,)]; a store's
+        come from its index, in-memory tracks are read."""
+        if isinstance(self.features, StoredTracks):
+            return np.array(self.features.silent)
+        return np.asarray([float(np.ptp(x)) == 0.0 for x in self.features], dtype=bool)
+
     def default_window(self) -> int:
         """The training window when none is given: the median track length, capped at
         :data:`MAX_AUTO_WINDOW` frames (CQTNet's training crop), rounded down to a multiple of

@@ -7,8 +7,9 @@ windows per song, each ``width`` frames (the version model's source width, what 
 tempo reads), stored as float16 in the feature format. The bank's size is therefore bounded
 by ``n_songs * per_song * n_bins * width * 2`` bytes whatever the recordings' lengths: for
 CQTNet's 84 bins, 200-frame windows (``width`` 251) and the default 8 windows per song,
-337 kB per song, 3.4 MB per 10 songs, 3.4 GB per 10,000 songs (use fewer windows per song
-for catalogues that large).
+337 kB per song, 3.4 MB per 10 songs. A second bound, ``max_bytes`` (1 GiB by default), caps
+the whole bank: a catalogue of 10,000 such songs keeps 2 windows per song (844 MB), not 8
+(3.4 GB).
 
 Window choice: a song's windows go round-robin over its recordings (in a seeded order), and
 the windows of one recording are spread evenly over it, so a song with one recording gets
@@ -19,6 +20,7 @@ window, padded at the end with silence as training windows are; a recording shor
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -31,10 +33,15 @@ from covergan.cqt import center_crop_or_pad
 from covergan.data import CQTDataset, SongId
 from covergan.errors import CheckpointError, DatasetError, ParameterError
 
-__all__ = ["DEFAULT_REFERENCES", "ReferenceBank"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["DEFAULT_REFERENCES", "MAX_REFERENCE_BYTES", "ReferenceBank"]
 
 #: Windows kept per song by default.
 DEFAULT_REFERENCES = 8
+#: The most bytes a bank takes by default: a catalogue of many songs keeps fewer windows per
+#: song (at least one): 10,000 songs of 84-bin, 251-frame windows keep 2 each (844 MB).
+MAX_REFERENCE_BYTES = 1 << 30
 
 
 class ReferenceBank:
@@ -68,6 +75,7 @@ class ReferenceBank:
         per_song: int = DEFAULT_REFERENCES,
         min_frames: int = 2,
         seed: int = 0,
+        max_bytes: int = MAX_REFERENCE_BYTES,
     ) -> ReferenceBank:
         """Choose and copy the windows of every song of ``data``.
 
@@ -83,6 +91,9 @@ class ReferenceBank:
             Recordings shorter than this give no window.
         seed : int
             Order in which a song's recordings take turns.
+        max_bytes : int
+            Most bytes of the whole bank: with many songs each keeps
+            ``min(per_song, max_bytes // (songs * window bytes))`` windows, at least one.
 
         Returns
         -------
@@ -93,13 +104,28 @@ class ReferenceBank:
         ParameterError
             ``width``, ``per_song`` or ``min_frames`` not a positive int.
         """
-        for name, value in (("width", width), ("per_song", per_song), ("min_frames", min_frames)):
+        checked = (width, per_song, min_frames, max_bytes)
+        for name, value in zip(
+            ("width", "per_song", "min_frames", "max_bytes"), checked, strict=True
+        ):
             if not is_int(value) or value < 1:
                 raise ParameterError(f"{name}={value!r} must be a positive integer")
         by_song: dict[SongId, list[int]] = {}
+        lengths = data.lengths()  # a store's come from its index: no track is read here
         for i, song in enumerate(data.song_ids):
-            if data.features[i].shape[1] >= min_frames:
+            if lengths[i] >= min_frames:
                 by_song.setdefault(song, []).append(i)
+        window_bytes = 2 * data.n_bins * width
+        affordable = max(1, max_bytes // max(1, len(by_song) * window_bytes))
+        if affordable < per_song:
+            logger.info(
+                "%d songs: keeping %d reference windows per song (not %d) to stay within %d MB",
+                len(by_song),
+                affordable,
+                per_song,
+                max_bytes >> 20,
+            )
+            per_song = affordable
         windows: dict[SongId, Tensor] = {}
         for song in data.index.ids:
             items = by_song.get(song)
@@ -107,7 +133,7 @@ class ReferenceBank:
                 continue
             order = np.random.default_rng([seed, data.index.index(song)]).permutation(len(items))
             picked: list[np.ndarray] = []
-            for rank, k in enumerate(order):
+            for rank, k in enumerate(order[:per_song]):  # later ones would get no window
                 track = data.features[items[int(k)]]
                 share = per_song // len(items) + (rank < per_song % len(items))
                 picked += _spread(track, width, share, data.silence_value)

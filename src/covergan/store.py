@@ -137,11 +137,18 @@ class StoredTracks(Sequence[np.ndarray]):
     """
 
     def __init__(
-        self, root: Path, files: Sequence[str], frames: np.ndarray, n_bins: int, dtype: str
+        self,
+        root: Path,
+        files: Sequence[str],
+        frames: np.ndarray,
+        silent: np.ndarray,
+        n_bins: int,
+        dtype: str,
     ) -> None:
         self.root = root
         self.files = list(files)
         self.frames = np.asarray(frames, dtype=np.int64)
+        self.silent = np.asarray(silent, dtype=bool)
         self.n_bins = int(n_bins)
         self.dtype = np.dtype(dtype)
 
@@ -174,7 +181,12 @@ class StoredTracks(Sequence[np.ndarray]):
         """The tracks at ``indices``, still lazy."""
         idx = [int(i) for i in indices]
         return StoredTracks(
-            self.root, [self.files[i] for i in idx], self.frames[idx], self.n_bins, str(self.dtype)
+            self.root,
+            [self.files[i] for i in idx],
+            self.frames[idx],
+            self.silent[idx],
+            self.n_bins,
+            str(self.dtype),
         )
 
 
@@ -454,6 +466,7 @@ class FeatureStore:
             self.root,
             [r.file for r in self.records],
             np.asarray([r.frames for r in self.records], dtype=np.int64),
+            np.asarray([r.silent for r in self.records], dtype=bool),
             self.n_bins,
             self.dtype,
         )

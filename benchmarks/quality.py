@@ -14,10 +14,17 @@ Corpora: ``chorales`` (the demo data, render seed 0) and ``toy`` (40 toy songs o
 ``WORKDIR/toy.pt``). The toy corpus makes its versions with the transforms the version model
 learns (key, tempo, timbre), so it flatters the version model; the chorales less so.
 
+``--storage float16`` (or ``float32``) writes the corpus once into a
+:class:`~covergan.store.FeatureStore` in ``WORKDIR`` and fits from the memory-mapped store, to
+measure what half-precision storage costs; ``--versions JSON`` overrides fields of the version
+model's config (a variant under test). Both are part of a run's key in ``results.jsonl``.
+
 Usage::
 
     python benchmarks/quality.py                                   # both corpora, seeds 0-2
     python benchmarks/quality.py --data chorales --seeds 0 --steps 300   # a quick look
+    python benchmarks/quality.py --data chorales --storage float16
+    python benchmarks/quality.py --versions '{"diversity_weight": 0.01}'
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ import torch
 from covergan import Augmenter
 from covergan.data import CQTDataset, split_recordings
 from covergan.report import quality_report
+from covergan.store import FeatureStore
 
 TARGET = 0.8  # identity and diversity, as a ratio to the held-out real floor
 
@@ -57,16 +65,36 @@ def load(corpus: str, workdir: Path) -> CQTDataset:
     raise SystemExit(f"unknown corpus {corpus!r}: chorales or toy")
 
 
-def run_one(corpus: str, seed: int, steps: int, workdir: Path) -> dict[str, Any]:
+def stored(data: CQTDataset, root: Path, dtype: str) -> CQTDataset:
+    """``data`` written once into a feature store at ``root`` and opened from it."""
+    store = FeatureStore.create(root, config=data.config, dtype=dtype)  # type: ignore[arg-type]
+    for x, song, name in zip(data.features, data.song_ids, data.names, strict=True):
+        store.add(song, name, x)
+    return FeatureStore.open(root).dataset()
+
+
+def run_one(key: dict[str, Any], workdir: Path) -> dict[str, Any]:
     """Fit both models on one seed's split and measure them; a JSON-ready row."""
+    corpus, seed, storage = key["corpus"], key["seed"], key["storage"]
     data = load(corpus, workdir)
+    if storage != "memory":
+        data = stored(data, workdir / f"{corpus}-{storage}-store", storage)
     train, heldout = split_recordings(data, holdout=1, min_recordings=3, seed=seed)
     t0 = time.perf_counter()
-    aug = Augmenter(model=("versions", "gan"), steps=steps, seed=seed, progress=False)
+    aug = Augmenter(
+        model=("versions", "gan"),
+        steps=key["steps"],
+        seed=seed,
+        progress=False,
+        versions=key["versions"] or None,
+    )
     aug.fit(train)
     fit_s = time.perf_counter() - t0
-    report = quality_report(aug, train, heldout, workdir / f"{corpus}-s{seed}", seed=seed)
-    row: dict[str, Any] = {"corpus": corpus, "seed": seed, "steps": steps, "fit_s": fit_s}
+    tag = "" if storage == "memory" else f"-{storage}"
+    if key["versions"]:
+        tag += "-" + "-".join(f"{k}{v}" for k, v in sorted(key["versions"].items()))
+    report = quality_report(aug, train, heldout, workdir / f"{corpus}-s{seed}{tag}", seed=seed)
+    row: dict[str, Any] = {**key, "fit_s": fit_s}
     for name, suite in report.suites.items():
         for m in suite.metrics:
             row[f"{name}/{m.name}"] = m.ratio
@@ -132,6 +160,8 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=1000, help="steps of each model")
     parser.add_argument("--workdir", type=Path, default=Path("quality-bench"))
+    parser.add_argument("--storage", choices=("memory", "float32", "float16"), default="memory")
+    parser.add_argument("--versions", type=json.loads, default={}, help="VersionConfig fields")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     results = args.workdir / "results.jsonl"
@@ -140,20 +170,29 @@ def main() -> None:
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads"
     )
+    variant = {"steps": args.steps, "storage": args.storage, "versions": args.versions}
     for corpus in args.data:
         for seed in args.seeds:
-            if any(
-                r["corpus"] == corpus and r["seed"] == seed and r["steps"] == args.steps
-                for r in done
-            ):
+            key = {"corpus": corpus, "seed": seed, **variant}
+            if any(_key(r) == key for r in done):
                 continue
-            row = run_one(corpus, seed, args.steps, args.workdir)
+            row = run_one(key, args.workdir)
             _append_row(results, row)
             done.append(row)
             print(f"{corpus} seed {seed}: fit {row['fit_s']:.0f} s, report {row['report_s']:.0f} s")
     rows = [r for r in done if r["corpus"] in args.data and r["seed"] in args.seeds]
-    rows = [r for r in rows if r["steps"] == args.steps]
-    print(summarise(rows))
+    print(summarise([r for r in rows if {k: _key(r)[k] for k in variant} == variant]))
+
+
+def _key(row: dict[str, Any]) -> dict[str, Any]:
+    """What identifies a run (rows written before a field existed have its default)."""
+    return {
+        "corpus": row["corpus"],
+        "seed": row["seed"],
+        "steps": row["steps"],
+        "storage": row.get("storage", "memory"),
+        "versions": row.get("versions", {}),
+    }
 
 
 if __name__ == "__main__":

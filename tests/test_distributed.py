@@ -37,8 +37,10 @@ from covergan.gan import (
     is_main_process,
     resolve_device,
 )
+from covergan.store import FeatureStore
 from tests.test_augmenter import CFG, TINY_GAN, toy_features
 from tests.test_gan import assert_same_state, full_state, tiny_config, tiny_data
+from tests.test_references import TINY_VERSIONS, WINDOW, works
 
 WORLD = 2
 N_ITEMS = 16  # 2 ranks x batch 2 = 4 items a step: 4 steps are exactly one epoch
@@ -149,13 +151,41 @@ def _worker(rank: int, world: int, port: int, root: str, backend: str) -> None:
             aug.save(out / "augmenter.pt")
         report["aug_seed"] = aug.seed_
         report["aug_state"] = {k: v.detach().cpu().clone() for k, v in full_state(aug.gan_).items()}
+        # 5. the default version model, trained from a feature store on disk
+        versions = store_augmenter().fit(CQTDataset.from_folder(out / "store"))
+        report["versions_state"] = version_state(versions)
+        report["versions_history"] = dict(versions.versions_.history)
     finally:
         dist.destroy_process_group()
     torch.save(report, out / f"report-{rank}.pt")
 
 
+def store_augmenter() -> Augmenter:
+    return Augmenter(
+        steps=3, pretrain_steps=2, seed=5, progress=False, window=WINDOW, versions=TINY_VERSIONS
+    )
+
+
+def version_state(aug: Augmenter) -> dict[str, Tensor]:
+    model = aug.versions_
+    modules = {"g": model.generator, "d": model.discriminator, "ema": model.generator_ema}
+    return {
+        f"{name}.{k}": v.detach().cpu().clone()
+        for name, m in modules.items()
+        for k, v in m.state_dict().items()
+    }
+
+
+def _write_store(root: Path) -> None:
+    data = works((3, 2, 2, 1))
+    store = FeatureStore.create(root, config=data.config)
+    for x, song, name in zip(data.features, data.song_ids, data.names, strict=True):
+        store.add(song, name, x)
+
+
 def _spawn(root: Path, backend: str, timeout: float = 120.0) -> list[dict[str, Any]]:
     """Run ``_worker`` on ``WORLD`` spawned ranks; return their reports."""
+    _write_store(root / "store")
     # forked ranks inherit torch and covergan already imported: seconds faster than spawn
     ConditionalDCGAN(3, config=tiny_config(), device="cpu")  # imports what Adam pulls in
     method = "fork" if "fork" in mp.get_all_start_methods() and backend == "gloo" else "spawn"
@@ -238,6 +268,19 @@ def test_only_rank_zero_writes_and_its_checkpoint_loads_in_one_process(
     gan.fit(tiny_data(n=N_ITEMS), steps=1, batch_size=2, progress=False)  # resumes alone
     assert gan.step == STEPS + 1
     assert Augmenter.load(root / "augmenter.pt").gan_.step == 3
+
+
+@needs_gloo
+def test_the_version_model_trains_data_parallel_from_a_store(
+    gloo_run: tuple[Path, list[dict[str, Any]]],
+) -> None:
+    root, (r0, r1) = gloo_run
+    _assert_equal_states(r0["versions_state"], r1["versions_state"])
+    assert r0["versions_history"] == r1["versions_history"]
+    # each rank drew its own pairs: the run is not what one process makes of the same seed
+    alone = store_augmenter().fit(CQTDataset.from_folder(root / "store"))
+    assert alone.versions_.history["loss_d"] != r0["versions_history"]["loss_d"]
+    assert len(r0["versions_history"]["loss_d"]) == 3
 
 
 @needs_gloo

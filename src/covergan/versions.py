@@ -63,7 +63,13 @@ from covergan.augment.classic import Params, Transform
 from covergan.augment.differentiable import DEFAULT_POLICY, DiffAugment
 from covergan.cqt import CQTNormalizer, center_crop_or_pad, random_crop
 from covergan.data import CQTDataset, SongId
-from covergan.distributed import resolve_device
+from covergan.distributed import (
+    _average_gradients,
+    _average_logs,
+    _broadcast_modules,
+    _rank_world,
+    resolve_device,
+)
 from covergan.errors import CheckpointError, DatasetError, ParameterError
 from covergan.models.dcgan import ConvEncoder
 from covergan.models.reference import (
@@ -447,13 +453,18 @@ class VersionGAN(AdversarialModel):
         batch = self._check_data(data, batch_size, minimum=2)
         self._set_seed(seed, data)
         pairs = _PairSource(data, self.config)
+        rank, world = _rank_world()
+        if world > 1:
+            _broadcast_modules([self.generator, self.discriminator, self.generator_ema])
 
         def one_step(_: int) -> dict[str, float]:
-            rng = np.random.default_rng([cast(int, self.seed), _STREAM_DATA, self.step])
+            rng = np.random.default_rng([cast(int, self.seed), _STREAM_DATA, self.step, *_shard()])
             refs, cands, works = pairs.batch(int(batch), rng)
             return self._train_step(refs.to(self.device), cands.to(self.device), works)
 
-        self._loop(steps, one_step, desc="versions", progress=progress, callbacks=callbacks)
+        self._loop(
+            steps, one_step, desc="versions", progress=progress and rank == 0, callbacks=callbacks
+        )
         return self
 
     def pretrain_autoencoder(
@@ -516,18 +527,20 @@ class VersionGAN(AdversarialModel):
                 image_size=cfg.image_size, z_dim=cfg.z_dim, width=cfg.d_width, max_width=64
             ).to(self.device)
         G = self.generator
-        optimiser = torch.optim.Adam(
-            [*encoder.parameters(), *G.parameters()], lr=float(lr), betas=(0.5, 0.999)
-        )
+        rank, world = _rank_world()
+        if world > 1:
+            _broadcast_modules([G])
+        params = [*encoder.parameters(), *G.parameters()]
+        optimiser = torch.optim.Adam(params, lr=float(lr), betas=(0.5, 0.999))
         source = _PairSource(data, cfg, pairs=False)
         width = cfg.image_size[1]
         G.train()
 
         def one_step(step: int) -> dict[str, float]:
-            rng = np.random.default_rng([cast(int, self.seed), _STREAM_AE_DATA, step])
+            rng = np.random.default_rng([cast(int, self.seed), _STREAM_AE_DATA, step, *_shard()])
             refs = source.singles(int(batch), rng).to(self.device)
             gen = torch.Generator(device=self.device)
-            gen.manual_seed(derive_seed(cast(int, self.seed), _STREAM_AE_STEP, step))
+            gen.manual_seed(derive_seed(cast(int, self.seed), _STREAM_AE_STEP, step, *_shard()))
             semis, rates, eps = self._draw(refs.shape[0], gen, self.device)
             x = version_transform(
                 refs,
@@ -541,10 +554,14 @@ class VersionGAN(AdversarialModel):
             loss, logs = vae_loss(mu, log_var, eps, lambda z: G(x, z), x, kl_weight)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
+            if world > 1:
+                _average_gradients(params, world)
             optimiser.step()
-            return logs
+            return _average_logs(logs, world, self.device) if world > 1 else logs
 
-        self._loop(steps, one_step, desc="versions AE", progress=progress, pretrain=True)
+        self._loop(
+            steps, one_step, desc="versions AE", progress=progress and rank == 0, pretrain=True
+        )
         self._reset_ema()
         return self
 
@@ -589,7 +606,7 @@ class VersionGAN(AdversarialModel):
         D.train()
         width = self.image_size[1]
         gen = torch.Generator(device=self.device)
-        gen.manual_seed(derive_seed(cast(int, self.seed), _STREAM_STEP, self.step))
+        gen.manual_seed(derive_seed(cast(int, self.seed), _STREAM_STEP, self.step, *_shard()))
         half = refs.shape[0] // 2
         semis, rates, _ = self._draw(half, gen, self.device)
         z = torch.randn(2 * half, cfg.z_dim, generator=gen, device=self.device)
@@ -606,7 +623,8 @@ class VersionGAN(AdversarialModel):
         logs = self._d_step(refs, cands, works, fake.detach(), src, gen)
         logs.update(self._g_step(refs, fake, src, z, gen))
         self._update_ema()
-        return logs
+        world = _rank_world()[1]
+        return _average_logs(logs, world, self.device) if world > 1 else logs
 
     def _d_step(
         self,
@@ -644,11 +662,14 @@ class VersionGAN(AdversarialModel):
             loss_d = loss_d + cfg.mismatch_weight * torch.relu(1 + scores[at]).mean()
             logs["d_mismatch"] = float(scores[at].detach().mean())
             at += 1
+        elif cfg.mismatch_weight > 0:  # no pair of other works in this batch
+            logs["d_mismatch"] = float("nan")
         if cfg.copy_weight > 0:
             loss_d = loss_d + cfg.copy_weight * torch.relu(1 + scores[at]).mean()
             logs["d_copy"] = float(scores[at].detach().mean())
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()  # type: ignore[no-untyped-call]
+        _sync_gradients(D)
         self.opt_d.step()
         logs.update(
             loss_d=float(loss_d.detach()),
@@ -685,6 +706,7 @@ class VersionGAN(AdversarialModel):
                 loss_g = loss_g + cfg.content_weight * (1 - content)
             self.opt_g.zero_grad(set_to_none=True)
             loss_g.backward()  # type: ignore[no-untyped-call]
+            _sync_gradients(self.generator)
             self.opt_g.step()
         finally:
             for p in trainable:
@@ -823,6 +845,20 @@ class VersionGAN(AdversarialModel):
                 f"{source} is an incomplete or inconsistent version-model checkpoint: {exc}"
             ) from exc
         return model
+
+
+def _shard() -> tuple[int, ...]:
+    """``(rank,)`` under a process group of several ranks, else ``()``: each rank's pairs and
+    noise are its own, and one process draws exactly what it always did."""
+    rank, world = _rank_world()
+    return (rank,) if world > 1 else ()
+
+
+def _sync_gradients(module: nn.Module) -> None:
+    """Average ``module``'s gradients over the ranks (nothing in one process)."""
+    world = _rank_world()[1]
+    if world > 1:
+        _average_gradients(list(module.parameters()), world)
 
 
 class _PairSource:

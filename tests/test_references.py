@@ -103,6 +103,17 @@ def test_bank_stays_within_its_byte_bound(data: CQTDataset) -> None:
         ReferenceBank.build(data, width=12, max_bytes=0)
 
 
+def test_workers_cut_the_same_training_windows(data: CQTDataset) -> None:
+    both = {"model": ("versions", "gan"), "gan": TINY_GAN, "steps": 2, "pretrain_steps": 1}
+    alone, ahead = make(**both).fit(data), make(workers=2, **both).fit(data)
+    for name in ("versions_", "gan_"):
+        a, b = getattr(alone, name).generator, getattr(ahead, name).generator
+        for (key, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+            assert torch.equal(x, y), (name, key)
+    with pytest.raises(ParameterError, match="workers"):
+        make(workers=-1).fit(data)
+
+
 def test_bank_pads_short_recordings_and_skips_tiny_ones() -> None:
     feats = [np.ones((N_BINS, 10), np.float32), np.ones((N_BINS, 3), np.float32)]
     data = CQTDataset.from_arrays(feats, ["short", "tiny"], config=CFG)

@@ -104,7 +104,9 @@ def test_add_is_idempotent_and_refuses_file_collisions(tmp_path: Path) -> None:
     assert again == store.records[0] and len(store) == 6
     with pytest.raises(StoreError, match="already holds rec-0.wav"):
         store.add("song-0", "rec-0.flac", track(5))
-    assert len(FeatureStore.open(tmp_path)) == 6
+    dotted = store.add("song-0", "bwv244.37-r0", track(6))  # only audio/npy suffixes go
+    assert dotted.file == "song-0/bwv244.37-r0.npy"
+    assert len(FeatureStore.open(tmp_path)) == 7
 
 
 def test_create_refuses_other_settings_and_newer_stores(tmp_path: Path) -> None:

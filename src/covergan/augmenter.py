@@ -77,6 +77,7 @@ _PARAMS = (
     "batch_size",
     "device",
     "n_jobs",
+    "workers",
     "cache_dir",
     "progress",
     "seed",
@@ -157,6 +158,10 @@ class Augmenter:
         ``"auto"`` (CUDA, then MPS, then CPU) or explicit.
     n_jobs : int
         Extraction processes for audio folders.
+    workers : int
+        Processes that cut training windows ahead of each step (0, the default: this
+        process). The windows are the same either way; worth it on a GPU, where cutting can
+        take longer than the step (see ``benchmarks/gpu.py``).
     cache_dir : str or PathLike, optional
         Feature cache for audio folders.
     progress : bool
@@ -210,6 +215,7 @@ class Augmenter:
         batch_size: int | None = None,
         device: str | torch.device = "auto",
         n_jobs: int = 1,
+        workers: int = 0,
         cache_dir: str | os.PathLike[str] | None = None,
         progress: bool = True,
         seed: int | None = None,
@@ -236,6 +242,7 @@ class Augmenter:
         self.batch_size = batch_size
         self.device = device
         self.n_jobs = n_jobs
+        self.workers = workers
         self.cache_dir = cache_dir
         self.progress = progress
         self.seed = seed
@@ -924,6 +931,7 @@ def _check_params(aug: Augmenter) -> None:
     _check_count("pretrain_steps", aug.pretrain_steps, 0, optional=True)
     _check_count("version_steps", aug.version_steps, 1, optional=True)
     _check_count("references", aug.references, 1)
+    _check_count("workers", aug.workers, 0)
     _check_count("window", aug.window, 2, optional=True)
     _check_count("seed", aug.seed, 0, optional=True)
     if aug.extractor is not None and not isinstance(aug.extractor, CQTExtractor):

@@ -1,26 +1,40 @@
-"""Training batches of the class GAN: seeded, resumable and sharded over ranks.
+"""Training batches: seeded, resumable, sharded over ranks, and drawn ahead by workers.
 
 A Dataset is read in a per-epoch permutation seeded from ``(seed, stream, epoch)``, so any
 global batch can be rebuilt from its index alone (a checkpoint keeps only the count of
 batches seen) and, under ``torchrun``, every rank takes a disjoint share of each global
 batch. A DataLoader is used as it is (its sampler, its workers).
+
+:func:`prefetch` runs any such per-step draw (a class-GAN batch, a version model's pairs) in
+DataLoader worker processes, ahead of the training step, in step order: since a draw depends
+only on its step index, the batches are the ones one process would make, whatever the number
+of workers. Reading windows from a memory-mapped store then overlaps the model's compute.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
 
 import torch
-from torch.utils.data import DataLoader, Dataset, default_collate
+from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate, get_worker_info
 from torch.utils.data.distributed import DistributedSampler
 
 from covergan.distributed import _rank_world
 from covergan.errors import CoverGANWarning, DatasetError, ParameterError
 from covergan.training import derive_seed
 
-__all__ = ["batch_stream", "batches_per_epoch", "cycle", "dataset_batches"]
+__all__ = [
+    "DatasetBatch",
+    "batch_stream",
+    "batches_per_epoch",
+    "cycle",
+    "dataset_batches",
+    "prefetch",
+]
+
+T = TypeVar("T")
 
 
 def batches_per_epoch(data: Dataset[Any] | DataLoader[Any], batch_size: int, world: int = 1) -> int:
@@ -73,14 +87,18 @@ def batch_stream(
     start: int,
     count: int,
     stream: int,
+    workers: int = 0,
 ) -> Iterator[Any]:
     """Global batches ``start .. start + count - 1`` of ``data`` for this rank: a Dataset in
-    seeded per-epoch order (resumable from ``start``), a DataLoader cycled as it is."""
+    seeded per-epoch order (resumable from ``start``; drawn by ``workers`` processes when > 0),
+    a DataLoader cycled as it is."""
     if isinstance(data, DataLoader):
         return cycle(data)
     n_items = len(data)  # type: ignore[arg-type]
     rank, world = _rank_world()
-    return dataset_batches(data, n_items, batch_size, seed, start, count, stream, rank, world)
+    return dataset_batches(
+        data, n_items, batch_size, seed, start, count, stream, rank, world, workers
+    )
 
 
 def dataset_batches(
@@ -93,31 +111,87 @@ def dataset_batches(
     stream: int = 0,
     rank: int = 0,
     world: int = 1,
+    workers: int = 0,
 ) -> Iterator[Any]:
-    """Batches ``start .. start + count - 1`` of a seeded per-epoch permutation of ``dataset``.
+    """Batches ``start .. start + count - 1`` of a seeded per-epoch permutation of ``dataset``
+    (see :class:`DatasetBatch`), drawn by ``workers`` processes when > 0."""
+    draw = DatasetBatch(dataset, n, batch_size, seed, stream, rank, world)
+    return prefetch(draw, start, count, workers)
+
+
+class DatasetBatch:
+    """Global batch ``b`` of a dataset, this rank's share, as a function of ``b`` alone.
 
     Global batch ``b`` is batch ``b % per_epoch`` of epoch ``b // per_epoch``; each epoch's order
-    is seeded by ``(seed, epoch)`` and a dataset with ``set_epoch`` (random crops) is told the
-    epoch, so any batch can be reproduced from its index alone. Items are fetched in this
-    process, so ``set_epoch`` always reaches the dataset that serves them. With ``world``
+    is seeded by ``(seed, stream, epoch)`` and a dataset with ``set_epoch`` (random crops) is
+    told the epoch before its items are read, in whichever process reads them. With ``world``
     ranks a global batch is ``world * batch_size`` consecutive items of the permutation and
     ``rank`` takes its ``rank``-th ``batch_size`` of them: the shards are disjoint.
     """
-    per_epoch = n // (batch_size * world)
-    set_epoch = getattr(dataset, "set_epoch", None)
-    epoch = -1
-    order = torch.empty(0, dtype=torch.long)
-    for b in range(start, start + count):
-        e, i = divmod(b, per_epoch)
-        if e != epoch:
-            epoch = e
-            gen = torch.Generator().manual_seed(derive_seed(seed, stream, e))
-            order = torch.randperm(n, generator=gen)
+
+    def __init__(
+        self,
+        dataset: Dataset[Any],
+        n: int,
+        batch_size: int,
+        seed: int,
+        stream: int = 0,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
+        self.dataset, self.n, self.batch_size = dataset, n, batch_size
+        self.seed, self.stream, self.rank, self.world = seed, stream, rank, world
+        self.per_epoch = n // (batch_size * world)
+        self._epoch = -1
+        self._order = torch.empty(0, dtype=torch.long)
+
+    def __call__(self, b: int) -> Any:
+        e, i = divmod(b, self.per_epoch)
+        if e != self._epoch:
+            self._epoch = e
+            gen = torch.Generator().manual_seed(derive_seed(self.seed, self.stream, e))
+            self._order = torch.randperm(self.n, generator=gen)
+            set_epoch = getattr(self.dataset, "set_epoch", None)
             if callable(set_epoch):
                 set_epoch(e)
-        lo = (i * world + rank) * batch_size
-        idx = order[lo : lo + batch_size].tolist()
-        yield default_collate([dataset[k] for k in idx])
+        lo = (i * self.world + self.rank) * self.batch_size
+        idx = self._order[lo : lo + self.batch_size].tolist()
+        return default_collate([self.dataset[k] for k in idx])
+
+
+def prefetch(draw: Callable[[int], T], start: int, count: int, workers: int = 0) -> Iterator[T]:
+    """``draw(start), draw(start + 1), ..., draw(start + count - 1)``, in that order.
+
+    With ``workers > 0`` the draws run ahead in that many DataLoader worker processes (two
+    each in flight), worker ``k`` taking steps ``start + k, start + k + workers, ...``; the
+    results are the same as in this process when ``draw`` depends only on its argument. On
+    platforms that spawn rather than fork, ``draw`` must pickle.
+
+    Raises
+    ------
+    ParameterError
+        ``workers`` is not a non-negative integer.
+    """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ParameterError(f"workers={workers!r} must be a non-negative integer")
+    if workers == 0 or count <= 1:
+        return (draw(step) for step in range(start, start + count))
+    loader = DataLoader(
+        _Draws(draw, start, count), batch_size=None, num_workers=min(workers, count)
+    )
+    return iter(loader)
+
+
+class _Draws(IterableDataset[T], Generic[T]):
+    """``draw(step)`` for this worker's share of ``range(start, start + count)``."""
+
+    def __init__(self, draw: Callable[[int], T], start: int, count: int) -> None:
+        self.draw, self.start, self.count = draw, start, count
+
+    def __iter__(self) -> Iterator[T]:
+        info = get_worker_info()
+        k, n = (info.id, info.num_workers) if info is not None else (0, 1)
+        return (self.draw(step) for step in range(self.start + k, self.start + self.count, n))
 
 
 def cycle(loader: DataLoader[Any]) -> Iterator[Any]:

@@ -474,6 +474,14 @@ def _add_fit(sub: Any) -> None:
     _add_device(fit)
     _add_checkpoint_options(fit)
     _add_n_jobs(fit, default=1, help="extraction processes for audio (default: 1)")
+    fit.add_argument(
+        "--workers",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="processes that cut training windows ahead of each step; the same windows either "
+        "way, worth it on a GPU (default: 0, this process)",
+    )
     _add_cache_dir(fit, help="feature cache for audio (default: none)")
     _add_gan_config(fit)
     _add_version_config(fit)
@@ -1022,6 +1030,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         if args.steps is not None:
             aug.steps = args.steps
         aug.progress, aug.n_jobs, aug.cache_dir = progress, args.n_jobs, args.cache_dir
+        aug.workers = args.workers
         print(f"resuming {source} at {_steps_text(aug)}")
     else:
         aug = Augmenter(
@@ -1037,6 +1046,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             device=args.device,
             n_jobs=args.n_jobs,
+            workers=args.workers,
             cache_dir=args.cache_dir,
             progress=progress,
             seed=args.seed if args.seed is not None else 0,

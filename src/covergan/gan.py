@@ -585,6 +585,7 @@ class ConditionalDCGAN(AdversarialModel):
         callbacks: Sequence[Callback] = (),
         progress: bool = True,
         seed: int | None = None,
+        workers: int = 0,
     ) -> ConditionalDCGAN:
         """Train; calling ``fit`` again continues where the last call (or checkpoint) stopped.
 
@@ -616,6 +617,9 @@ class ConditionalDCGAN(AdversarialModel):
             the seed of the previous ``fit`` / the checkpoint, or a fresh random one (kept in
             ``self.seed`` so a run can be resumed exactly). Under ``torchrun``, rank 0's seed
             is used by all ranks.
+        workers : int
+            Processes that read a Dataset's batches ahead of the training step (0: this
+            process); the batches are the same either way. Ignored for a DataLoader.
 
         Returns
         -------
@@ -667,7 +671,13 @@ class ConditionalDCGAN(AdversarialModel):
         if world > 1:
             _broadcast_modules([self.generator, self.discriminator, self.generator_ema])
         batches = batch_stream(
-            data, batch_size, cast(int, self.seed), self.batches_seen, steps * d_steps, _STREAM_DATA
+            data,
+            batch_size,
+            cast(int, self.seed),
+            self.batches_seen,
+            steps * d_steps,
+            _STREAM_DATA,
+            workers,
         )
 
         self._warned_range = False
@@ -699,6 +709,7 @@ class ConditionalDCGAN(AdversarialModel):
         kl_weight: float = 0.1,
         progress: bool = True,
         seed: int | None = None,
+        workers: int = 0,
     ) -> ConditionalDCGAN:
         """Initialise the generator as the decoder of a conditional VAE (BAGAN-style).
 
@@ -727,7 +738,7 @@ class ConditionalDCGAN(AdversarialModel):
             is summed over the window's cells).
         progress : bool
             Show a tqdm bar.
-        seed : int, optional
+        seed, workers
             As in :meth:`fit`.
 
         Returns
@@ -762,7 +773,9 @@ class ConditionalDCGAN(AdversarialModel):
         params = [*encoder.parameters(), *(p for p in G.parameters() if p.requires_grad)]
         optimiser = torch.optim.Adam(params, lr=float(lr), betas=(0.5, 0.999))
         scaler = torch.amp.GradScaler("cuda", enabled=self._amp_dtype == torch.float16)
-        batches = batch_stream(data, batch_size, cast(int, self.seed), 0, steps, _STREAM_AE_DATA)
+        batches = batch_stream(
+            data, batch_size, cast(int, self.seed), 0, steps, _STREAM_AE_DATA, workers
+        )
         self._warned_range = False
         G.train()
         ranked = (rank,) if world > 1 else ()

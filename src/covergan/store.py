@@ -377,7 +377,8 @@ class FeatureStore:
             Its song (work) id.
         name : str
             Its name, unique in the store (e.g. the audio file's path); the file is
-            ``<song>/<stem of name>.npy``.
+            ``<song>/<name>.npy``, without the folders of ``name`` and its audio or ``.npy``
+            extension.
         features : array-like [shape=(n_bins, n_frames)]
             The track in the store's feature format.
 
@@ -413,7 +414,7 @@ class FeatureStore:
                 "use dtype='float32'"
             )
         stored = np.asfortranarray(arr.astype(_DTYPES[self.dtype]))
-        file = f"{safe_file_name(str(song))}/{safe_file_name(Path(name).stem)}.npy"
+        file = f"{safe_file_name(str(song))}/{safe_file_name(_stem(name))}.npy"
         target = self.root / file
         tmp: str | None = self._write_tmp(target, stored)
         try:
@@ -711,6 +712,16 @@ def safe_file_name(name: str) -> str:
     """A file-name-safe form of a song id or recording stem (no separators, not empty/dots)."""
     clean = name.replace("/", "_").replace("\\", "_").replace("\x00", "_")
     return "_" if clean in ("", ".", "..") else clean
+
+
+def _stem(name: str) -> str:
+    """A recording's file stem: its base name without an audio or ``.npy`` extension (other
+    dots, as in ``bwv244.37-r0``, are part of the name)."""
+    from covergan.data import AUDIO_SUFFIXES
+
+    base = Path(name).name
+    suffix = Path(base).suffix
+    return base[: -len(suffix)] if suffix.lower() in (*AUDIO_SUFFIXES, ".npy") else base
 
 
 def _check_shard(shard: object) -> tuple[int, int]:

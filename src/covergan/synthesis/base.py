@@ -134,6 +134,7 @@ class SynthesisModel(ABC):
                 batch_size=self.batch_size(params, ctx),
                 progress=ctx.progress,
                 seed=ctx.seed,
+                workers=params["workers"],
             )
 
     def train(
@@ -150,6 +151,7 @@ class SynthesisModel(ABC):
             callbacks=callbacks,
             progress=ctx.progress,
             seed=ctx.seed,
+            workers=params["workers"],
         )
 
     # ------------------------------------------------------------------------- sampling

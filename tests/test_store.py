@@ -255,3 +255,18 @@ def test_silence_and_lengths_come_from_the_index(tmp_path: Path) -> None:
     in_memory = CQTDataset([np.asarray(x) for x in data.features], data.song_ids)
     assert in_memory.silent().tolist() == data.silent().tolist()
     assert in_memory.lengths().tolist() == data.lengths().tolist() == [20, 21, 22, 9]
+
+
+def test_fit_sample_and_balance_from_a_store(tmp_path: Path) -> None:
+    from tests.test_references import make, works
+
+    data = works((3, 2, 2, 1))
+    store = FeatureStore.create(tmp_path, config=data.config, dtype="float16")
+    for x, song, name in zip(data.features, data.song_ids, data.names, strict=True):
+        store.add(song, name, x)
+    opened = CQTDataset.from_folder(tmp_path)
+    aug = make(references=2).fit(opened)
+    assert aug.sample("work-3", 2).shape[0] == 2
+    mixed = aug.balance(opened.windows(16, crop="center"), target="max")
+    counts = mixed.class_counts()
+    assert len(mixed) > len(opened) and len(set(counts.values())) == 1

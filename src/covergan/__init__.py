@@ -22,6 +22,7 @@ from covergan.errors import (
     DatasetError,
     NotFittedError,
     ParameterError,
+    StoreError,
     UnknownSongError,
 )
 from covergan.gan import (
@@ -41,6 +42,7 @@ from covergan.metrics import (
 )
 from covergan.report import QualityReport, quality_report
 from covergan.sampling import AugmentedDataset, ClassBalancedSampler, SyntheticBank
+from covergan.store import FeatureStore
 from covergan.versions import VersionConfig, VersionGAN
 
 __all__ = [
@@ -58,6 +60,7 @@ __all__ = [
     "CoverGANError",
     "CoverGANWarning",
     "DatasetError",
+    "FeatureStore",
     "FrechetDistance",
     "GANConfig",
     "NotFittedError",
@@ -65,6 +68,7 @@ __all__ = [
     "QualityReport",
     "SampleSnapshotCallback",
     "SongIndex",
+    "StoreError",
     "SyntheticBank",
     "UnknownSongError",
     "VersionConfig",

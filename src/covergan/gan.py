@@ -476,35 +476,8 @@ class ConditionalDCGAN(AdversarialModel):
         self.seed = None if seed is None else int(seed)
         self.custom_generator = generator is not None
         self.custom_discriminator = discriminator is not None
-        for name, module in (("generator", generator), ("discriminator", discriminator)):
-            if module is not None and not isinstance(module, nn.Module):
-                raise ParameterError(f"{name} must be a torch.nn.Module, got {type(module)}")
-        if generator is not None and not (
-            isinstance(generator, GeneratorModule) and _is_int(generator.z_dim)
-        ):
-            raise ParameterError("a custom generator needs an integer attribute `z_dim`")
-        if (
-            preset == "thesis"
-            and config.image_size != THESIS_IMAGE_SIZE
-            and (generator is None or discriminator is None)
-        ):
-            raise ParameterError(
-                f"the thesis architecture only supports image_size={THESIS_IMAGE_SIZE}, "
-                f"got {config.image_size}; use preset='default' for other sizes"
-            )
-
-        init_rng: AbstractContextManager[Any] = nullcontext()
-        if self.seed is not None:
-            init_rng = torch.random.fork_rng(devices=[])
-        with init_rng:
-            if self.seed is not None:
-                torch.manual_seed(self.seed)
-            built_g, built_d = (None, None)
-            if generator is None or discriminator is None:
-                built_g, built_d = _build_modules(preset, self.n_classes, config)
-        self.generator: nn.Module = generator if generator is not None else cast(nn.Module, built_g)
-        self.discriminator: nn.Module = (
-            discriminator if discriminator is not None else cast(nn.Module, built_d)
+        self.generator, self.discriminator = _networks(
+            preset, self.n_classes, config, generator, discriminator, self.seed
         )
         self._format = torch.channels_last if config.channels_last else torch.contiguous_format
         for module in (self.generator, self.discriminator):
@@ -527,9 +500,7 @@ class ConditionalDCGAN(AdversarialModel):
         self.opt_d = torch.optim.Adam(
             self.discriminator.parameters(), lr=config.lr_d, betas=config.betas
         )
-        self._amp_dtype: torch.dtype | None = None
-        if config.amp and self.device.type == "cuda":
-            self._amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self._amp_dtype = _amp_dtype(config, self.device)
         use_scaler = self._amp_dtype == torch.float16
         self.scaler_g = torch.amp.GradScaler("cuda", enabled=use_scaler)
         self.scaler_d = torch.amp.GradScaler("cuda", enabled=use_scaler)
@@ -810,22 +781,7 @@ class ConditionalDCGAN(AdversarialModel):
         return self
 
     def _prepare_batch(self, batch: Any) -> tuple[Tensor, Tensor | None]:
-        if isinstance(batch, (tuple, list)) and len(batch) >= 2:
-            x, labels = batch[0], batch[1]
-        elif isinstance(batch, (tuple, list)) and len(batch) == 1:
-            x, labels = batch[0], None
-        else:
-            x, labels = batch, None
-        if not isinstance(x, Tensor):
-            x = torch.as_tensor(np.asarray(x))
-        height, width = self.image_size
-        if x.dim() == 3:
-            x = x.unsqueeze(1)
-        if x.dim() != 4 or tuple(x.shape[1:]) != (1, height, width):
-            raise ParameterError(
-                f"training samples must have shape (1, {height}, {width}) "
-                f"(config.image_size={self.image_size}), got a batch of shape {tuple(x.shape)}"
-            )
+        x, labels = _split_batch(batch, self.image_size)
         x = x.to(self.device, dtype=torch.float32, non_blocking=True)
         if not self._warned_range:
             lo, hi = torch.aminmax(x)
@@ -887,11 +843,11 @@ class ConditionalDCGAN(AdversarialModel):
                 d_fake = D(fake_in, labels).float().reshape(-1)
                 loss_d = _d_loss(cfg.loss, d_real, d_fake)
             if cfg.lecam_weight > 0:
-                lecam = self._lecam_term(d_real, d_fake)
+                lecam = _lecam_term(self._lecam, d_real, d_fake, self.config.lecam_decay)
                 loss_d = loss_d + cfg.lecam_weight * lecam
                 logs["lecam"] = float(lecam.detach())
             if cfg.loss == "wgan-gp":
-                gp = self._gradient_penalty(real_in, fake_in, labels, gen)
+                gp = _gradient_penalty(D, real_in, fake_in, labels, gen, self._format)
                 loss_d = loss_d + cfg.gp_weight * gp
                 logs["gp"] = float(gp.detach())
             self.opt_d.zero_grad(set_to_none=True)
@@ -928,32 +884,6 @@ class ConditionalDCGAN(AdversarialModel):
         if world > 1:
             logs = _average_logs(logs, world, self.device)
         return logs
-
-    def _lecam_term(self, d_real: Tensor, d_fake: Tensor) -> Tensor:
-        decay = self.config.lecam_decay
-        ema_real, ema_fake = float(self._lecam[0]), float(self._lecam[1])
-        term = (
-            torch.relu(d_real - ema_fake).pow(2).mean()
-            + torch.relu(ema_real - d_fake).pow(2).mean()
-        )
-        with torch.no_grad():
-            means = torch.stack([d_real.mean(), d_fake.mean()])
-            world = _rank_world()[1]
-            if world > 1:  # the anchors track the outputs on the global batch
-                dist.all_reduce(means)
-                means = means / world
-            self._lecam.mul_(decay).add_(means.double().cpu(), alpha=1 - decay)
-        return term
-
-    def _gradient_penalty(
-        self, real: Tensor, fake: Tensor, labels: Tensor | None, gen: torch.Generator
-    ) -> Tensor:
-        eps = torch.rand(real.shape[0], 1, 1, 1, generator=gen, device=self.device)
-        mixed = (eps * real.float() + (1 - eps) * fake.float()).detach().requires_grad_(True)
-        out = self.discriminator(mixed.contiguous(memory_format=self._format), labels)
-        (grad,) = torch.autograd.grad(out.float().sum(), mixed, create_graph=True)
-        penalty: Tensor = (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
-        return penalty
 
     @property
     def _ema_decay(self) -> float | None:
@@ -1142,19 +1072,7 @@ class ConditionalDCGAN(AdversarialModel):
         """
         ckpt = _validate_state(state, source)
         stored_classes = ckpt["n_classes"]
-        if n_classes is not None and n_classes != stored_classes:
-            raise CheckpointError(
-                f"{source}: the checkpoint has n_classes={stored_classes}, expected {n_classes}"
-            )
-        if ckpt["custom_generator"] and generator is None:
-            raise CheckpointError(
-                f"{source} was trained with a user-supplied generator; pass generator= to load it"
-            )
-        if ckpt["custom_discriminator"] and discriminator is None:
-            raise CheckpointError(
-                f"{source} was trained with a user-supplied discriminator; "
-                "pass discriminator= to load it"
-            )
+        _check_stored_model(ckpt, n_classes, generator, discriminator, source)
         try:
             config = GANConfig.from_dict(ckpt["config"])
             gan = cls(
@@ -1183,6 +1101,123 @@ class ConditionalDCGAN(AdversarialModel):
         gan.batches_seen = int(ckpt["batches_seen"])
         gan._lecam = ckpt["lecam"].to(torch.float64).cpu()
         return gan
+
+
+def _split_batch(batch: Any, image_size: tuple[int, int]) -> tuple[Tensor, Any]:
+    """``(x [B, 1, H, W], labels or None)`` of a batch ``(x, labels)``, ``(x,)`` or ``x``."""
+    if isinstance(batch, (tuple, list)) and len(batch) >= 2:
+        x, labels = batch[0], batch[1]
+    elif isinstance(batch, (tuple, list)) and len(batch) == 1:
+        x, labels = batch[0], None
+    else:
+        x, labels = batch, None
+    if not isinstance(x, Tensor):
+        x = torch.as_tensor(np.asarray(x))
+    height, width = image_size
+    if x.dim() == 3:
+        x = x.unsqueeze(1)
+    if x.dim() != 4 or tuple(x.shape[1:]) != (1, height, width):
+        raise ParameterError(
+            f"training samples must have shape (1, {height}, {width}) "
+            f"(config.image_size={image_size}), got a batch of shape {tuple(x.shape)}"
+        )
+    return x, labels
+
+
+def _networks(
+    preset: str,
+    n_classes: int,
+    config: GANConfig,
+    generator: nn.Module | None,
+    discriminator: nn.Module | None,
+    seed: int | None,
+) -> tuple[nn.Module, nn.Module]:
+    """The user's modules, checked, or the preset's (initialised from ``seed`` when given,
+    without touching the global RNG)."""
+    for name, module in (("generator", generator), ("discriminator", discriminator)):
+        if module is not None and not isinstance(module, nn.Module):
+            raise ParameterError(f"{name} must be a torch.nn.Module, got {type(module)}")
+    if generator is not None and not (
+        isinstance(generator, GeneratorModule) and _is_int(generator.z_dim)
+    ):
+        raise ParameterError("a custom generator needs an integer attribute `z_dim`")
+    if generator is not None and discriminator is not None:
+        return generator, discriminator
+    if preset == "thesis" and config.image_size != THESIS_IMAGE_SIZE:
+        raise ParameterError(
+            f"the thesis architecture only supports image_size={THESIS_IMAGE_SIZE}, "
+            f"got {config.image_size}; use preset='default' for other sizes"
+        )
+    init_rng: AbstractContextManager[Any] = nullcontext()
+    if seed is not None:
+        init_rng = torch.random.fork_rng(devices=[])
+    with init_rng:
+        if seed is not None:
+            torch.manual_seed(seed)
+        built_g, built_d = _build_modules(preset, n_classes, config)
+    return (
+        generator if generator is not None else built_g,
+        discriminator if discriminator is not None else built_d,
+    )
+
+
+def _amp_dtype(config: GANConfig, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype: bfloat16 (else float16) on CUDA with ``config.amp``, else none."""
+    if not (config.amp and device.type == "cuda"):
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _lecam_term(anchors: Tensor, d_real: Tensor, d_fake: Tensor, decay: float) -> Tensor:
+    """LeCam regulariser of the discriminator's outputs against the moving ``anchors`` (mean
+    real and fake outputs, float64 ``[2]``), which it then updates in place (over the global
+    batch under ``torchrun``)."""
+    ema_real, ema_fake = float(anchors[0]), float(anchors[1])
+    term = torch.relu(d_real - ema_fake).pow(2).mean() + torch.relu(ema_real - d_fake).pow(2).mean()
+    with torch.no_grad():
+        means = torch.stack([d_real.mean(), d_fake.mean()])
+        world = _rank_world()[1]
+        if world > 1:
+            dist.all_reduce(means)
+            means = means / world
+        anchors.mul_(decay).add_(means.double().cpu(), alpha=1 - decay)
+    return term
+
+
+def _gradient_penalty(
+    discriminator: nn.Module,
+    real: Tensor,
+    fake: Tensor,
+    labels: Tensor | None,
+    gen: torch.Generator,
+    memory_format: torch.memory_format,
+) -> Tensor:
+    """WGAN-GP: the discriminator's gradient norm at random mixes of real and fake, off 1."""
+    eps = torch.rand(real.shape[0], 1, 1, 1, generator=gen, device=real.device)
+    mixed = (eps * real.float() + (1 - eps) * fake.float()).detach().requires_grad_(True)
+    out = discriminator(mixed.contiguous(memory_format=memory_format), labels)
+    (grad,) = torch.autograd.grad(out.float().sum(), mixed, create_graph=True)
+    penalty: Tensor = (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
+    return penalty
+
+
+def _check_stored_model(
+    ckpt: dict[str, Any],
+    n_classes: int | None,
+    generator: nn.Module | None,
+    discriminator: nn.Module | None,
+    source: str,
+) -> None:
+    """The caller's ``n_classes`` and custom modules fit the stored model."""
+    if n_classes is not None and n_classes != ckpt["n_classes"]:
+        raise CheckpointError(
+            f"{source}: the checkpoint has n_classes={ckpt['n_classes']}, expected {n_classes}"
+        )
+    for name, module in (("generator", generator), ("discriminator", discriminator)):
+        if ckpt[f"custom_{name}"] and module is None:
+            raise CheckpointError(
+                f"{source} was trained with a user-supplied {name}; pass {name}= to load it"
+            )
 
 
 _REQUIRED_KEYS = {

@@ -419,14 +419,29 @@ def _add_fit(sub: Any) -> None:
     fit.add_argument(
         "out", metavar="OUT", type=Path, help="augmenter file to write (e.g. augmenter.pt)"
     )
-    fit.add_argument(
+    _add_training_options(fit)
+    _add_seed(fit, default=None, help="seed of crops, initialisation and training (default: 0)")
+    _add_device(fit)
+    _add_checkpoint_options(fit)
+    _add_n_jobs(fit, default=1, help="extraction processes for audio (default: 1)")
+    _add_cache_dir(fit, help="feature cache for audio (default: none)")
+    _add_gan_config(fit)
+    _add_version_config(fit)
+    _add_feature_options(fit, defaults=False)
+    fit.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _add_training_options(fit: argparse.ArgumentParser) -> None:
+    """``fit``'s choice of models, steps, window, batch and data workers."""
+    group = fit.add_argument_group("training")
+    group.add_argument(
         "--steps",
         metavar="N",
         type=_positive_int,
         default=None,
         help="training steps of each model in all (default: 3000; with --resume, the checkpoint's)",
     )
-    fit.add_argument(
+    group.add_argument(
         "--model",
         type=_models,
         default=None,
@@ -434,14 +449,14 @@ def _add_fit(sub: Any) -> None:
         help="models to fit, comma-separated, the first is what 'sample' draws: versions "
         "(the version model; default), gan (the class-conditional GAN), or versions,gan",
     )
-    fit.add_argument(
+    group.add_argument(
         "--version-steps",
         metavar="N",
         type=_positive_int,
         default=None,
         help="version-model steps (default: --steps)",
     )
-    fit.add_argument(
+    group.add_argument(
         "--pretrain-steps",
         metavar="N",
         type=_non_negative_int,
@@ -449,13 +464,13 @@ def _add_fit(sub: Any) -> None:
         help="class-GAN autoencoder pretraining steps (default: steps // 5 for the default "
         "preset, 0 for thesis)",
     )
-    fit.add_argument(
+    group.add_argument(
         "--preset",
         choices=("default", "thesis"),
         default=None,
         help="class-GAN architecture and recipe (default: default)",
     )
-    fit.add_argument(
+    group.add_argument(
         "--window",
         metavar="FRAMES",
         type=_positive_int,
@@ -463,18 +478,14 @@ def _add_fit(sub: Any) -> None:
         help="window width in pooled frames, >= 2 (default: the median track length, at most "
         "200, rounded down to a multiple of 4)",
     )
-    fit.add_argument(
+    group.add_argument(
         "--batch-size",
         type=_positive_int,
         default=None,
         help="(default: the preset's)",
         metavar="N",
     )
-    _add_seed(fit, default=None, help="seed of crops, initialisation and training (default: 0)")
-    _add_device(fit)
-    _add_checkpoint_options(fit)
-    _add_n_jobs(fit, default=1, help="extraction processes for audio (default: 1)")
-    fit.add_argument(
+    group.add_argument(
         "--workers",
         type=_non_negative_int,
         default=0,
@@ -482,11 +493,6 @@ def _add_fit(sub: Any) -> None:
         help="processes that cut training windows ahead of each step; the same windows either "
         "way, worth it on a GPU (default: 0, this process)",
     )
-    _add_cache_dir(fit, help="feature cache for audio (default: none)")
-    _add_gan_config(fit)
-    _add_version_config(fit)
-    _add_feature_options(fit, defaults=False)
-    fit.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def _add_checkpoint_options(fit: argparse.ArgumentParser) -> None:

@@ -228,7 +228,6 @@ def train_csi(
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
     history = CSITrainHistory(config=cfg)
-    n_classes = model.config.n_classes
     bar = progress_bar(total=cfg.steps, desc="CSI training", enabled=progress, leave=False)
     fork_devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork_devices):
@@ -240,23 +239,8 @@ def train_csi(
                 x, y, synthetic = next(batches)
                 if augment is not None:
                     x = _augment(augment, x, aug_gen)
-                if int(y.min()) < 0 or int(y.max()) >= n_classes:
-                    bad = int(y.max()) if int(y.max()) >= n_classes else int(y.min())
-                    raise ParameterError(
-                        f"label {bad} is outside [0, n_classes={n_classes}) of the model"
-                    )
                 x, y, synthetic = x.to(device), y.to(device), synthetic.to(device)
-                logits = model(x)
-                ce = F.cross_entropy(
-                    logits, y, reduction="none", label_smoothing=cfg.label_smoothing
-                )
-                weight = torch.where(synthetic, cfg.synthetic_weight, 1.0).to(ce.dtype)
-                loss = (weight * ce).sum() / weight.sum().clamp_min(1e-12)
-                if not torch.isfinite(loss):
-                    raise ParameterError(
-                        f"training diverged at step {step}: loss={loss.item()}; check the "
-                        f"inputs for NaN/inf or lower lr={cfg.lr}"
-                    )
+                logits, loss = _loss(model, x, y, synthetic, cfg, step)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()  # type: ignore[no-untyped-call]
                 if cfg.grad_clip is not None:
@@ -291,6 +275,32 @@ def train_csi(
             bar.close()
     model.eval()
     return history
+
+
+def _loss(
+    model: CSINet,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    synthetic: torch.Tensor,
+    cfg: CSITrainConfig,
+    step: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(logits, loss)`` of one batch: label-smoothed cross-entropy, synthetic items weighted
+    ``cfg.synthetic_weight``; labels outside the model's classes and a non-finite loss raise."""
+    n_classes = model.config.n_classes
+    if int(y.min()) < 0 or int(y.max()) >= n_classes:
+        bad = int(y.max()) if int(y.max()) >= n_classes else int(y.min())
+        raise ParameterError(f"label {bad} is outside [0, n_classes={n_classes}) of the model")
+    logits = model(x)
+    ce = F.cross_entropy(logits, y, reduction="none", label_smoothing=cfg.label_smoothing)
+    weight = torch.where(synthetic, cfg.synthetic_weight, 1.0).to(ce.dtype)
+    loss = (weight * ce).sum() / weight.sum().clamp_min(1e-12)
+    if not torch.isfinite(loss):
+        raise ParameterError(
+            f"training diverged at step {step}: loss={loss.item()}; check the inputs for "
+            f"NaN/inf or lower lr={cfg.lr}"
+        )
+    return logits, loss
 
 
 # --------------------------------------------------------------------------------------

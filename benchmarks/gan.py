@@ -52,6 +52,7 @@ def train_throughput(preset: str, train: CQTDataset, aug_template: Augmenter, st
         device=aug_template.device,
     ).fit(train)
     gan = probe.gan_
+    assert gan is not None  # model="gan" was fitted
     view = train.windows(WINDOW, crop="random", seed=1, transform=probe.normalizer_)
     t0 = time.perf_counter()
     gan.fit(view, steps=steps, progress=False)
@@ -126,6 +127,7 @@ def main() -> None:
         report = quality_report(
             aug, train, heldout, out, seed=args.seed, title=f"{preset} preset after {seconds:.0f} s"
         )
+        assert aug.gan_ is not None  # model="gan" was fitted
         gen = generation_throughput(aug.gan_)
         results[preset] = {
             "steps": steps,

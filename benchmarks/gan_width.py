@@ -98,6 +98,7 @@ def main() -> None:
             seconds = time.perf_counter() - t0
             out = Path(f"/tmp/covergan-width-bench/w{width}-s{seed}")
             report = quality_report(aug, train, heldout, out, seed=seed)
+            assert aug.gan_ is not None  # model="gan" was fitted
             row = {
                 "train_seconds": seconds,
                 "generation_per_s": generation_throughput(aug.gan_),

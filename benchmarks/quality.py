@@ -48,21 +48,32 @@ from covergan.store import FeatureStore
 TARGET = 0.8  # identity and diversity, as a ratio to the held-out real floor
 
 
+#: Toy corpora (``toy_covers`` arguments), each rendered and extracted once into the workdir.
+TOY: dict[str, dict[str, Any]] = {
+    "toy": {"n_songs": 40, "versions": 5, "seed": 0, "duration": 30.0},
+    "toy300": {"n_songs": 300, "versions": 5, "seed": 0, "duration": 30.0},
+}
+
+
 def load(corpus: str, workdir: Path) -> CQTDataset:
-    """The corpus as a dataset (the toy corpus is extracted once into ``workdir``)."""
+    """``chorales``, ``toy`` (40 works x 5), ``toy300`` (300 works x 5; about 4 minutes to
+    render and extract the first time), a saved dataset (``.pt``) or a folder."""
     if corpus == "chorales":
         from covergan.datasets import chorale_covers
 
         return chorale_covers(seed=0, progress=False)
-    if corpus == "toy":
-        path = workdir / "toy.pt"
+    if corpus in TOY:
+        path = workdir / f"{corpus}.pt"
         if not path.is_file():
             from covergan.datasets import toy_covers
 
-            covers = toy_covers(40, 5, seed=0, duration=30.0)
-            covers.to_dataset(progress=True).save(path)
+            toy_covers(**TOY[corpus]).to_dataset(progress=True).save(path)
         return CQTDataset.load(path)
-    raise SystemExit(f"unknown corpus {corpus!r}: chorales or toy")
+    if Path(corpus).is_file():
+        return CQTDataset.load(corpus)
+    if Path(corpus).is_dir():
+        return CQTDataset.from_folder(corpus, progress=False)
+    raise SystemExit(f"unknown corpus {corpus!r}: chorales, toy, toy300, a .pt file or a folder")
 
 
 def stored(data: CQTDataset, root: Path, dtype: str) -> CQTDataset:

@@ -1,9 +1,9 @@
 """Cost of ``VersionAugment`` (the version model as a training-time transform).
 
-Times, in one process on the same batches, the classic CSI augmentation of
-``benchmarks/downstream.py`` (key roll, tempo change, time mask), ``VersionAugment`` at
+Times, in one process on the same batches, the classic CSI augmentation
+(``covergan.augment.classic.csi_augment``: key roll, tempo change, time mask), ``VersionAugment`` at
 its default ``p = VERSION_AUGMENT_P`` (0.2), ``p = 0.5`` and ``p = 1``, and one training
-step of the reference CSI model (``CSINet``, the downstream benchmark's channels), all on
+step of the reference CSI model (``CSINet``, default channels), all on
 ``[32, 1, 84, 100]`` windows, and prints milliseconds per batch and the ratios to the
 classic augmentation and to the CSI step.
 The version model is untrained (its cost does not depend on its weights); the features are
@@ -27,7 +27,7 @@ from functools import partial
 import numpy as np
 import torch
 
-from covergan.augment.classic import Compose, SemitoneRoll, TempoChange, TimeMask
+from covergan.augment.classic import csi_augment
 from covergan.cqt import CQTNormalizer
 from covergan.csi import CSINet
 from covergan.versions import VERSION_AUGMENT_P, VersionAugment, VersionConfig, VersionGAN
@@ -63,9 +63,7 @@ def main() -> None:
     x = torch.from_numpy(np.stack([t[:, :WINDOW] for t in tracks * 4]))[:, None]
     labels = torch.arange(BATCH) % 8
 
-    classic = Compose(
-        [SemitoneRoll(6, p=0.5), TempoChange(0.8, 1.25, p=0.5), TimeMask(15, p=0.3)], seed=0
-    )
+    classic = csi_augment(seed=0)
     versions = {
         p: VersionAugment(model, normalizer, p=p, seed=0) for p in (VERSION_AUGMENT_P, 0.5, 1.0)
     }

@@ -17,7 +17,7 @@ Run it on toy covers (a long-tailed set of synthetic songs, no downloads)::
 
 It prints the accuracy on held-out recordings of the training songs. With the defaults it
 takes a few minutes on a laptop CPU; the toy data and the short GAN run make it a usage
-example, not a benchmark (``benchmarks/downstream.py`` measures the effect).
+example, not a benchmark (``covergan compare`` measures the effect on your data).
 """
 
 from __future__ import annotations

@@ -265,7 +265,8 @@ def test_fit_sample_and_balance_from_a_store(tmp_path: Path) -> None:
     for x, song, name in zip(data.features, data.song_ids, data.names, strict=True):
         store.add(song, name, x)
     opened = CQTDataset.from_folder(tmp_path)
-    aug = make(references=2).fit(opened)
+    aug = make(references=2).fit(tmp_path)  # the store's own recipe (24 bins), no extractor
+    assert aug.config_ == data.config
     assert aug.sample("work-3", 2).shape[0] == 2
     mixed = aug.balance(opened.windows(16, crop="center"), target="max")
     counts = mixed.class_counts()

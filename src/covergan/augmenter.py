@@ -517,7 +517,7 @@ class Augmenter:
     def _as_dataset(self, dataset: Any) -> CQTDataset:
         return as_dataset(
             dataset,
-            self._extractor(),
+            self.extractor,
             n_jobs=self.n_jobs,
             cache_dir=self.cache_dir,
             progress=self.progress,

@@ -24,7 +24,7 @@ DatasetLike = (
 
 def as_dataset(
     dataset: Any,
-    extractor: CQTExtractor,
+    extractor: CQTExtractor | None = None,
     *,
     n_jobs: int = 1,
     cache_dir: str | os.PathLike[str] | None = None,
@@ -40,8 +40,9 @@ def as_dataset(
         ``ROOT/<song_id>/<recording>.<npy|wav|flac|ogg|mp3>``; a mapping
         ``song_id -> [features, ...]``; or an iterable of ``(features, song_id)`` pairs.
         Features are ``[n_bins, n_frames]`` arrays in ``extractor``'s format.
-    extractor : CQTExtractor
-        Extracts audio, and gives arrays their feature format.
+    extractor : CQTExtractor, optional
+        Extracts audio, and gives arrays their feature format; default ``CQTExtractor()``.
+        A feature store brings its own recipe: an extractor given with one must match it.
     n_jobs, cache_dir, progress
         Extraction processes, feature cache and progress bars for folders.
 
@@ -59,12 +60,13 @@ def as_dataset(
 
     if isinstance(dataset, CQTDataset):
         return dataset
-    if isinstance(dataset, CoverSet):
-        return dataset.to_dataset(extractor, progress=progress)
     if isinstance(dataset, (str, os.PathLike)):
         return CQTDataset.from_folder(
             dataset, extractor=extractor, n_jobs=n_jobs, cache_dir=cache_dir, progress=progress
         )
+    extractor = extractor if extractor is not None else CQTExtractor()
+    if isinstance(dataset, CoverSet):
+        return dataset.to_dataset(extractor, progress=progress)
     config = extractor.config
     if isinstance(dataset, Mapping):
         feats = [x for song in dataset for x in dataset[song]]

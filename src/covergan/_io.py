@@ -51,6 +51,25 @@ def atomic_torch_save(
     return target
 
 
+def npy_beside(target: Path, array: Any) -> str:
+    """Write ``array`` as ``.npy`` to a new fsynced temporary file in ``target``'s folder (made
+    if missing) and return its path, for the caller to rename into place; on any failure the
+    temporary file is removed and the error raised."""
+    import numpy as np
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, array, allow_pickle=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return tmp
+
+
 def read_checkpoint(path: Path, what: str = "checkpoint") -> Any:
     """``torch.load(weights_only=True)`` with every failure turned into a CheckpointError;
     ``what`` names the kind of file in the messages."""

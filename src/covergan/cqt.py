@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from covergan._checks import config_from_dict, config_to_dict
+from covergan._io import npy_beside
 from covergan.errors import AudioLoadError, ExtractionError, NotFittedError, ParameterError
 
 __all__ = [
@@ -574,13 +575,8 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 
 def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    tmp = npy_beside(path, array)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, array, allow_pickle=False)
-            fh.flush()
-            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 
+from covergan._io import npy_beside
 from covergan.cqt import CQTConfig, CQTExtractor, ExtractionFailure
 from covergan.errors import ParameterError, StoreError
 
@@ -569,22 +570,15 @@ class FeatureStore:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     def _write_tmp(self, target: Path, arr: np.ndarray) -> str:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".tmp")
         try:
-            with os.fdopen(fd, "wb") as fh:
-                np.save(fh, arr, allow_pickle=False)
-                fh.flush()
-                os.fsync(fh.fileno())
-        except BaseException as error:
-            Path(tmp).unlink(missing_ok=True)
-            if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return npy_beside(target, arr)
+        except OSError as error:
+            if error.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise StoreError(
                     f"the disk filled while writing {target}; the store's {len(self)} indexed "
                     "recordings are intact: free space and run again to continue"
                 ) from error
             raise
-        return tmp
 
     def _check_files(self, on_error: Literal["raise", "skip"]) -> None:
         """Every indexed file exists with the size it was written with."""

@@ -440,7 +440,10 @@ class FeatureStore:
                     )
                 os.replace(cast(str, tmp), target)
                 tmp = None
-                _append_line(index, record.to_json(), target)
+                with _full_disk(f"indexing {target}", len(self)):
+                    index.write(record.to_json().encode("utf-8") + b"\n")
+                    index.flush()
+                    os.fsync(index.fileno())
                 self._read_new_lines()
         finally:
             if tmp is not None:
@@ -570,15 +573,8 @@ class FeatureStore:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     def _write_tmp(self, target: Path, arr: np.ndarray) -> str:
-        try:
+        with _full_disk(f"writing {target}", len(self)):
             return npy_beside(target, arr)
-        except OSError as error:
-            if error.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise StoreError(
-                    f"the disk filled while writing {target}; the store's {len(self)} indexed "
-                    "recordings are intact: free space and run again to continue"
-                ) from error
-            raise
 
     def _check_files(self, on_error: Literal["raise", "skip"]) -> None:
         """Every indexed file exists with the size it was written with."""
@@ -739,16 +735,17 @@ def _read_npy(path: Path) -> tuple[np.ndarray | None, tuple[str, str] | None, bo
         return None, (type(error).__name__, str(error)), False
 
 
-def _append_line(fh: Any, line: str, target: Path) -> None:
+@contextmanager
+def _full_disk(doing: str, held: int) -> Iterator[None]:
+    """A full disk (or quota) while ``doing`` becomes a StoreError saying the ``held``
+    indexed recordings are intact."""
     try:
-        fh.write(line.encode("utf-8") + b"\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+        yield
     except OSError as error:
         if error.errno in (errno.ENOSPC, errno.EDQUOT):
             raise StoreError(
-                f"the disk filled while indexing {target}; the indexed recordings are intact: "
-                "free space and run again to continue"
+                f"the disk filled while {doing}; the store's {held} indexed recordings are "
+                "intact: free space and run again to continue"
             ) from error
         raise
 

@@ -117,6 +117,8 @@ def test_create_refuses_other_settings_and_newer_stores(tmp_path: Path) -> None:
     (tmp_path / STORE_FILE).write_text(json.dumps({**head, "format_version": 99}))
     with pytest.raises(StoreError, match="newer covergan"):
         FeatureStore.open(tmp_path)
+    with pytest.raises(StoreError, match="newer covergan"):
+        FeatureStore.create(tmp_path, n_bins=BINS)
     with pytest.raises(StoreError, match="no feature store"):
         FeatureStore.open(tmp_path / "nowhere")
 

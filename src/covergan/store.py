@@ -315,6 +315,8 @@ class FeatureStore:
             "dtype": dtype,
             "min_frames": min_frames,
         }
+        if (path / STORE_FILE).is_file():
+            _read_header(path)  # a newer store says so, rather than "other settings"
         if config is not None:
             _create_or_match(path / CONFIG_FILE, config.to_dict(), what="feature recipe")
         _create_or_match(path / STORE_FILE, head, what="store settings")
@@ -343,15 +345,7 @@ class FeatureStore:
             them.
         """
         path = Path(root).expanduser()
-        head = _read_json(path / STORE_FILE, "store header")
-        if head.get("format") != STORE_FORMAT:
-            raise StoreError(f"{path / STORE_FILE} is not a covergan feature store header")
-        version = head.get("format_version")
-        if not isinstance(version, int) or version > STORE_FORMAT_VERSION:
-            raise StoreError(
-                f"{path} was written by a newer covergan (store format_version {version}; this "
-                f"covergan reads up to {STORE_FORMAT_VERSION}): upgrade covergan to read it"
-            )
+        head = _read_header(path)
         try:
             n_bins, dtype = int(head["n_bins"]), str(head["dtype"])
             min_frames = int(head.get("min_frames", 1))
@@ -748,6 +742,20 @@ def _full_disk(doing: str, held: int) -> Iterator[None]:
                 "intact: free space and run again to continue"
             ) from error
         raise
+
+
+def _read_header(root: Path) -> dict[str, Any]:
+    """The store header of ``root``, checked to be one this covergan reads."""
+    head = _read_json(root / STORE_FILE, "store header")
+    if head.get("format") != STORE_FORMAT:
+        raise StoreError(f"{root / STORE_FILE} is not a covergan feature store header")
+    version = head.get("format_version")
+    if not isinstance(version, int) or version > STORE_FORMAT_VERSION:
+        raise StoreError(
+            f"{root} was written by a newer covergan (store format_version {version}; this "
+            f"covergan reads up to {STORE_FORMAT_VERSION}): upgrade covergan to read it"
+        )
+    return head
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from covergan.errors import (
     ParameterError,
     UnknownSongError,
 )
-from covergan.store import StoredTracks, is_store
+from covergan.store import FeatureStore, StoredTracks, is_store
 
 __all__ = [
     "AUDIO_SUFFIXES",
@@ -379,8 +379,6 @@ class CQTDataset(Dataset[tuple[torch.Tensor, int]]):
         on_error: Literal["raise", "skip"],
         **kwargs: Any,
     ) -> CQTDataset:
-        from covergan.store import FeatureStore
-
         store = FeatureStore.open(root, on_error=on_error)
         if extractor is not None and store.config is not None and extractor.config != store.config:
             raise ParameterError(

@@ -500,6 +500,41 @@ def test_extract_writes_features_and_their_config(
     assert data.stored and sorted(data.song_ids) == ["a", "b"]
 
 
+def test_a_killed_extract_continues_where_it_stopped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import time
+
+    from covergan.store import INDEX_FILE, FeatureStore
+
+    n = 1500  # .npy sources: no audio decoding, many small writes to interrupt
+    rng = np.random.default_rng(0)
+    for k in range(n):
+        folder = tmp_path / "src" / f"w{k % 50}"
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / f"r{k}.npy", rng.random((24, 8), dtype=np.float32))
+    argv = ["extract", tmp_path / "src", tmp_path / "out", "--n-bins", "24", "--n-jobs", "1"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "covergan", *map(str, argv), "--no-progress"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    index = tmp_path / "out" / INDEX_FILE
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        if index.is_file() and index.stat().st_size > 20_000:  # some hundred lines written
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    proc.wait(30)
+    held = len(FeatureStore.open(tmp_path / "out"))
+    assert 0 < held < n, "the run was not interrupted part-way"
+    code, out, _ = run([*argv, "--no-progress"], capsys)
+    assert code == 0 and f"stored {n - held} recordings ({held} already there)" in out
+    store = FeatureStore.open(tmp_path / "out")
+    assert len(store) == n and store.verify() == []
+
+
 def test_extract_shards_and_float16(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from tests.signals import SR, tone
 

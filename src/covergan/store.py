@@ -21,8 +21,9 @@ Writers are safe together: a recording's file is written to a temporary name and
 place, and its index line appended, under an exclusive lock on the index (``fcntl.flock``), so
 several processes (or machines sharing a file system with working locks) can fill one store
 at once; a recording already indexed is never written twice. A killed writer leaves at most a
-temporary file and a cut last index line, both ignored by readers and cleaned by the next
-writer; re-running an extraction skips what the index already holds.
+cut last index line (ignored by readers, removed by the next writer) and a temporary file
+``.<name>.*.tmp`` beside the recording's (ignored; delete such files when no writer runs);
+re-running an extraction skips what the index already holds.
 """
 
 from __future__ import annotations

@@ -188,9 +188,8 @@ class VersionConfig:
         the discriminator's negatives; 0 (default) disables them (same measurement).
     diversity_weight : float
         Weight of the mode-seeking term ``1 / (mean|G(z1) - G(z2)| / mean|z1 - z2| + 1e-5)``
-        (Mao et al. 2019), which pushes two styles of one reference apart; default 0.01
-        (measured in ``docs/benchmarks.md``: within-song diversity up on every seed of both
-        built-in corpora), 0 disables it; at 0.05 it broke the samples within 100 steps.
+        (Mao et al. 2019); 0 (default) disables it: at 0.05 it broke the samples within
+        100 steps.
     content_weight : float
         Weight of the content term ``1 - chroma_correlation(G(src, z), src)``
         (:func:`~covergan.models.reference.chroma_correlation`): a sample must play the
@@ -224,7 +223,7 @@ class VersionConfig:
     bins_per_semitone: int = 1
     mismatch_weight: float = 0.0
     copy_weight: float = 0.0
-    diversity_weight: float = 0.01
+    diversity_weight: float = 0.0
     content_weight: float = 1.0
 
     def __post_init__(self) -> None:
@@ -296,10 +295,9 @@ class VersionConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VersionConfig:
         """Rebuild from :meth:`to_dict` output; unknown keys are an error. A dict without
-        ``g_refine``, ``key_fill`` or ``diversity_weight`` (written before they existed)
-        describes the model of that time: no refinement stage, silence in the bins a key
-        change vacates, no mode-seeking term."""
-        before = {"g_refine": 0, "key_fill": "silence", "diversity_weight": 0.0}
+        ``g_refine`` or ``key_fill`` (written before they existed) describes the model of
+        that time: no refinement stage, silence in the bins a key change vacates."""
+        before = {"g_refine": 0, "key_fill": "silence"}
         result: VersionConfig = config_from_dict(cls, {**before, **data})
         return result
 

@@ -652,6 +652,7 @@ def extract_to_store(
     StoreError
         The disk filled (what was stored stays; run again to continue).
     """
+    from covergan._progress import progress_bar
     from covergan.errors import ExtractionError
 
     if len(paths) != len(songs):
@@ -670,19 +671,21 @@ def extract_to_store(
     audio = [(p, s) for p, s in todo if p.suffix.lower() != ".npy"]
     loaded = ((_read_npy(p), s, p) for p, s in feature_files)
     outcomes = extractor.iter_extract(
-        [p for p, _ in audio], n_jobs=n_jobs, cache_dir=cache_dir, progress=progress
+        [p for p, _ in audio], n_jobs=n_jobs, cache_dir=cache_dir, progress=False
     )
     extracted = ((out, s, p) for out, (p, s) in zip(outcomes, audio, strict=True))
-    for chain in (loaded, extracted):
-        for (feats, failure, _), song, path in chain:
-            if failure is None:
-                try:
-                    store.add(song, str(path), feats)
-                    result.written += 1
-                    continue
-                except ParameterError as error:
-                    failure = ("ParameterError", str(error))
-            result.failures.append(ExtractionFailure(path, *failure))
+    with progress_bar(total=len(todo), desc="store", unit="file", enabled=progress) as bar:
+        for chain in (loaded, extracted):
+            for (feats, failure, _), song, path in chain:
+                bar.update(1)
+                if failure is None:
+                    try:
+                        store.add(song, str(path), feats)
+                        result.written += 1
+                        continue
+                    except ParameterError as error:
+                        failure = ("ParameterError", str(error))
+                result.failures.append(ExtractionFailure(path, *failure))
     if result.failures and on_error == "raise":
         lines = "\n".join(f"  {f}" for f in result.failures)
         raise ExtractionError(

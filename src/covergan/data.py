@@ -244,20 +244,7 @@ class CQTDataset(Dataset[tuple[torch.Tensor, int]]):
             raise ParameterError(f"got {len(features)} feature arrays but {len(song_ids)} song ids")
         if names is not None and len(names) != len(features):
             raise ParameterError(f"got {len(features)} feature arrays but {len(names)} names")
-        if isinstance(features, StoredTracks):  # validated when written; nothing is read
-            if config is not None and features.n_bins != config.n_bins:
-                raise ParameterError(
-                    f"the store has {features.n_bins} bins, the CQT config n_bins={config.n_bins}"
-                )
-            self.features: Sequence[np.ndarray] = features
-        else:
-            self.features = [
-                _check_track(x, i, config.n_bins if config else None)
-                for i, x in enumerate(features)
-            ]
-            n_bins = {x.shape[0] for x in self.features}
-            if len(n_bins) > 1:
-                raise ParameterError(f"tracks have different bin counts: {sorted(n_bins)}")
+        self.features: Sequence[np.ndarray] = _checked_tracks(features, config)
         self.song_ids: list[SongId] = [_check_song_id(s) for s in song_ids]
         self.names: list[str] = (
             [str(n) for n in names]
@@ -280,16 +267,7 @@ class CQTDataset(Dataset[tuple[torch.Tensor, int]]):
         seed: int,
         transform: Transform | None,
     ) -> None:
-        if window is not None and (
-            isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window <= 0
-        ):
-            raise ParameterError(f"window={window!r} must be a positive integer or None")
-        if crop not in ("random", "center"):
-            raise ParameterError(f"crop={crop!r} must be 'random' or 'center'")
-        if pad_mode not in ("constant", "wrap"):
-            raise ParameterError(f"pad_mode={pad_mode!r} must be 'constant' or 'wrap'")
-        if transform is not None and not callable(transform):
-            raise ParameterError("transform must be callable")
+        _check_view(window, crop, pad_mode, transform)
         self.window = None if window is None else int(window)
         self.crop: Crop = crop  # type: ignore[assignment]
         self.pad_mode: PadMode = pad_mode  # type: ignore[assignment]
@@ -358,9 +336,10 @@ class CQTDataset(Dataset[tuple[torch.Tensor, int]]):
         if not root_path.is_dir():
             raise DatasetError(f"expected a dataset folder, got a file: {root_path}")
         if is_store(root_path):
-            return cls._from_store(root_path, extractor, on_error, **kwargs)
+            return _from_store(root_path, extractor, on_error, **kwargs)
         paths, songs = folder_sources(root_path)
-        return cls._from_paths(
+        return _from_paths(
+            cls,
             paths,
             songs,
             extractor=extractor,
@@ -370,22 +349,6 @@ class CQTDataset(Dataset[tuple[torch.Tensor, int]]):
             on_error=on_error,
             **kwargs,
         )
-
-    @classmethod
-    def _from_store(
-        cls,
-        root: Path,
-        extractor: CQTExtractor | None,
-        on_error: Literal["raise", "skip"],
-        **kwargs: Any,
-    ) -> CQTDataset:
-        store = FeatureStore.open(root, on_error=on_error)
-        if extractor is not None and store.config is not None and extractor.config != store.config:
-            raise ParameterError(
-                f"{root} is a feature store made with another recipe than the extractor's "
-                f"({store.config} vs {extractor.config}); leave extractor= out to use its own"
-            )
-        return store.dataset(**kwargs)
 
     @classmethod
     def from_manifest(
@@ -413,7 +376,8 @@ class CQTDataset(Dataset[tuple[torch.Tensor, int]]):
             A file failed to load and ``on_error="raise"``.
         """
         paths, songs = manifest_sources(manifest)
-        return cls._from_paths(
+        return _from_paths(
+            cls,
             paths,
             songs,
             extractor=extractor,
@@ -423,62 +387,6 @@ class CQTDataset(Dataset[tuple[torch.Tensor, int]]):
             on_error=on_error,
             **kwargs,
         )
-
-    @classmethod
-    def _from_paths(
-        cls,
-        paths: list[Path],
-        songs: list[SongId],
-        *,
-        extractor: CQTExtractor | None,
-        n_jobs: int,
-        cache_dir: str | os.PathLike[str] | None,
-        progress: bool,
-        on_error: Literal["raise", "skip"],
-        **kwargs: Any,
-    ) -> CQTDataset:
-        extractor = extractor if extractor is not None else CQTExtractor()
-        feats: list[np.ndarray | None] = [None] * len(paths)
-        failures: list[str] = []
-        audio = [i for i, p in enumerate(paths) if p.suffix.lower() != _FEATURE_SUFFIX]
-        for i, p in enumerate(paths):
-            if p.suffix.lower() == _FEATURE_SUFFIX:
-                try:
-                    feats[i] = _load_npy(p, extractor.config.n_bins)
-                except DatasetError as error:
-                    if on_error == "raise":
-                        raise
-                    failures.append(str(error))
-        if audio:
-            result = extractor.extract_many(
-                [paths[i] for i in audio],
-                n_jobs=n_jobs,
-                cache_dir=cache_dir,
-                progress=progress,
-                on_error=on_error,
-            )
-            for i, f in zip(audio, result.features, strict=True):
-                feats[i] = f
-            failures += [str(f) for f in result.failures]
-        keep = [i for i, f in enumerate(feats) if f is not None]
-        if not keep:
-            raise DatasetError(f"no file could be loaded ({len(paths)} tried)")
-        lost = sorted({songs[i] for i in range(len(paths))} - {songs[i] for i in keep}, key=str)
-        if lost:
-            warnings.warn(
-                f"every file of {len(lost)} song(s) failed and they were left out: {lost[:10]}",
-                CoverGANWarning,
-                stacklevel=3,
-            )
-        dataset = cls(
-            [feats[i] for i in keep],  # type: ignore[misc]
-            [songs[i] for i in keep],
-            names=[str(paths[i]) for i in keep],
-            config=extractor.config,
-            **kwargs,
-        )
-        dataset.failures = failures
-        return dataset
 
     # -- torch Dataset -------------------------------------------------------------------
 
@@ -657,23 +565,7 @@ class CQTDataset(Dataset[tuple[torch.Tensor, int]]):
             plain containers, a newer ``format_version``, or fields of the wrong type.
         """
         source = Path(path).expanduser()
-        state = check_header(
-            read_checkpoint(source, "dataset"),
-            DATASET_FORMAT,
-            DATASET_FORMAT_VERSION,
-            str(source),
-            "dataset",
-        )
-        features, song_ids, names = state.get("features"), state.get("song_ids"), state.get("names")
-        config = state.get("config")
-        if not (
-            isinstance(features, list)
-            and all(isinstance(x, torch.Tensor) for x in features)
-            and isinstance(song_ids, list)
-            and isinstance(names, list)
-            and (config is None or isinstance(config, dict))
-        ):
-            raise CheckpointError(f"{source} is a dataset file with missing or mistyped fields")
+        features, song_ids, names, config = _saved_fields(source)
         try:
             return cls(
                 [x.numpy() for x in features],
@@ -690,6 +582,129 @@ class CQTDataset(Dataset[tuple[torch.Tensor, int]]):
             f"CQTDataset({len(self)} recordings of {self.n_songs} songs, "
             f"{counts.min()}-{counts.max()} per song, {self.n_bins} bins, window={self.window})"
         )
+
+
+def _checked_tracks(features: Sequence[Any], config: CQTConfig | None) -> Sequence[np.ndarray]:
+    """The dataset's tracks: a store's as they are (validated when written, nothing is read),
+    others checked and made float32, all with one bin count (``config``'s when given)."""
+    if isinstance(features, StoredTracks):
+        if config is not None and features.n_bins != config.n_bins:
+            raise ParameterError(
+                f"the store has {features.n_bins} bins, the CQT config n_bins={config.n_bins}"
+            )
+        return features
+    tracks = [_check_track(x, i, config.n_bins if config else None) for i, x in enumerate(features)]
+    n_bins = {x.shape[0] for x in tracks}
+    if len(n_bins) > 1:
+        raise ParameterError(f"tracks have different bin counts: {sorted(n_bins)}")
+    return tracks
+
+
+def _check_view(window: object, crop: object, pad_mode: object, transform: object) -> None:
+    """Window settings of a dataset view are valid."""
+    if window is not None and (
+        isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window <= 0
+    ):
+        raise ParameterError(f"window={window!r} must be a positive integer or None")
+    if crop not in ("random", "center"):
+        raise ParameterError(f"crop={crop!r} must be 'random' or 'center'")
+    if pad_mode not in ("constant", "wrap"):
+        raise ParameterError(f"pad_mode={pad_mode!r} must be 'constant' or 'wrap'")
+    if transform is not None and not callable(transform):
+        raise ParameterError("transform must be callable")
+
+
+def _from_store(
+    root: Path, extractor: CQTExtractor | None, on_error: Literal["raise", "skip"], **kwargs: Any
+) -> CQTDataset:
+    """:meth:`CQTDataset.from_folder` of a feature store: lazy, with the store's recipe."""
+    store = FeatureStore.open(root, on_error=on_error)
+    if extractor is not None and store.config is not None and extractor.config != store.config:
+        raise ParameterError(
+            f"{root} is a feature store made with another recipe than the extractor's "
+            f"({store.config} vs {extractor.config}); leave extractor= out to use its own"
+        )
+    return store.dataset(**kwargs)
+
+
+def _from_paths(
+    cls: type[CQTDataset],
+    paths: list[Path],
+    songs: list[SongId],
+    *,
+    extractor: CQTExtractor | None,
+    n_jobs: int,
+    cache_dir: str | os.PathLike[str] | None,
+    progress: bool,
+    on_error: Literal["raise", "skip"],
+    **kwargs: Any,
+) -> CQTDataset:
+    """A ``cls`` of audio and ``.npy`` files (:meth:`CQTDataset.from_folder` and
+    :meth:`~CQTDataset.from_manifest`); failed files raise or are listed in ``failures``."""
+    extractor = extractor if extractor is not None else CQTExtractor()
+    feats: list[np.ndarray | None] = [None] * len(paths)
+    failures: list[str] = []
+    audio = [i for i, p in enumerate(paths) if p.suffix.lower() != _FEATURE_SUFFIX]
+    for i, p in enumerate(paths):
+        if p.suffix.lower() == _FEATURE_SUFFIX:
+            try:
+                feats[i] = _load_npy(p, extractor.config.n_bins)
+            except DatasetError as error:
+                if on_error == "raise":
+                    raise
+                failures.append(str(error))
+    if audio:
+        result = extractor.extract_many(
+            [paths[i] for i in audio],
+            n_jobs=n_jobs,
+            cache_dir=cache_dir,
+            progress=progress,
+            on_error=on_error,
+        )
+        for i, f in zip(audio, result.features, strict=True):
+            feats[i] = f
+        failures += [str(f) for f in result.failures]
+    keep = [i for i, f in enumerate(feats) if f is not None]
+    if not keep:
+        raise DatasetError(f"no file could be loaded ({len(paths)} tried)")
+    lost = sorted({songs[i] for i in range(len(paths))} - {songs[i] for i in keep}, key=str)
+    if lost:
+        warnings.warn(
+            f"every file of {len(lost)} song(s) failed and they were left out: {lost[:10]}",
+            CoverGANWarning,
+            stacklevel=3,
+        )
+    dataset = cls(
+        [feats[i] for i in keep],  # type: ignore[misc]
+        [songs[i] for i in keep],
+        names=[str(paths[i]) for i in keep],
+        config=extractor.config,
+        **kwargs,
+    )
+    dataset.failures = failures
+    return dataset
+
+
+def _saved_fields(source: Path) -> tuple[list[torch.Tensor], list[Any], list[Any], Any]:
+    """Tracks, song ids, names and config dict of a :meth:`CQTDataset.save` file, checked."""
+    state = check_header(
+        read_checkpoint(source, "dataset"),
+        DATASET_FORMAT,
+        DATASET_FORMAT_VERSION,
+        str(source),
+        "dataset",
+    )
+    features, song_ids, names = state.get("features"), state.get("song_ids"), state.get("names")
+    config = state.get("config")
+    if not (
+        isinstance(features, list)
+        and all(isinstance(x, torch.Tensor) for x in features)
+        and isinstance(song_ids, list)
+        and isinstance(names, list)
+        and (config is None or isinstance(config, dict))
+    ):
+        raise CheckpointError(f"{source} is a dataset file with missing or mistyped fields")
+    return features, song_ids, names, config
 
 
 def _writable_tensor(x: np.ndarray) -> torch.Tensor:

@@ -357,24 +357,9 @@ class VersionGAN(AdversarialModel):
         self.config = config
         self.device = resolve_device(device)
         self.seed = None if seed is None else int(seed)
-        with torch.random.fork_rng(devices=[]):
-            if self.seed is not None:
-                torch.manual_seed(derive_seed(self.seed, _STREAM_INIT))
-            self.generator: VersionGenerator = VersionGenerator(
-                image_size=config.image_size,
-                z_dim=config.z_dim,
-                width=config.g_width,
-                max_width=config.max_width,
-                n_stages=config.g_stages,
-                n_blocks=config.g_blocks,
-                refine=config.g_refine,
-            )
-            self.discriminator: PairDiscriminator = PairDiscriminator(
-                image_size=config.image_size,
-                width=config.d_width,
-                max_width=config.max_width,
-                n_stages=config.d_stages,
-            )
+        networks = _networks(config, self.seed)
+        self.generator: VersionGenerator = networks[0]
+        self.discriminator: PairDiscriminator = networks[1]
         self.generator.to(self.device)
         self.discriminator.to(self.device)
         self.generator_ema: nn.Module | None = None
@@ -456,8 +441,7 @@ class VersionGAN(AdversarialModel):
         """
         if not _is_int(steps) or steps < 0:
             raise ParameterError(f"steps={steps!r} must be a non-negative integer")
-        batch = self._check_data(data, batch_size, minimum=2)
-        self._set_seed(seed, data)
+        batch = _start(self, data, batch_size, seed, minimum=2)
         rank, world = _rank_world()
         if world > 1:
             _broadcast_modules([self.generator, self.discriminator, self.generator_ema])
@@ -525,68 +509,10 @@ class VersionGAN(AdversarialModel):
             Bad arguments, or a model that has already been trained adversarially.
         """
         check_pretrain(self.step, "adversarial", steps, lr, kl_weight)
-        batch = self._check_data(data, batch_size, minimum=1)
-        self._set_seed(seed, data)
-        cfg = self.config
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(cast(int, self.seed), _STREAM_AE_INIT))
-            encoder = ConvEncoder(
-                image_size=cfg.image_size, z_dim=cfg.z_dim, width=cfg.d_width, max_width=64
-            ).to(self.device)
-        G = self.generator
-        rank, world = _rank_world()
-        if world > 1:
-            _broadcast_modules([G])
-        params = [*encoder.parameters(), *G.parameters()]
-        optimiser = torch.optim.Adam(params, lr=float(lr), betas=(0.5, 0.999))
-        draw = _Draw(_PairSource(data, cfg, pairs=False), "singles", batch, self.seed, _shard())
-        batches = prefetch(draw, 0, steps, workers)
-        width = cfg.image_size[1]
-        G.train()
-
-        def one_step(step: int) -> dict[str, float]:
-            refs = next(batches).to(self.device)
-            gen = torch.Generator(device=self.device)
-            gen.manual_seed(derive_seed(cast(int, self.seed), _STREAM_AE_STEP, step, *_shard()))
-            semis, rates, eps = self._draw(refs.shape[0], gen, self.device)
-            x = version_transform(
-                refs,
-                semis,
-                rates,
-                width=width,
-                bins_per_semitone=cfg.bins_per_semitone,
-                fill=cfg.key_fill,
-            )
-            mu, log_var = encoder(x)
-            loss, logs = vae_loss(mu, log_var, eps, lambda z: G(x, z), x, kl_weight)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
-            if world > 1:
-                _average_gradients(params, world)
-            optimiser.step()
-            return _average_logs(logs, world, self.device) if world > 1 else logs
-
-        self._loop(
-            steps, one_step, desc="versions AE", progress=progress and rank == 0, pretrain=True
-        )
+        batch = _start(self, data, batch_size, seed, minimum=1)
+        _pretrain(self, data, steps, batch, float(lr), kl_weight, progress, workers)
         self._reset_ema()
         return self
-
-    def _check_data(self, data: object, batch_size: int | None, *, minimum: int) -> int:
-        """``data`` is a CQTDataset; returns the batch size (default the config's, >= minimum)."""
-        if not isinstance(data, CQTDataset):
-            raise ParameterError(f"data must be a CQTDataset, got {type(data).__name__}")
-        batch = self.config.batch_size if batch_size is None else batch_size
-        if not _is_int(batch) or batch < minimum:
-            raise ParameterError(f"batch_size={batch!r} must be an integer >= {minimum}")
-        return int(batch)
-
-    def _set_seed(self, seed: int | None, data: CQTDataset) -> None:
-        self._set_training_seed(seed)
-        if data.n_bins != self.image_size[0]:
-            raise ParameterError(
-                f"the dataset has {data.n_bins} bins but image_size={self.image_size}"
-            )
 
     def _draw(
         self,
@@ -644,36 +570,8 @@ class VersionGAN(AdversarialModel):
     ) -> dict[str, float]:
         """One discriminator update: real pairs, generated pairs and the optional mismatched
         and copy negatives, every candidate batch in one forward pass."""
-        cfg, D, aug = self.config, self.discriminator, self.augment
-        b, half, width = refs.shape[0], fake.shape[0] // 2, self.image_size[1]
-        e_ref = D.embed_reference(aug(refs[..., :width], gen))  # [b, C]
-        e_half = torch.cat([e_ref[:half], e_ref[:half]])
-        cand_list, emb_list, sizes = [cands, fake], [e_ref, e_half], [b, 2 * half]
-        perm = torch.roll(torch.arange(b), 1)
-        keep = torch.as_tensor(works != works[perm.numpy()]).nonzero().reshape(-1)
-        use_mismatch = cfg.mismatch_weight > 0 and keep.numel() > 0
-        if use_mismatch:
-            cand_list.append(cands[perm[keep].to(self.device)])
-            emb_list.append(e_ref[keep.to(self.device)])
-            sizes.append(keep.numel())
-        if cfg.copy_weight > 0:
-            cand_list.append(src[:half])
-            emb_list.append(e_ref[:half])
-            sizes.append(half)
-        scores = D(None, aug(torch.cat(cand_list), gen), torch.cat(emb_list)).split(sizes)
-        d_real, d_fake = scores[0], scores[1]
-        loss_d = torch.relu(1 - d_real).mean() + torch.relu(1 + d_fake).mean()
-        logs: dict[str, float] = {}
-        at = 2
-        if use_mismatch:
-            loss_d = loss_d + cfg.mismatch_weight * torch.relu(1 + scores[at]).mean()
-            logs["d_mismatch"] = float(scores[at].detach().mean())
-            at += 1
-        elif cfg.mismatch_weight > 0:  # no pair of other works in this batch
-            logs["d_mismatch"] = float("nan")
-        if cfg.copy_weight > 0:
-            loss_d = loss_d + cfg.copy_weight * torch.relu(1 + scores[at]).mean()
-            logs["d_copy"] = float(scores[at].detach().mean())
+        D = self.discriminator
+        loss_d, d_real, d_fake, logs = _d_loss(self, refs, cands, works, fake, src, gen)
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()  # type: ignore[no-untyped-call]
         _sync_gradients(D)
@@ -690,27 +588,11 @@ class VersionGAN(AdversarialModel):
     ) -> dict[str, float]:
         """One generator update (the discriminator frozen): adversarial, mode-seeking and
         content terms."""
-        cfg, D, aug = self.config, self.discriminator, self.augment
-        half, width = fake.shape[0] // 2, self.image_size[1]
-        trainable = [p for p in D.parameters() if p.requires_grad]
+        trainable = [p for p in self.discriminator.parameters() if p.requires_grad]
         for p in trainable:
             p.requires_grad_(False)
         try:
-            with torch.no_grad():
-                e_g = D.embed_reference(aug(refs[:half, :, :, :width], gen))
-            g_out = D(None, aug(fake, gen), torch.cat([e_g, e_g]))
-            loss_g: Tensor = -g_out.mean()
-            spread = (fake[:half] - fake[half:]).abs().mean() / (
-                (z[:half] - z[half:]).abs().mean() + 1e-8
-            )
-            if cfg.diversity_weight > 0:
-                loss_g = loss_g + cfg.diversity_weight / (spread + 1e-5)
-            with torch.set_grad_enabled(cfg.content_weight > 0):
-                content = chroma_correlation(
-                    fake, src, bins_per_semitone=cfg.bins_per_semitone
-                ).mean()
-            if cfg.content_weight > 0:
-                loss_g = loss_g + cfg.content_weight * (1 - content)
+            loss_g, spread, content = _g_loss(self, refs, fake, src, z, gen)
             self.opt_g.zero_grad(set_to_none=True)
             loss_g.backward()  # type: ignore[no-untyped-call]
             _sync_gradients(self.generator)
@@ -764,30 +646,7 @@ class VersionGAN(AdversarialModel):
         torch.Tensor [shape=(n, 1, H, W)]
             float32 on the CPU, in ``[-1, 1]``.
         """
-        height, width = self.image_size
-        if not isinstance(refs, Tensor) or refs.dim() != 4 or refs.shape[1:3] != (1, height):
-            got = tuple(refs.shape) if isinstance(refs, Tensor) else type(refs).__name__
-            raise ParameterError(f"refs must be a tensor [n, 1, {height}, W_src], got {got}")
-        if not _is_int(batch_size) or batch_size < 1:
-            raise ParameterError(f"batch_size={batch_size!r} must be a positive integer")
-        check_truncation(truncation)
-        gen = noise_source(generator)
-        gen = torch.default_generator if gen is None else gen
-        semis, rates, z = self._draw(refs.shape[0], gen, gen.device, truncation)
-
-        def forward(module: nn.Module, start: int, stop: int) -> Tensor:
-            src = version_transform(
-                refs[start:stop].to(self.device, torch.float32),
-                semis[start:stop],
-                rates[start:stop],
-                width=width,
-                bins_per_semitone=self.config.bins_per_semitone,
-                fill=self.config.key_fill,
-            )
-            out: Tensor = module(src, z[start:stop].to(self.device))
-            return out
-
-        return self._sample(refs.shape[0], batch_size, use_ema, forward)
+        return _generate(self, refs, generator, truncation, batch_size, use_ema)
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -839,19 +698,222 @@ class VersionGAN(AdversarialModel):
         CheckpointError
             As in :meth:`load`.
         """
-        state = check_header(
-            state, VERSIONS_FORMAT, VERSIONS_FORMAT_VERSION, source, "version-model"
+        return _from_state(cls, state, device, source)
+
+
+def _start(
+    model: VersionGAN, data: object, batch_size: int | None, seed: int | None, *, minimum: int
+) -> int:
+    """Checks ``data`` (a CQTDataset with the model's bins) and sets the training seed; returns
+    the batch size (default the config's, >= ``minimum``)."""
+    if not isinstance(data, CQTDataset):
+        raise ParameterError(f"data must be a CQTDataset, got {type(data).__name__}")
+    batch = model.config.batch_size if batch_size is None else batch_size
+    if not _is_int(batch) or batch < minimum:
+        raise ParameterError(f"batch_size={batch!r} must be an integer >= {minimum}")
+    model._set_training_seed(seed)
+    if data.n_bins != model.image_size[0]:
+        raise ParameterError(
+            f"the dataset has {data.n_bins} bins but image_size={model.image_size}"
         )
-        try:
-            model = cls(VersionConfig.from_dict(state["config"]), device=device, seed=0)
-            model._load_training_state(state, source)
-        except CheckpointError:
-            raise
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            raise CheckpointError(
-                f"{source} is an incomplete or inconsistent version-model checkpoint: {exc}"
-            ) from exc
-        return model
+    return int(batch)
+
+
+def _generate(
+    model: VersionGAN,
+    refs: Tensor,
+    generator: torch.Generator | int | None,
+    truncation: float | None,
+    batch_size: int,
+    use_ema: bool,
+) -> Tensor:
+    """:meth:`VersionGAN.generate`."""
+    height, width = model.image_size
+    if not isinstance(refs, Tensor) or refs.dim() != 4 or refs.shape[1:3] != (1, height):
+        got = tuple(refs.shape) if isinstance(refs, Tensor) else type(refs).__name__
+        raise ParameterError(f"refs must be a tensor [n, 1, {height}, W_src], got {got}")
+    if not _is_int(batch_size) or batch_size < 1:
+        raise ParameterError(f"batch_size={batch_size!r} must be a positive integer")
+    check_truncation(truncation)
+    gen = noise_source(generator)
+    gen = torch.default_generator if gen is None else gen
+    semis, rates, z = model._draw(refs.shape[0], gen, gen.device, truncation)
+
+    def forward(module: nn.Module, start: int, stop: int) -> Tensor:
+        src = version_transform(
+            refs[start:stop].to(model.device, torch.float32),
+            semis[start:stop],
+            rates[start:stop],
+            width=width,
+            bins_per_semitone=model.config.bins_per_semitone,
+            fill=model.config.key_fill,
+        )
+        out: Tensor = module(src, z[start:stop].to(model.device))
+        return out
+
+    return model._sample(refs.shape[0], batch_size, use_ema, forward)
+
+
+def _from_state(
+    cls: type[VersionGAN], state: Any, device: str | torch.device, source: str
+) -> VersionGAN:
+    """:meth:`VersionGAN.from_state_dict`."""
+    state = check_header(state, VERSIONS_FORMAT, VERSIONS_FORMAT_VERSION, source, "version-model")
+    try:
+        model = cls(VersionConfig.from_dict(state["config"]), device=device, seed=0)
+        model._load_training_state(state, source)
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(
+            f"{source} is an incomplete or inconsistent version-model checkpoint: {exc}"
+        ) from exc
+    return model
+
+
+def _networks(
+    config: VersionConfig, seed: int | None
+) -> tuple[VersionGenerator, PairDiscriminator]:
+    """The generator and pair discriminator of ``config``, initialised from ``seed`` when given
+    (without touching the global RNG)."""
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(derive_seed(seed, _STREAM_INIT))
+        generator = VersionGenerator(
+            image_size=config.image_size,
+            z_dim=config.z_dim,
+            width=config.g_width,
+            max_width=config.max_width,
+            n_stages=config.g_stages,
+            n_blocks=config.g_blocks,
+            refine=config.g_refine,
+        )
+        discriminator = PairDiscriminator(
+            image_size=config.image_size,
+            width=config.d_width,
+            max_width=config.max_width,
+            n_stages=config.d_stages,
+        )
+    return generator, discriminator
+
+
+def _pretrain(
+    model: VersionGAN,
+    data: CQTDataset,
+    steps: int,
+    batch: int,
+    lr: float,
+    kl_weight: float,
+    progress: bool,
+    workers: int,
+) -> None:
+    """The steps of :meth:`VersionGAN.pretrain_autoencoder` (arguments checked)."""
+    cfg = model.config
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(cast(int, model.seed), _STREAM_AE_INIT))
+        encoder = ConvEncoder(
+            image_size=cfg.image_size, z_dim=cfg.z_dim, width=cfg.d_width, max_width=64
+        ).to(model.device)
+    G = model.generator
+    rank, world = _rank_world()
+    if world > 1:
+        _broadcast_modules([G])
+    params = [*encoder.parameters(), *G.parameters()]
+    optimiser = torch.optim.Adam(params, lr=lr, betas=(0.5, 0.999))
+    draw = _Draw(_PairSource(data, cfg, pairs=False), "singles", batch, model.seed, _shard())
+    batches = prefetch(draw, 0, steps, workers)
+    width = cfg.image_size[1]
+    G.train()
+
+    def one_step(step: int) -> dict[str, float]:
+        refs = next(batches).to(model.device)
+        gen = torch.Generator(device=model.device)
+        gen.manual_seed(derive_seed(cast(int, model.seed), _STREAM_AE_STEP, step, *_shard()))
+        semis, rates, eps = model._draw(refs.shape[0], gen, model.device)
+        x = version_transform(
+            refs,
+            semis,
+            rates,
+            width=width,
+            bins_per_semitone=cfg.bins_per_semitone,
+            fill=cfg.key_fill,
+        )
+        mu, log_var = encoder(x)
+        loss, logs = vae_loss(mu, log_var, eps, lambda z: G(x, z), x, kl_weight)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        if world > 1:
+            _average_gradients(params, world)
+        optimiser.step()
+        return _average_logs(logs, world, model.device) if world > 1 else logs
+
+    model._loop(steps, one_step, desc="versions AE", progress=progress and rank == 0, pretrain=True)
+
+
+def _d_loss(
+    model: VersionGAN,
+    refs: Tensor,
+    cands: Tensor,
+    works: np.ndarray,
+    fake: Tensor,
+    src: Tensor,
+    gen: torch.Generator,
+) -> tuple[Tensor, Tensor, Tensor, dict[str, float]]:
+    """The discriminator's hinge loss on real pairs, generated pairs and the optional
+    mismatched and copy negatives (every candidate batch in one forward pass); returns the
+    loss, the real and fake scores and the logs of the optional terms."""
+    cfg, D, aug = model.config, model.discriminator, model.augment
+    b, half, width = refs.shape[0], fake.shape[0] // 2, model.image_size[1]
+    e_ref = D.embed_reference(aug(refs[..., :width], gen))  # [b, C]
+    e_half = torch.cat([e_ref[:half], e_ref[:half]])
+    cand_list, emb_list, sizes = [cands, fake], [e_ref, e_half], [b, 2 * half]
+    perm = torch.roll(torch.arange(b), 1)
+    keep = torch.as_tensor(works != works[perm.numpy()]).nonzero().reshape(-1)
+    use_mismatch = cfg.mismatch_weight > 0 and keep.numel() > 0
+    if use_mismatch:
+        cand_list.append(cands[perm[keep].to(model.device)])
+        emb_list.append(e_ref[keep.to(model.device)])
+        sizes.append(keep.numel())
+    if cfg.copy_weight > 0:
+        cand_list.append(src[:half])
+        emb_list.append(e_ref[:half])
+        sizes.append(half)
+    scores = D(None, aug(torch.cat(cand_list), gen), torch.cat(emb_list)).split(sizes)
+    d_real, d_fake = scores[0], scores[1]
+    loss_d = torch.relu(1 - d_real).mean() + torch.relu(1 + d_fake).mean()
+    logs: dict[str, float] = {}
+    at = 2
+    if use_mismatch:
+        loss_d = loss_d + cfg.mismatch_weight * torch.relu(1 + scores[at]).mean()
+        logs["d_mismatch"] = float(scores[at].detach().mean())
+        at += 1
+    elif cfg.mismatch_weight > 0:  # no pair of other works in this batch
+        logs["d_mismatch"] = float("nan")
+    if cfg.copy_weight > 0:
+        loss_d = loss_d + cfg.copy_weight * torch.relu(1 + scores[at]).mean()
+        logs["d_copy"] = float(scores[at].detach().mean())
+    return loss_d, d_real, d_fake, logs
+
+
+def _g_loss(
+    model: VersionGAN, refs: Tensor, fake: Tensor, src: Tensor, z: Tensor, gen: torch.Generator
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The generator's loss (adversarial, mode-seeking and content terms), the spread of its
+    two styles per reference and the content correlation."""
+    cfg, D, aug = model.config, model.discriminator, model.augment
+    half, width = fake.shape[0] // 2, model.image_size[1]
+    with torch.no_grad():
+        e_g = D.embed_reference(aug(refs[:half, :, :, :width], gen))
+    g_out = D(None, aug(fake, gen), torch.cat([e_g, e_g]))
+    loss_g: Tensor = -g_out.mean()
+    spread = (fake[:half] - fake[half:]).abs().mean() / ((z[:half] - z[half:]).abs().mean() + 1e-8)
+    if cfg.diversity_weight > 0:
+        loss_g = loss_g + cfg.diversity_weight / (spread + 1e-5)
+    with torch.set_grad_enabled(cfg.content_weight > 0):
+        content = chroma_correlation(fake, src, bins_per_semitone=cfg.bins_per_semitone).mean()
+    if cfg.content_weight > 0:
+        loss_g = loss_g + cfg.content_weight * (1 - content)
+    return loss_g, spread, content
 
 
 def _shard() -> tuple[int, ...]:

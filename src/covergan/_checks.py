@@ -27,6 +27,18 @@ def is_real(value: object) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
+def check_count(name: str, value: object, minimum: int, *, optional: bool = False) -> None:
+    """``value`` is a Python int >= ``minimum`` (or None when ``optional``); else a
+    ParameterError naming ``name``."""
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        what = {0: "a non-negative integer", 1: "a positive integer"}.get(
+            minimum, f"an integer >= {minimum}"
+        )
+        raise ParameterError(f"{name}={value!r} must be {what}{' or None' if optional else ''}")
+
+
 def check_known_fields(cls: type, keys: Iterable[str]) -> None:
     """Every key names a field of the dataclass ``cls``."""
     unknown = set(keys) - {f.name for f in dataclasses.fields(cls)}

@@ -24,6 +24,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from covergan._checks import check_count
 from covergan.balancing import Target, balance, plan_counts
 from covergan.cqt import CQTConfig, CQTExtractor, CQTNormalizer
 from covergan.data import CQTDataset, SongId, SongIndex
@@ -90,17 +91,6 @@ _HOW_TO_FIT = {
         "Augmenter(model='versions'"
     ),
 }
-
-
-def _check_count(name: str, value: object, minimum: int, *, optional: bool = False) -> None:
-    """``value`` is a Python int >= ``minimum`` (or None when ``optional``)."""
-    if optional and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        what = {0: "a non-negative integer", 1: "a positive integer"}.get(
-            minimum, f"an integer >= {minimum}"
-        )
-        raise ParameterError(f"{name}={value!r} must be {what}{' or None' if optional else ''}")
 
 
 class Augmenter:
@@ -493,9 +483,9 @@ class Augmenter:
         self._check_fitted()
         params = self.get_params()
         steps = VersionModel.planned_steps(params) if steps is None else steps
-        _check_count("version steps", steps, 1)
+        check_count("version steps", steps, 1)
         pretrain = steps // 5 if pretrain_steps is None else pretrain_steps
-        _check_count("pretrain_steps", pretrain, 0)
+        check_count("pretrain_steps", pretrain, 0)
         data = self._as_dataset(dataset)
         if data.n_bins != self.config_.n_bins:
             raise ParameterError(
@@ -927,13 +917,13 @@ class Augmenter:
 def _check_params(aug: Augmenter) -> None:
     """The constructor arguments, checked when ``fit`` starts (``__init__`` only stores)."""
     aug.models  # noqa: B018 (validates ``model``)
-    _check_count("steps", aug.steps, 1)
-    _check_count("pretrain_steps", aug.pretrain_steps, 0, optional=True)
-    _check_count("version_steps", aug.version_steps, 1, optional=True)
-    _check_count("references", aug.references, 1)
-    _check_count("workers", aug.workers, 0)
-    _check_count("window", aug.window, 2, optional=True)
-    _check_count("seed", aug.seed, 0, optional=True)
+    check_count("steps", aug.steps, 1)
+    check_count("pretrain_steps", aug.pretrain_steps, 0, optional=True)
+    check_count("version_steps", aug.version_steps, 1, optional=True)
+    check_count("references", aug.references, 1)
+    check_count("workers", aug.workers, 0)
+    check_count("window", aug.window, 2, optional=True)
+    check_count("seed", aug.seed, 0, optional=True)
     if aug.extractor is not None and not isinstance(aug.extractor, CQTExtractor):
         raise ParameterError(f"extractor must be a CQTExtractor, got {type(aug.extractor)}")
     if aug.gan is not None and not isinstance(aug.gan, (GANConfig, Mapping)):

@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate, get_worker_info
 from torch.utils.data.distributed import DistributedSampler
 
+from covergan._checks import check_count
 from covergan.distributed import _rank_world
 from covergan.errors import CoverGANWarning, DatasetError, ParameterError
 from covergan.training import derive_seed
@@ -172,8 +173,7 @@ def prefetch(draw: Callable[[int], T], start: int, count: int, workers: int = 0)
     ParameterError
         ``workers`` is not a non-negative integer.
     """
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise ParameterError(f"workers={workers!r} must be a non-negative integer")
+    check_count("workers", workers, 0)
     if workers == 0 or count <= 1:
         return (draw(step) for step in range(start, start + count))
     loader = DataLoader(

@@ -25,7 +25,7 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 import torch
 
-from covergan._checks import config_from_dict, config_to_dict
+from covergan._checks import check_count, config_from_dict, config_to_dict
 from covergan._io import npy_beside
 from covergan.errors import AudioLoadError, ExtractionError, NotFittedError, ParameterError
 
@@ -746,8 +746,7 @@ class CQTNormalizer:
         """
         tracks = getattr(features, "features", features)
         if max_tracks is not None:
-            if isinstance(max_tracks, bool) or not isinstance(max_tracks, int) or max_tracks < 1:
-                raise ParameterError(f"max_tracks={max_tracks!r} must be a positive integer")
+            check_count("max_tracks", max_tracks, 1)
             if not isinstance(tracks, Sequence):
                 raise ParameterError("max_tracks needs a sequence of tracks (or a dataset)")
             if len(tracks) > max_tracks:

@@ -42,9 +42,10 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 
+from covergan._checks import check_count
 from covergan._io import npy_beside
 from covergan.cqt import CQTConfig, CQTExtractor, ExtractionFailure
-from covergan.errors import ParameterError, StoreError
+from covergan.errors import DatasetError, ParameterError, StoreError
 
 if TYPE_CHECKING:
     from covergan.data import CQTDataset, SongId
@@ -143,6 +144,7 @@ class StoredTracks(Sequence[np.ndarray]):
         root: Path,
         files: Sequence[str],
         frames: np.ndarray,
+        sizes: np.ndarray,
         silent: np.ndarray,
         n_bins: int,
         dtype: str,
@@ -150,6 +152,7 @@ class StoredTracks(Sequence[np.ndarray]):
         self.root = root
         self.files = list(files)
         self.frames = np.asarray(frames, dtype=np.int64)
+        self.sizes = np.asarray(sizes, dtype=np.int64)
         self.silent = np.asarray(silent, dtype=bool)
         self.n_bins = int(n_bins)
         self.dtype = np.dtype(dtype)
@@ -159,17 +162,16 @@ class StoredTracks(Sequence[np.ndarray]):
 
     def __getitem__(self, i: int) -> np.ndarray:  # type: ignore[override]
         path = self.root / self.files[i]
+        shape = (self.n_bins, int(self.frames[i]))
+        # the index knows the file's size and the array's: the data follows the .npy header,
+        # so the file is mapped without reading and parsing that header on every crop
+        offset = int(self.sizes[i]) - shape[0] * shape[1] * self.dtype.itemsize
         try:
-            arr: np.ndarray = np.load(path, mmap_mode="r", allow_pickle=False)
+            arr = np.memmap(path, dtype=self.dtype, mode="r", offset=offset, shape=shape, order="F")
         except FileNotFoundError:
             raise StoreError(f"{path} is named by the store's index but is missing") from None
         except (OSError, ValueError) as error:
             raise StoreError(f"cannot read {path} (truncated or damaged?): {error}") from error
-        if arr.shape != (self.n_bins, int(self.frames[i])) or arr.dtype != self.dtype:
-            raise StoreError(
-                f"{path} holds {arr.dtype} {arr.shape}; the index says "
-                f"{self.dtype} {(self.n_bins, int(self.frames[i]))}"
-            )
         return arr
 
     def __iter__(self) -> Iterator[np.ndarray]:
@@ -186,6 +188,7 @@ class StoredTracks(Sequence[np.ndarray]):
             self.root,
             [self.files[i] for i in idx],
             self.frames[idx],
+            self.sizes[idx],
             self.silent[idx],
             self.n_bins,
             str(self.dtype),
@@ -304,9 +307,8 @@ class FeatureStore:
             n_bins = config.n_bins
         if config is not None and n_bins != config.n_bins:
             raise ParameterError(f"n_bins={n_bins} but config.n_bins={config.n_bins}")
-        for name, value in (("n_bins", n_bins), ("min_frames", min_frames)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ParameterError(f"{name}={value!r} must be a positive integer")
+        check_count("n_bins", n_bins, 1)
+        check_count("min_frames", min_frames, 1)
         path = Path(root).expanduser()
         path.mkdir(parents=True, exist_ok=True)
         head = {
@@ -409,7 +411,7 @@ class FeatureStore:
                 f"{name}: values beyond +-{_FLOAT16_MAX:g} cannot be stored as float16; "
                 "use dtype='float32'"
             )
-        stored = np.asfortranarray(arr.astype(_DTYPES[self.dtype]))
+        stored = np.asarray(arr, dtype=_DTYPES[self.dtype], order="F")
         file = f"{safe_file_name(str(song))}/{safe_file_name(_stem(name))}.npy"
         target = self.root / file
         tmp: str | None = self._write_tmp(target, stored)
@@ -420,7 +422,7 @@ class FeatureStore:
                 file,
                 int(arr.shape[1]),
                 os.path.getsize(cast(str, tmp)),
-                zlib.crc32(stored.tobytes(order="F")),
+                zlib.crc32(stored.T),  # the transpose of a Fortran array is C-contiguous
                 bool(arr.min() == arr.max()),
             )
             with self._locked_index() as index:
@@ -435,11 +437,13 @@ class FeatureStore:
                     )
                 os.replace(cast(str, tmp), target)
                 tmp = None
+                line = record.to_json().encode("utf-8") + b"\n"
                 with _full_disk(f"indexing {target}", len(self)):
-                    index.write(record.to_json().encode("utf-8") + b"\n")
+                    index.write(line)
                     index.flush()
                     os.fsync(index.fileno())
-                self._read_new_lines()
+                self._register(record)
+                self._index_offset += len(line)
         finally:
             if tmp is not None:
                 Path(tmp).unlink(missing_ok=True)
@@ -466,6 +470,7 @@ class FeatureStore:
             self.root,
             [r.file for r in self.records],
             np.asarray([r.frames for r in self.records], dtype=np.int64),
+            np.asarray([r.size for r in self.records], dtype=np.int64),
             np.asarray([r.silent for r in self.records], dtype=bool),
             self.n_bins,
             self.dtype,
@@ -512,7 +517,7 @@ class FeatureStore:
         for i in progress_bar(range(len(tracks)), desc="verify", enabled=progress):
             try:
                 arr = tracks[i]
-                if zlib.crc32(np.asfortranarray(arr).tobytes(order="F")) != self.records[i].crc32:
+                if zlib.crc32(np.asfortranarray(arr).T) != self.records[i].crc32:
                     bad.append(f"{self.root / tracks.files[i]}: checksum differs from the index")
             except StoreError as error:
                 bad.append(str(error))
@@ -539,12 +544,14 @@ class FeatureStore:
                 raise StoreError(
                     f"{path}: damaged index line at byte {self._index_offset} (+{number}): {error}"
                 ) from error
-            if record.name in self._by_name:
-                continue
-            self._by_name[record.name] = len(self.records)
-            self._by_file[record.file] = len(self.records)
-            self.records.append(record)
+            if record.name not in self._by_name:
+                self._register(record)
         self._index_offset += end
+
+    def _register(self, record: Record) -> None:
+        self._by_name[record.name] = len(self.records)
+        self._by_file[record.file] = len(self.records)
+        self.records.append(record)
 
     @contextmanager
     def _locked_index(self) -> Iterator[Any]:
@@ -558,11 +565,11 @@ class FeatureStore:
             try:
                 size = fh.seek(0, os.SEEK_END)
                 if size:
-                    fh.seek(max(0, size - (1 << 16)))
-                    tail = fh.read()
-                    if not tail.endswith(b"\n"):
-                        cut = tail.rfind(b"\n") + 1
-                        fh.truncate(size - (len(tail) - cut))
+                    fh.seek(size - 1)
+                    if fh.read(1) != b"\n":  # a cut line: drop it
+                        fh.seek(max(0, size - (1 << 16)))
+                        tail = fh.read()
+                        fh.truncate(size - (len(tail) - (tail.rfind(b"\n") + 1)))
                 yield fh
             finally:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
@@ -669,7 +676,7 @@ def extract_to_store(
     result = StoreExtraction(present=len(mine) - len(todo))
     feature_files = [(p, s) for p, s in todo if p.suffix.lower() == ".npy"]
     audio = [(p, s) for p, s in todo if p.suffix.lower() != ".npy"]
-    loaded = ((_read_npy(p), s, p) for p, s in feature_files)
+    loaded = ((_read_npy(p, store.n_bins), s, p) for p, s in feature_files)
     outcomes = extractor.iter_extract(
         [p for p, _ in audio], n_jobs=n_jobs, cache_dir=cache_dir, progress=False
     )
@@ -725,11 +732,14 @@ def _check_shard(shard: object) -> tuple[int, int]:
     return shard  # type: ignore[return-value]
 
 
-def _read_npy(path: Path) -> tuple[np.ndarray | None, tuple[str, str] | None, bool]:
-    """A ``.npy`` source as an extraction outcome (never raises)."""
+def _read_npy(path: Path, n_bins: int) -> tuple[np.ndarray | None, tuple[str, str] | None, bool]:
+    """A ``.npy`` source, checked as a features folder's are, as an extraction outcome (never
+    raises)."""
+    from covergan.data import _load_npy
+
     try:
-        return np.load(path, allow_pickle=False), None, False
-    except (OSError, ValueError, EOFError) as error:
+        return _load_npy(path, n_bins), None, False
+    except DatasetError as error:
         return None, (type(error).__name__, str(error)), False
 
 

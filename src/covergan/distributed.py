@@ -65,6 +65,13 @@ def _rank_world() -> tuple[int, int]:
     return 0, 1
 
 
+def rank_key() -> tuple[int, ...]:
+    """``(rank,)`` under a process group of several ranks, else ``()``: appended to a seed's
+    parts, it gives each rank its own draws while one process draws what it always did."""
+    rank, world = _rank_world()
+    return (rank,) if world > 1 else ()
+
+
 def is_main_process() -> bool:
     """Whether this process is rank 0 of the process group (always true without one).
 

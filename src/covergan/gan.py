@@ -63,6 +63,7 @@ from covergan.distributed import (
     _rank_world,
     init_distributed,
     is_main_process,
+    rank_key,
     resolve_device,
 )
 from covergan.errors import (
@@ -749,7 +750,7 @@ class ConditionalDCGAN(AdversarialModel):
         )
         self._warned_range = False
         G.train()
-        ranked = (rank,) if world > 1 else ()
+        ranked = rank_key()
         if world > 1:
             _broadcast_modules([G])
 
@@ -820,8 +821,8 @@ class ConditionalDCGAN(AdversarialModel):
         G, D = self.generator, self.discriminator
         G.train()
         D.train()
-        rank, world = _rank_world()
-        ranked = (rank,) if world > 1 else ()  # each rank draws its own noise
+        world = _rank_world()[1]
+        ranked = rank_key()  # each rank draws its own noise
         gen = torch.Generator(device=self.device)
         gen.manual_seed(derive_seed(cast(int, self.seed), _STREAM_STEP, self.step, *ranked))
         logs: dict[str, float] = {}

@@ -69,6 +69,7 @@ from covergan.distributed import (
     _average_logs,
     _broadcast_modules,
     _rank_world,
+    rank_key,
     resolve_device,
 )
 from covergan.errors import CheckpointError, DatasetError, ParameterError
@@ -445,7 +446,7 @@ class VersionGAN(AdversarialModel):
         rank, world = _rank_world()
         if world > 1:
             _broadcast_modules([self.generator, self.discriminator, self.generator_ema])
-        draw = _Draw(_PairSource(data, self.config), "pairs", int(batch), self.seed, _shard())
+        draw = _Draw(_PairSource(data, self.config), "pairs", int(batch), self.seed, rank_key())
         batches = prefetch(draw, self.step, steps, workers)
 
         def one_step(_: int) -> dict[str, float]:
@@ -539,7 +540,7 @@ class VersionGAN(AdversarialModel):
         D.train()
         width = self.image_size[1]
         gen = torch.Generator(device=self.device)
-        gen.manual_seed(derive_seed(cast(int, self.seed), _STREAM_STEP, self.step, *_shard()))
+        gen.manual_seed(derive_seed(cast(int, self.seed), _STREAM_STEP, self.step, *rank_key()))
         half = refs.shape[0] // 2
         semis, rates, _ = self._draw(half, gen, self.device)
         z = torch.randn(2 * half, cfg.z_dim, generator=gen, device=self.device)
@@ -820,7 +821,7 @@ def _pretrain(
         _broadcast_modules([G])
     params = [*encoder.parameters(), *G.parameters()]
     optimiser = torch.optim.Adam(params, lr=lr, betas=(0.5, 0.999))
-    draw = _Draw(_PairSource(data, cfg, pairs=False), "singles", batch, model.seed, _shard())
+    draw = _Draw(_PairSource(data, cfg, pairs=False), "singles", batch, model.seed, rank_key())
     batches = prefetch(draw, 0, steps, workers)
     width = cfg.image_size[1]
     G.train()
@@ -828,7 +829,7 @@ def _pretrain(
     def one_step(step: int) -> dict[str, float]:
         refs = next(batches).to(model.device)
         gen = torch.Generator(device=model.device)
-        gen.manual_seed(derive_seed(cast(int, model.seed), _STREAM_AE_STEP, step, *_shard()))
+        gen.manual_seed(derive_seed(cast(int, model.seed), _STREAM_AE_STEP, step, *rank_key()))
         semis, rates, eps = model._draw(refs.shape[0], gen, model.device)
         x = version_transform(
             refs,
@@ -914,13 +915,6 @@ def _g_loss(
     if cfg.content_weight > 0:
         loss_g = loss_g + cfg.content_weight * (1 - content)
     return loss_g, spread, content
-
-
-def _shard() -> tuple[int, ...]:
-    """``(rank,)`` under a process group of several ranks, else ``()``: each rank's pairs and
-    noise are its own, and one process draws exactly what it always did."""
-    rank, world = _rank_world()
-    return (rank,) if world > 1 else ()
 
 
 def _sync_gradients(module: nn.Module) -> None:

@@ -244,7 +244,7 @@ class CQTDataset(Dataset[tuple[torch.Tensor, int]]):
             raise ParameterError(f"got {len(features)} feature arrays but {len(song_ids)} song ids")
         if names is not None and len(names) != len(features):
             raise ParameterError(f"got {len(features)} feature arrays but {len(names)} names")
-        self.features: Sequence[np.ndarray] = _checked_tracks(features, config)
+        self.features: TrackList | StoredTracks = _checked_tracks(features, config)
         self.song_ids: list[SongId] = [_check_song_id(s) for s in song_ids]
         self.names: list[str] = (
             [str(n) for n in names]
@@ -422,9 +422,7 @@ class CQTDataset(Dataset[tuple[torch.Tensor, int]]):
     @property
     def n_bins(self) -> int:
         """Frequency bins per track."""
-        if isinstance(self.features, StoredTracks):
-            return self.features.n_bins
-        return int(self.features[0].shape[0])
+        return self.features.n_bins
 
     @property
     def stored(self) -> bool:
@@ -448,16 +446,12 @@ class CQTDataset(Dataset[tuple[torch.Tensor, int]]):
 
     def lengths(self) -> np.ndarray:
         """Frames per track, int64 [shape=(n_items,)] (a store's come from its index)."""
-        if isinstance(self.features, StoredTracks):
-            return self.features.lengths()
-        return np.asarray([x.shape[1] for x in self.features], dtype=np.int64)
+        return self.features.lengths()
 
     def silent(self) -> np.ndarray:
         """Which tracks are silent (every value the same), bool [shape=(n_items,)]; a store's
         come from its index, in-memory tracks are read."""
-        if isinstance(self.features, StoredTracks):
-            return np.array(self.features.silent)
-        return np.asarray([float(np.ptp(x)) == 0.0 for x in self.features], dtype=bool)
+        return self.features.silent()
 
     def default_window(self) -> int:
         """The training window when none is given: the median track length, capped at
@@ -504,9 +498,8 @@ class CQTDataset(Dataset[tuple[torch.Tensor, int]]):
         bad = [i for i in idx if not 0 <= i < len(self)]
         if bad:
             raise ParameterError(f"subset indices out of range [0, {len(self)}): {bad[:5]}")
-        tracks = self.features
         return type(self)(
-            tracks.take(idx) if isinstance(tracks, StoredTracks) else [tracks[i] for i in idx],
+            self.features.take(idx),
             [self.song_ids[i] for i in idx],
             names=[self.names[i] for i in idx],
             config=self.config,
@@ -584,7 +577,26 @@ class CQTDataset(Dataset[tuple[torch.Tensor, int]]):
         )
 
 
-def _checked_tracks(features: Sequence[Any], config: CQTConfig | None) -> Sequence[np.ndarray]:
+class TrackList(list[np.ndarray]):
+    """In-memory tracks (float32 ``[n_bins, n_frames]``, checked) with the interface of a
+    store's :class:`~covergan.store.StoredTracks`: ``n_bins``, ``lengths()``, ``silent()``,
+    ``take()``."""
+
+    @property
+    def n_bins(self) -> int:
+        return int(self[0].shape[0])
+
+    def lengths(self) -> np.ndarray:
+        return np.asarray([x.shape[1] for x in self], dtype=np.int64)
+
+    def silent(self) -> np.ndarray:
+        return np.asarray([float(np.ptp(x)) == 0.0 for x in self], dtype=bool)
+
+    def take(self, indices: Sequence[int]) -> TrackList:
+        return TrackList(self[int(i)] for i in indices)
+
+
+def _checked_tracks(features: Sequence[Any], config: CQTConfig | None) -> TrackList | StoredTracks:
     """The dataset's tracks: a store's as they are (validated when written, nothing is read),
     others checked and made float32, all with one bin count (``config``'s when given)."""
     if isinstance(features, StoredTracks):
@@ -593,7 +605,11 @@ def _checked_tracks(features: Sequence[Any], config: CQTConfig | None) -> Sequen
                 f"the store has {features.n_bins} bins, the CQT config n_bins={config.n_bins}"
             )
         return features
-    tracks = [_check_track(x, i, config.n_bins if config else None) for i, x in enumerate(features)]
+    if isinstance(features, TrackList):  # already checked (a subset of another dataset)
+        return features
+    tracks = TrackList(
+        _check_track(x, i, config.n_bins if config else None) for i, x in enumerate(features)
+    )
     n_bins = {x.shape[0] for x in tracks}
     if len(n_bins) > 1:
         raise ParameterError(f"tracks have different bin counts: {sorted(n_bins)}")

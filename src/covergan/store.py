@@ -153,7 +153,7 @@ class StoredTracks(Sequence[np.ndarray]):
         self.files = list(files)
         self.frames = np.asarray(frames, dtype=np.int64)
         self.sizes = np.asarray(sizes, dtype=np.int64)
-        self.silent = np.asarray(silent, dtype=bool)
+        self._silent = np.asarray(silent, dtype=bool)
         self.n_bins = int(n_bins)
         self.dtype = np.dtype(dtype)
 
@@ -181,6 +181,10 @@ class StoredTracks(Sequence[np.ndarray]):
         """Frames per track, int64 [shape=(n,)] (from the index: no file is opened)."""
         return np.array(self.frames, dtype=np.int64)
 
+    def silent(self) -> np.ndarray:
+        """Which tracks are silent, bool [shape=(n,)] (from the index)."""
+        return np.array(self._silent)
+
     def take(self, indices: Sequence[int]) -> StoredTracks:
         """The tracks at ``indices``, still lazy."""
         idx = [int(i) for i in indices]
@@ -189,7 +193,7 @@ class StoredTracks(Sequence[np.ndarray]):
             [self.files[i] for i in idx],
             self.frames[idx],
             self.sizes[idx],
-            self.silent[idx],
+            self._silent[idx],
             self.n_bins,
             str(self.dtype),
         )

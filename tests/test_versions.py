@@ -29,6 +29,7 @@ from covergan.models.reference import (
     chroma_correlation,
     pitch_class_profile,
     version_transform,
+    warp_silence,
 )
 from covergan.versions import (
     VersionAugment,
@@ -159,6 +160,55 @@ def test_version_transform_closed_forms() -> None:
     up = version_transform(ref, torch.tensor([1, -2]), torch.ones(2), width=4, bins_per_semitone=1)
     assert torch.equal(up[0, 0, 1:], ref[0, 0, :5, :4]) and bool((up[0, 0, 0] == -1).all())
     assert torch.equal(up[1, 0, :4], ref[1, 0, 2:, :4]) and bool((up[1, 0, 4:] == -1).all())
+
+
+def test_warp_silence_follows_the_tempo_change() -> None:
+    silent = torch.zeros(3, 10, dtype=torch.bool)
+    silent[:, 6:] = True  # the last four frames are padding
+    same = warp_silence(silent, torch.ones(3), 8)
+    assert same[0].tolist() == [False] * 6 + [True] * 2
+    # twice as fast: frame t reads frame 2t; half as fast: t / 2, and frame 5.5 reads 5 and 6
+    fast = warp_silence(silent, torch.full((3,), 2.0), 8)
+    assert fast[0].tolist() == [False] * 3 + [True] * 5
+    slow = warp_silence(silent, torch.full((3,), 0.5), 16)
+    assert slow[0].tolist() == [False] * 12 + [True] * 4
+    # the frames a silent mask gives are the frames version_transform makes silent
+    ref = torch.rand(3, 1, 4, 10)
+    ref[..., 6:] = -1.0
+    rates = torch.tensor([0.7, 1.0, 1.3])
+    out = version_transform(ref, torch.zeros(3, dtype=torch.long), rates, width=8)
+    expect = (out == -1.0).all(dim=2)[:, 0]
+    assert torch.equal(warp_silence(silent, rates, 8), expect)
+    with pytest.raises(ParameterError, match="silent"):
+        warp_silence(silent.float(), rates, 8)
+
+
+def test_generate_keeps_the_references_silence(
+    model: VersionGAN, normalizer: CQTNormalizer
+) -> None:
+    rng = np.random.default_rng(2)
+    track = rng.random((N_BINS, WINDOW // 2)).astype(np.float32)  # padded to source_width
+    free = sample_versions(model, normalizer, track, 8, seed=0, crop="center")
+    kept = sample_versions(model, normalizer, track, 8, seed=0, crop="center", silence=0.0)
+    assert torch.equal(free, kept)  # silence=0.0 is the default
+    # the padded frames of every version are silence (0 in features), and so are the last
+    # frames, which read the padding at every tempo; the first frames are the model's
+    silent = (kept[:, 0] <= 1e-6).all(dim=1)  # [n, W]
+    assert bool(silent[:, -1].all()) and not bool(silent[:, 0].any())
+    refs = normalizer.forward(torch.from_numpy(np.pad(track, ((0, 0), (0, 13)))))[None, None]
+    refs = refs.expand(8, 1, N_BINS, -1).float()
+    floor = torch.from_numpy(normalizer.floor).float()
+    plain = model.generate(refs, generator=5)
+    masked = model.generate(refs, generator=5, silence=floor)
+    differs = (plain != masked).any(dim=2)[:, 0]
+    assert bool(differs.any()) and torch.equal(
+        masked[~differs[:, None, None, :].expand_as(masked)],
+        plain[~differs[:, None, None, :].expand_as(plain)],
+    )
+    with pytest.raises(ParameterError, match="silence"):
+        model.generate(refs, silence=floor[:3])
+    with pytest.raises(ParameterError, match="NaN"):
+        model.generate(refs, silence=torch.full((N_BINS,), float("nan")))
 
 
 def test_version_transform_fills_vacated_bins_from_the_octave() -> None:

@@ -80,6 +80,7 @@ from covergan.models.reference import (
     VersionGenerator,
     chroma_correlation,
     version_transform,
+    warp_silence,
 )
 from covergan.training import (
     AdversarialModel,
@@ -114,6 +115,8 @@ VERSIONS_FORMAT_VERSION = 1
 #: classic augmentation a larger share cost retrieval MAP (docs/benchmarks-log.md, "A larger
 #: corpus").
 VERSION_AUGMENT_P = 0.2
+#: Largest model-space gap, in any bin, of a reference frame counted as silent.
+SILENCE_TOLERANCE = 1e-5
 
 _STREAM_STEP = 11
 _STREAM_DATA = 12
@@ -621,6 +624,7 @@ class VersionGAN(AdversarialModel):
         truncation: float | None = None,
         batch_size: int = 256,
         use_ema: bool = True,
+        silence: Tensor | None = None,
     ) -> Tensor:
         """One version per reference window (eval mode, no gradients, in batches).
 
@@ -641,13 +645,20 @@ class VersionGAN(AdversarialModel):
             Samples per forward pass.
         use_ema : bool
             Sample the EMA generator (when there is one).
+        silence : torch.Tensor [shape=(H,)], optional
+            Model-space value of silence per bin (the normaliser's image of the features'
+            silence value). Given, a version keeps the reference's silence: reference frames
+            equal to it (every bin within ``1e-5``), such as the padding after a short
+            recording, are silent in the version where the tempo change puts them (see
+            :func:`~covergan.models.reference.warp_silence`). ``None``: the generator's
+            output everywhere.
 
         Returns
         -------
         torch.Tensor [shape=(n, 1, H, W)]
             float32 on the CPU, in ``[-1, 1]``.
         """
-        return _generate(self, refs, generator, truncation, batch_size, use_ema)
+        return _generate(self, refs, generator, truncation, batch_size, use_ema, silence)
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -727,6 +738,7 @@ def _generate(
     truncation: float | None,
     batch_size: int,
     use_ema: bool,
+    silence: Tensor | None,
 ) -> Tensor:
     """:meth:`VersionGAN.generate`."""
     height, width = model.image_size
@@ -736,6 +748,7 @@ def _generate(
     if not _is_int(batch_size) or batch_size < 1:
         raise ParameterError(f"batch_size={batch_size!r} must be a positive integer")
     check_truncation(truncation)
+    silent = None if silence is None else _silent_frames(refs, silence)
     gen = noise_source(generator)
     gen = torch.default_generator if gen is None else gen
     semis, rates, z = model._draw(refs.shape[0], gen, gen.device, truncation)
@@ -750,9 +763,25 @@ def _generate(
             fill=model.config.key_fill,
         )
         out: Tensor = module(src, z[start:stop].to(model.device))
+        if silent is not None and silence is not None:
+            keep = warp_silence(silent[start:stop], rates[start:stop], width).to(out.device)
+            out = torch.where(keep[:, None, None, :], silence.to(out).view(1, 1, -1, 1), out)
         return out
 
     return model._sample(refs.shape[0], batch_size, use_ema, forward)
+
+
+def _silent_frames(refs: Tensor, silence: Tensor) -> Tensor:
+    """Frames of ``refs`` [n, 1, H, W_src] equal to the model-space ``silence`` [H] in every
+    bin (within ``1e-5``), bool [n, W_src]."""
+    height = refs.shape[2]
+    if not isinstance(silence, Tensor) or tuple(silence.shape) != (height,):
+        got = tuple(silence.shape) if isinstance(silence, Tensor) else type(silence).__name__
+        raise ParameterError(f"silence must be a tensor [{height}] (one value per bin), got {got}")
+    if not bool(torch.isfinite(silence).all()):
+        raise ParameterError("silence contains NaN or inf")
+    gap = (refs[:, 0].float() - silence.to(refs.device).float().view(1, -1, 1)).abs()
+    return gap.amax(dim=1).cpu() <= SILENCE_TOLERANCE
 
 
 def _from_state(
@@ -1083,7 +1112,9 @@ def sample_versions(
     crop : {"random", "center"}
         Where the windows are read (see above).
     silence : float
-        Feature value of silence for padding (0, or ``-top_db`` for dB features).
+        Feature value of silence (0, or ``-top_db`` for dB features): it pads short
+        recordings, and reference frames at it in every bin stay silent in the versions
+        (see :func:`generate_versions`).
     pad_mode : {"constant", "wrap"}
         Padding of short recordings.
     truncation : float, optional
@@ -1137,6 +1168,7 @@ def sample_versions(
         seed=seed,
         space=space,
         truncation=truncation,
+        silence=silence,
     )
 
 
@@ -1148,6 +1180,7 @@ def generate_versions(
     seed: int | None = None,
     space: Space = "features",
     truncation: float | None = None,
+    silence: float | None = 0.0,
 ) -> Tensor:
     """One synthetic version of each reference window (no cropping, no checks of values).
 
@@ -1160,15 +1193,45 @@ def generate_versions(
         Reference windows in the feature format, ``W_src >= model.config.source_width``.
     seed, space, truncation
         As in :func:`sample_versions`.
+    silence : float or None
+        Feature value of silence (0, or ``-top_db`` for dB features). Reference frames
+        that are silent in every bin (the padding after a short recording, a pause) stay
+        silent in the versions, moved by the tempo change (see :meth:`VersionGAN.generate`);
+        ``None``: the generator fills them too.
 
     Returns
     -------
     torch.Tensor [shape=(n, 1, n_bins, W), dtype=float32, device=cpu]
     """
-    refs = normalizer.forward(windows.float())[:, None].float()
     generator = None if seed is None else int(derive_seed(seed, _STREAM_SAMPLE))
-    out = model.generate(refs, generator=generator, truncation=truncation)
-    return normalizer.inverse(out) if space == "features" else out
+    return _versions(model, normalizer, windows, generator, space, truncation, silence)
+
+
+def _versions(
+    model: VersionGAN,
+    normalizer: CQTNormalizer,
+    windows: Tensor,
+    generator: int | None,
+    space: Space,
+    truncation: float | None,
+    silence: float | None,
+) -> Tensor:
+    """:func:`generate_versions` from a generator seed. Frames kept silent come out as
+    exactly ``silence`` in the feature format (the normaliser's clip would decode its floor
+    to a faint level otherwise)."""
+    refs = normalizer.forward(windows.float())[:, None].float()
+    floor = None
+    if silence is not None:
+        column = torch.full((1, windows.shape[1], 1), float(silence))
+        floor = normalizer.forward(column)[0, :, 0].float()
+    out = model.generate(refs, generator=generator, truncation=truncation, silence=floor)
+    if space == "model":
+        return out
+    features = normalizer.inverse(out)
+    if floor is not None and silence is not None:
+        silent = (out == floor.view(1, 1, -1, 1)).all(dim=2, keepdim=True)
+        features = features.masked_fill(silent, float(silence))
+    return features
 
 
 # ----------------------------------------------------------------------- as a transform
@@ -1204,7 +1267,8 @@ class VersionAugment(Transform[VersionParams]):
     p : float
         Probability per window, in ``[0, 1]``; default :data:`VERSION_AUGMENT_P` (0.2).
     silence : float
-        Feature value of silence (0, or ``-top_db`` for dB features).
+        Feature value of silence (0, or ``-top_db`` for dB features); frames of a window at
+        it in every bin stay silent in its version.
     pad_mode : {"wrap", "constant"}
         How a window is extended to ``source_width`` frames.
     truncation : float, optional
@@ -1276,10 +1340,11 @@ class VersionAugment(Transform[VersionParams]):
             src, self.model.config.source_width, pad_mode=self.pad_mode, pad_value=self.silence
         )  # W < source_width: tiled or padded at the end
         out = x.clone()
-        refs = self.normalizer.forward(src)[:, None].float()
-        seed = derive_seed(*params.seeds[chosen].tolist())
-        versions = self.model.generate(refs, generator=seed, truncation=self.truncation)
-        out[chosen.to(x.device)] = self.normalizer.inverse(versions).to(x.device, x.dtype)
+        seed = int(derive_seed(*params.seeds[chosen].tolist()))
+        versions = _versions(
+            self.model, self.normalizer, src, seed, "features", self.truncation, self.silence
+        )
+        out[chosen.to(x.device)] = versions.to(x.device, x.dtype)
         return out
 
 

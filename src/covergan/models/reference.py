@@ -46,6 +46,7 @@ __all__ = [
     "chroma_correlation",
     "pitch_class_profile",
     "version_transform",
+    "warp_silence",
 ]
 
 
@@ -98,13 +99,8 @@ def version_transform(
     if ref.dim() != 4 or ref.shape[1] != 1:
         raise ParameterError(f"ref must be [B, 1, H, W_src], got {tuple(ref.shape)}")
     b, _, h, w_src = ref.shape
-    pos = torch.arange(width, device=ref.device, dtype=torch.float32)[None] * rates.to(
-        ref.device, torch.float32
-    ).view(-1, 1)
-    pos = pos.clamp(max=w_src - 1)
-    i0 = pos.floor().long()
-    i1 = (i0 + 1).clamp(max=w_src - 1)
-    frac = (pos - i0.float()).view(b, 1, 1, width).to(ref.dtype)
+    i0, i1, frac_ = _tempo_positions(rates.to(ref.device), width, w_src)
+    frac = frac_.view(b, 1, 1, width).to(ref.dtype)
     idx0 = i0.view(b, 1, 1, width).expand(b, 1, h, width)
     idx1 = i1.view(b, 1, 1, width).expand(b, 1, h, width)
     out = torch.gather(ref, 3, idx0) * (1 - frac) + torch.gather(ref, 3, idx1) * frac
@@ -113,6 +109,45 @@ def version_transform(
     if fill == "silence" or h < octave:
         return apply_freq_shift(out, shift)
     return _octave_shift(out, shift, octave)
+
+
+def warp_silence(silent: Tensor, rates: Tensor, width: int) -> Tensor:
+    """Which output frames of :func:`version_transform` read only silent source frames.
+
+    Frame ``t`` of a version reads source frames ``floor(t * rate)`` and the one after it
+    (linear interpolation); it is silent when every frame it reads with a non-zero weight is.
+    A key change moves bins, not frames, so it does not enter.
+
+    Parameters
+    ----------
+    silent : torch.Tensor [shape=(B, W_src), dtype=bool]
+        Silent frames of the reference windows.
+    rates : torch.Tensor [shape=(B,)]
+        Tempo factor per sample, as given to :func:`version_transform`.
+    width : int
+        Output frames ``W``.
+
+    Returns
+    -------
+    torch.Tensor [shape=(B, width), dtype=bool]
+    """
+    if silent.dim() != 2 or silent.dtype != torch.bool:
+        raise ParameterError(f"silent must be a bool tensor [B, W_src], got {tuple(silent.shape)}")
+    i0, i1, frac = _tempo_positions(rates.to(silent.device), width, silent.shape[1])
+    first = torch.gather(silent, 1, i0)
+    second = torch.gather(silent, 1, i1)
+    return first & (second | (frac == 0))
+
+
+def _tempo_positions(rates: Tensor, width: int, w_src: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Source frames ``i0``, ``i1`` [B, width] (long) and the weight ``frac`` [B, width] of
+    ``i1`` that output frame ``t`` reads at tempo factor ``rates[b]`` (clamped at the last
+    source frame)."""
+    steps = torch.arange(width, device=rates.device, dtype=torch.float32)[None]
+    pos = (steps * rates.float().view(-1, 1)).clamp(max=w_src - 1)
+    i0 = pos.floor().long()
+    i1 = (i0 + 1).clamp(max=w_src - 1)
+    return i0, i1, pos - i0.float()
 
 
 def _octave_shift(x: Tensor, shift: Tensor, octave: int) -> Tensor:

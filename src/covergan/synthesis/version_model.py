@@ -64,10 +64,14 @@ class VersionModel(SynthesisModel):
     name = "versions"
     label = "versions"
 
-    def __init__(self, network: VersionGAN, references: ReferenceBank | None) -> None:
+    def __init__(
+        self, network: VersionGAN, references: ReferenceBank | None, silence: float
+    ) -> None:
         self.network: VersionGAN = network
         #: ``None`` only for a model loaded from a covergan 0.1 file (no bank then).
         self.references = references
+        #: Feature value of silence: reference frames at it stay silent in the versions.
+        self.silence = float(silence)
 
     @staticmethod
     def config(
@@ -117,7 +121,7 @@ class VersionModel(SynthesisModel):
                 min_frames,
                 bank.skipped[:5],
             )
-        return cls(network, bank)
+        return cls(network, bank, ctx.config.silence_value)
 
     @staticmethod
     def planned_steps(params: Mapping[str, Any]) -> int:
@@ -160,6 +164,7 @@ class VersionModel(SynthesisModel):
                 seed=song_seed,
                 space=space,
                 truncation=truncation,
+                silence=self.silence,
             )
         return out
 
@@ -194,4 +199,4 @@ class VersionModel(SynthesisModel):
                 raise CheckpointError(
                     f"{source}: the reference bank names songs the augmenter lacks"
                 )
-        return cls(network, references)
+        return cls(network, references, config.silence_value)

@@ -24,7 +24,6 @@ ranks before every optimiser step, so the weights stay identical on every rank (
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import os
@@ -448,6 +447,8 @@ class ConditionalDCGAN(AdversarialModel):
     >>> fakes = gan.generate([3, 3, 5], generator=0)    # [3, 1, 84, 200] in [-1, 1]
     """
 
+    config: GANConfig
+
     def __init__(
         self,
         n_classes: int,
@@ -488,30 +489,19 @@ class ConditionalDCGAN(AdversarialModel):
             self.generator,
             self.discriminator,
             z_dim=self.z_dim,
-            labels=self._labels_or_none(_DRY_RUN_BATCH),
+            labels=_dry_run_labels(self.n_classes, self.device),
             image_size=self.image_size,
             device=self.device,
         )
-        self.generator_ema: nn.Module | None = None
-        if config.ema_decay is not None:
-            self.generator_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
-        self.opt_g = torch.optim.Adam(
-            self.generator.parameters(), lr=config.lr_g, betas=config.betas
-        )
-        self.opt_d = torch.optim.Adam(
-            self.discriminator.parameters(), lr=config.lr_d, betas=config.betas
-        )
+        self._init_training(config)
         self._amp_dtype = _amp_dtype(config, self.device)
         use_scaler = self._amp_dtype == torch.float16
         self.scaler_g = torch.amp.GradScaler("cuda", enabled=use_scaler)
         self.scaler_d = torch.amp.GradScaler("cuda", enabled=use_scaler)
-        self.augment = config.augmentation()
-        self.step = 0
         self.batches_seen = 0
-        self.history: dict[str, list[float]] = {}
-        self.pretrain_history: dict[str, list[float]] = {}
         # moving averages of D's mean output on real and fake, the LeCam anchors
         self._lecam = torch.zeros(2, dtype=torch.float64)
+        self._warned_range = False  # warned once per fit that data is outside [-1, 1]
 
     # ------------------------------------------------------------------ properties and checks
 
@@ -530,20 +520,6 @@ class ConditionalDCGAN(AdversarialModel):
             f"ConditionalDCGAN(n_classes={self.n_classes}, preset={self.preset!r}, "
             f"image_size={self.image_size}, step={self.step}, device={str(self.device)!r})"
         )
-
-    def _labels_or_none(self, batch: int) -> Tensor | None:
-        if self.n_classes == 0:
-            return None
-        return torch.zeros(batch, dtype=torch.long, device=self.device)
-
-    def _check_labels(self, labels: Tensor) -> None:
-        if labels.dtype.is_floating_point or labels.dtype == torch.bool:
-            raise ParameterError(f"labels must be integer class indices, got dtype {labels.dtype}")
-        if labels.numel() and (labels.min() < 0 or labels.max() >= self.n_classes):
-            raise ParameterError(
-                f"labels must be in [0, {self.n_classes - 1}] for n_classes={self.n_classes}, "
-                f"got values in [{int(labels.min())}, {int(labels.max())}]"
-            )
 
     # ------------------------------------------------------------------ training
 
@@ -625,51 +601,7 @@ class ConditionalDCGAN(AdversarialModel):
         checkpoint written by any rank loads in a single process. Resuming is exact with the
         same world size. Every rank must call ``fit`` with the same arguments.
         """
-        if (steps is None) == (epochs is None):
-            raise ParameterError("give exactly one of steps= and epochs=")
-        if steps is not None and (not _is_int(steps) or steps < 0):
-            raise ParameterError(f"steps={steps!r} must be a non-negative integer")
-        if epochs is not None and (not _is_real(epochs) or not epochs > 0):
-            raise ParameterError(f"epochs={epochs!r} must be a positive number")
-        batch_size = self._batch_size(batch_size)
-        self._set_training_seed(seed)
-        rank, world = _rank_world()
-        d_steps = self.config.d_steps
-        per_epoch = batches_per_epoch(data, batch_size, world)
-        if steps is None:
-            steps = math.ceil(cast(float, epochs) * per_epoch / d_steps)
-        if steps == 0:
-            return self
-        if world > 1:
-            _broadcast_modules([self.generator, self.discriminator, self.generator_ema])
-        batches = batch_stream(
-            data,
-            batch_size,
-            cast(int, self.seed),
-            self.batches_seen,
-            steps * d_steps,
-            _STREAM_DATA,
-            workers,
-        )
-
-        self._warned_range = False
-
-        def one_step(_: int) -> dict[str, float]:
-            real = [self._prepare_batch(next(batches)) for _ in range(d_steps)]
-            self.batches_seen += d_steps
-            return self._train_step(real)
-
-        self._loop(
-            steps, one_step, desc="covergan", progress=progress and rank == 0, callbacks=callbacks
-        )
-        return self
-
-    def _batch_size(self, batch_size: int | None) -> int:
-        """``batch_size`` checked, or the config's when ``None``."""
-        size = self.config.batch_size if batch_size is None else batch_size
-        if not _is_int(size) or size < 1:
-            raise ParameterError(f"batch_size={size!r} must be a positive integer")
-        return int(size)
+        return _fit(self, data, steps, epochs, batch_size, callbacks, progress, seed, workers)
 
     def pretrain_autoencoder(
         self,
@@ -724,171 +656,7 @@ class ConditionalDCGAN(AdversarialModel):
         ParameterError
             Bad arguments, or the model has already been trained adversarially.
         """
-        check_pretrain(self.step, "GAN", steps, lr, kl_weight)
-        batch_size = self._batch_size(batch_size)
-        self._set_training_seed(seed)
-        rank, world = _rank_world()
-        batches_per_epoch(data, batch_size, world)
-        cfg = self.config
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(cast(int, self.seed), _STREAM_AE_INIT))
-            encoder = ConvEncoder(
-                image_size=cfg.image_size,
-                z_dim=self.z_dim,
-                width=cfg.d_width,
-                max_width=cfg.max_width,
-                n_stages=cfg.n_stages,
-            )
-        encoder.to(self.device)
-        encoder.to(memory_format=self._format)
-        G = self.generator
-        params = [*encoder.parameters(), *(p for p in G.parameters() if p.requires_grad)]
-        optimiser = torch.optim.Adam(params, lr=float(lr), betas=(0.5, 0.999))
-        scaler = torch.amp.GradScaler("cuda", enabled=self._amp_dtype == torch.float16)
-        batches = batch_stream(
-            data, batch_size, cast(int, self.seed), 0, steps, _STREAM_AE_DATA, workers
-        )
-        self._warned_range = False
-        G.train()
-        ranked = rank_key()
-        if world > 1:
-            _broadcast_modules([G])
-
-        def one_step(step: int) -> dict[str, float]:
-            x, labels = self._prepare_batch(next(batches))
-            x = x.contiguous(memory_format=self._format)
-            gen = torch.Generator(device=self.device)
-            gen.manual_seed(derive_seed(cast(int, self.seed), _STREAM_AE_STEP, step, *ranked))
-            with self._autocast():
-                mu, log_var = encoder(x)
-                mu, log_var = mu.float(), log_var.float()
-                eps = torch.randn(mu.shape, generator=gen, device=self.device)
-                loss, logs = vae_loss(mu, log_var, eps, lambda z: G(z, labels), x, kl_weight)
-            optimiser.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
-            if world > 1:
-                _average_gradients(params, world)
-            scaler.step(optimiser)
-            scaler.update()
-            if world > 1:
-                _average_buffers([encoder, G], world)
-                logs = _average_logs(logs, world, self.device)
-            return logs
-
-        self._loop(
-            steps, one_step, desc="autoencoder", progress=progress and rank == 0, pretrain=True
-        )
-        self._reset_ema()
-        return self
-
-    def _prepare_batch(self, batch: Any) -> tuple[Tensor, Tensor | None]:
-        x, labels = _split_batch(batch, self.image_size)
-        x = x.to(self.device, dtype=torch.float32, non_blocking=True)
-        if not self._warned_range:
-            lo, hi = torch.aminmax(x)
-            if lo < -1 - _RANGE_TOLERANCE or hi > 1 + _RANGE_TOLERANCE:
-                self._warned_range = True
-                warnings.warn(
-                    f"training samples span [{float(lo):.3g}, {float(hi):.3g}], outside the model "
-                    "space [-1, 1] the generator's tanh can reach; attach a CQTNormalizer to the "
-                    "dataset (transform=) to map features into model space",
-                    CoverGANWarning,
-                    stacklevel=4,
-                )
-        if self.n_classes == 0:
-            return x, None
-        if labels is None:
-            raise ParameterError(
-                f"a conditional model (n_classes={self.n_classes}) needs (x, label) items"
-            )
-        labels = torch.as_tensor(labels)
-        self._check_labels(labels)
-        return x, labels.to(self.device, dtype=torch.long).reshape(-1)
-
-    def _autocast(self) -> AbstractContextManager[Any]:
-        if self._amp_dtype is None:
-            return nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self._amp_dtype)
-
-    def _noise(self, n: int, generator: torch.Generator) -> Tensor:
-        return torch.randn(n, self.z_dim, generator=generator, device=self.device)
-
-    def _d_input(self, x: Tensor, generator: torch.Generator) -> Tensor:
-        return self.augment(x, generator).contiguous(memory_format=self._format)
-
-    def _train_step(self, batches: list[tuple[Tensor, Tensor | None]]) -> dict[str, float]:
-        cfg = self.config
-        G, D = self.generator, self.discriminator
-        G.train()
-        D.train()
-        world = _rank_world()[1]
-        ranked = rank_key()  # each rank draws its own noise
-        gen = torch.Generator(device=self.device)
-        gen.manual_seed(derive_seed(cast(int, self.seed), _STREAM_STEP, self.step, *ranked))
-        logs: dict[str, float] = {}
-
-        fake = torch.empty(0)
-        labels: Tensor | None = None
-        for j, (real, labels) in enumerate(batches):
-            last = j == len(batches) - 1
-            z = self._noise(real.shape[0], gen)
-            with self._autocast():
-                if last:  # kept with its graph: the generator step reuses it
-                    fake = G(z, labels)
-                else:
-                    with torch.no_grad():
-                        fake = G(z, labels)
-                real_in = self._d_input(real, gen)
-                fake_in = self._d_input(fake.detach(), gen)
-                d_real = D(real_in, labels).float().reshape(-1)
-                d_fake = D(fake_in, labels).float().reshape(-1)
-                loss_d = _d_loss(cfg.loss, d_real, d_fake)
-            if cfg.lecam_weight > 0:
-                lecam = _lecam_term(self._lecam, d_real, d_fake, self.config.lecam_decay)
-                loss_d = loss_d + cfg.lecam_weight * lecam
-                logs["lecam"] = float(lecam.detach())
-            if cfg.loss == "wgan-gp":
-                gp = _gradient_penalty(D, real_in, fake_in, labels, gen, self._format)
-                loss_d = loss_d + cfg.gp_weight * gp
-                logs["gp"] = float(gp.detach())
-            self.opt_d.zero_grad(set_to_none=True)
-            self.scaler_d.scale(loss_d).backward()  # type: ignore[no-untyped-call]
-            if world > 1:
-                _average_gradients(list(D.parameters()), world)
-            self.scaler_d.step(self.opt_d)
-            self.scaler_d.update()
-
-        trainable = [p for p in D.parameters() if p.requires_grad]
-        for p in trainable:  # the generator step needs gradients w.r.t. D's input only
-            p.requires_grad_(False)
-        try:
-            with self._autocast():
-                g_out = D(self._d_input(fake, gen), labels).float().reshape(-1)
-                loss_g = _g_loss(cfg.loss, g_out)
-            self.opt_g.zero_grad(set_to_none=True)
-            self.scaler_g.scale(loss_g).backward()  # type: ignore[no-untyped-call]
-            if world > 1:
-                _average_gradients(list(G.parameters()), world)
-            self.scaler_g.step(self.opt_g)
-            self.scaler_g.update()
-        finally:
-            for p in trainable:
-                p.requires_grad_(True)
-        if world > 1:  # batch-norm statistics saw this rank's data only
-            _average_buffers([G, D], world)
-        self._update_ema()
-
-        logs["loss_d"] = float(loss_d.detach())
-        logs["loss_g"] = float(loss_g.detach())
-        logs["d_real"] = float(d_real.detach().mean())
-        logs["d_fake"] = float(d_fake.detach().mean())
-        if world > 1:
-            logs = _average_logs(logs, world, self.device)
-        return logs
-
-    @property
-    def _ema_decay(self) -> float | None:
-        return self.config.ema_decay
+        return _pretrain(self, data, steps, batch_size, lr, kl_weight, progress, seed, workers)
 
     # ------------------------------------------------------------------ sampling
 
@@ -927,37 +695,7 @@ class ConditionalDCGAN(AdversarialModel):
         torch.Tensor [shape=(n, 1, H, W)]
             float32 on the CPU, in model space ``[-1, 1]``.
         """
-        label_t: Tensor | None = None
-        if self.n_classes > 0:
-            if labels is None:
-                raise ParameterError(
-                    f"a conditional model (n_classes={self.n_classes}) needs labels"
-                )
-            label_t = torch.as_tensor(labels).reshape(-1)
-            self._check_labels(label_t)
-            label_t = label_t.long()
-            count = label_t.numel()
-            if n is not None and n != count:
-                raise ParameterError(f"n={n} does not match len(labels)={count}")
-        else:
-            if labels is not None:
-                raise ParameterError("an unconditional model (n_classes=0) takes n=, not labels")
-            if n is None or not _is_int(n) or n < 0:
-                raise ParameterError(f"n={n!r} must be a non-negative integer")
-            count = int(n)
-        if not _is_int(batch_size) or batch_size < 1:
-            raise ParameterError(f"batch_size={batch_size!r} must be a positive integer")
-        check_truncation(truncation)
-        gen = noise_source(generator)
-        z_device = gen.device if gen is not None else torch.device("cpu")
-        z = truncated_normal(count, self.z_dim, gen, z_device, truncation)
-
-        def forward(module: nn.Module, start: int, stop: int) -> Tensor:
-            labels = None if label_t is None else label_t[start:stop].to(self.device)
-            out: Tensor = module(z[start:stop].to(self.device), labels)
-            return out
-
-        return self._sample(count, batch_size, use_ema, forward)
+        return _generate(self, labels, n, generator, truncation, batch_size, use_ema)
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -977,20 +715,6 @@ class ConditionalDCGAN(AdversarialModel):
             "batches_seen": self.batches_seen,
             "lecam": self._lecam.clone(),
         }
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write a checkpoint atomically (temporary file in the same folder, fsync, rename).
-
-        The file holds the configs, the class list, the generator, discriminator and EMA weights,
-        the optimiser and gradient-scaler states, the step and data counters, the training seed,
-        the history and the covergan version; a failed save leaves an existing file untouched.
-
-        Parameters
-        ----------
-        path : str or Path
-            Target file (its folder must exist).
-        """
-        atomic_torch_save(self.state_dict(), path)
 
     @classmethod
     def load(
@@ -1071,37 +795,337 @@ class ConditionalDCGAN(AdversarialModel):
         CheckpointError
             As in :meth:`load`, for everything but reading the file.
         """
-        ckpt = _validate_state(state, source)
-        stored_classes = ckpt["n_classes"]
-        _check_stored_model(ckpt, n_classes, generator, discriminator, source)
-        try:
-            config = GANConfig.from_dict(ckpt["config"])
-            gan = cls(
-                stored_classes,
-                preset=ckpt["preset"],
-                generator=generator,
-                discriminator=discriminator,
-                config=config,
-                classes=ckpt["classes"],
-                device=device,
-                seed=0,  # placeholder init; every weight is overwritten below
+        return _from_state(cls, state, generator, discriminator, n_classes, device, source)
+
+
+def _pretrain(
+    gan: ConditionalDCGAN,
+    data: Dataset[Any] | DataLoader[Any],
+    steps: int,
+    batch_size: int | None,
+    lr: float,
+    kl_weight: float,
+    progress: bool,
+    seed: int | None,
+    workers: int,
+) -> ConditionalDCGAN:
+    """:meth:`ConditionalDCGAN.pretrain_autoencoder`."""
+    check_pretrain(gan.step, "GAN", steps, lr, kl_weight)
+    batch_size = _batch_size(gan, batch_size)
+    gan._set_training_seed(seed)
+    rank, world = _rank_world()
+    batches_per_epoch(data, batch_size, world)
+    cfg = gan.config
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(cast(int, gan.seed), _STREAM_AE_INIT))
+        encoder = ConvEncoder(
+            image_size=cfg.image_size,
+            z_dim=gan.z_dim,
+            width=cfg.d_width,
+            max_width=cfg.max_width,
+            n_stages=cfg.n_stages,
+        )
+    encoder.to(gan.device)
+    encoder.to(memory_format=gan._format)
+    G = gan.generator
+    params = [*encoder.parameters(), *(p for p in G.parameters() if p.requires_grad)]
+    optimiser = torch.optim.Adam(params, lr=float(lr), betas=(0.5, 0.999))
+    scaler = torch.amp.GradScaler("cuda", enabled=gan._amp_dtype == torch.float16)
+    batches = batch_stream(
+        data, batch_size, cast(int, gan.seed), 0, steps, _STREAM_AE_DATA, workers
+    )
+    gan._warned_range = False
+    G.train()
+    ranked = rank_key()
+    if world > 1:
+        _broadcast_modules([G])
+
+    def one_step(step: int) -> dict[str, float]:
+        x, labels = _prepare_batch(gan, next(batches))
+        x = x.contiguous(memory_format=gan._format)
+        gen = torch.Generator(device=gan.device)
+        gen.manual_seed(derive_seed(cast(int, gan.seed), _STREAM_AE_STEP, step, *ranked))
+        with gan._autocast():
+            mu, log_var = encoder(x)
+            mu, log_var = mu.float(), log_var.float()
+            eps = torch.randn(mu.shape, generator=gen, device=gan.device)
+            loss, logs = vae_loss(mu, log_var, eps, lambda z: G(z, labels), x, kl_weight)
+        optimiser.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
+        if world > 1:
+            _average_gradients(params, world)
+        scaler.step(optimiser)
+        scaler.update()
+        if world > 1:
+            _average_buffers([encoder, G], world)
+            logs = _average_logs(logs, world, gan.device)
+        return logs
+
+    gan._loop(steps, one_step, desc="autoencoder", progress=progress and rank == 0, pretrain=True)
+    gan._reset_ema()
+    return gan
+
+
+def _prepare_batch(gan: ConditionalDCGAN, batch: Any) -> tuple[Tensor, Tensor | None]:
+    x, labels = _split_batch(batch, gan.image_size)
+    x = x.to(gan.device, dtype=torch.float32, non_blocking=True)
+    if not gan._warned_range:
+        lo, hi = torch.aminmax(x)
+        if lo < -1 - _RANGE_TOLERANCE or hi > 1 + _RANGE_TOLERANCE:
+            gan._warned_range = True
+            warnings.warn(
+                f"training samples span [{float(lo):.3g}, {float(hi):.3g}], outside the model "
+                "space [-1, 1] the generator's tanh can reach; attach a CQTNormalizer to the "
+                "dataset (transform=) to map features into model space",
+                CoverGANWarning,
+                stacklevel=4,
             )
-        except ParameterError as exc:
-            raise CheckpointError(f"{source}: the stored configuration is invalid: {exc}") from exc
-        try:
-            gan._load_training_state(ckpt, source)
-            for scaler, key in ((gan.scaler_g, "scaler_g"), (gan.scaler_d, "scaler_d")):
-                if ckpt[key] and scaler.is_enabled():  # empty when saved without fp16 scaling
-                    scaler.load_state_dict(ckpt[key])
-        except CheckpointError:
-            raise
-        except (RuntimeError, KeyError, ValueError, TypeError) as exc:
-            raise CheckpointError(
-                f"{source}: the stored weights do not fit the model's architecture: {exc}"
-            ) from exc
-        gan.batches_seen = int(ckpt["batches_seen"])
-        gan._lecam = ckpt["lecam"].to(torch.float64).cpu()
+    if gan.n_classes == 0:
+        return x, None
+    if labels is None:
+        raise ParameterError(
+            f"a conditional model (n_classes={gan.n_classes}) needs (x, label) items"
+        )
+    labels = torch.as_tensor(labels)
+    _check_labels(gan, labels)
+    return x, labels.to(gan.device, dtype=torch.long).reshape(-1)
+
+
+def _train_step(
+    gan: ConditionalDCGAN, batches: list[tuple[Tensor, Tensor | None]]
+) -> dict[str, float]:
+    cfg = gan.config
+    G, D = gan.generator, gan.discriminator
+    G.train()
+    D.train()
+    world = _rank_world()[1]
+    ranked = rank_key()  # each rank draws its own noise
+    gen = torch.Generator(device=gan.device)
+    gen.manual_seed(derive_seed(cast(int, gan.seed), _STREAM_STEP, gan.step, *ranked))
+    logs: dict[str, float] = {}
+
+    fake = torch.empty(0)
+    labels: Tensor | None = None
+    for j, (real, labels) in enumerate(batches):
+        last = j == len(batches) - 1
+        z = torch.randn(real.shape[0], gan.z_dim, generator=gen, device=gan.device)
+        with gan._autocast():
+            if last:  # kept with its graph: the generator step reuses it
+                fake = G(z, labels)
+            else:
+                with torch.no_grad():
+                    fake = G(z, labels)
+            real_in = gan.augment(real, gen).contiguous(memory_format=gan._format)
+            fake_in = gan.augment(fake.detach(), gen).contiguous(memory_format=gan._format)
+            d_real = D(real_in, labels).float().reshape(-1)
+            d_fake = D(fake_in, labels).float().reshape(-1)
+            loss_d = _d_loss(cfg.loss, d_real, d_fake)
+        if cfg.lecam_weight > 0:
+            lecam = _lecam_term(gan._lecam, d_real, d_fake, gan.config.lecam_decay)
+            loss_d = loss_d + cfg.lecam_weight * lecam
+            logs["lecam"] = float(lecam.detach())
+        if cfg.loss == "wgan-gp":
+            gp = _gradient_penalty(D, real_in, fake_in, labels, gen, gan._format)
+            loss_d = loss_d + cfg.gp_weight * gp
+            logs["gp"] = float(gp.detach())
+        gan.opt_d.zero_grad(set_to_none=True)
+        gan.scaler_d.scale(loss_d).backward()  # type: ignore[no-untyped-call]
+        if world > 1:
+            _average_gradients(list(D.parameters()), world)
+        gan.scaler_d.step(gan.opt_d)
+        gan.scaler_d.update()
+
+    trainable = [p for p in D.parameters() if p.requires_grad]
+    for p in trainable:  # the generator step needs gradients w.r.t. D's input only
+        p.requires_grad_(False)
+    try:
+        with gan._autocast():
+            g_out = (
+                D(gan.augment(fake, gen).contiguous(memory_format=gan._format), labels)
+                .float()
+                .reshape(-1)
+            )
+            loss_g = _g_loss(cfg.loss, g_out)
+        gan.opt_g.zero_grad(set_to_none=True)
+        gan.scaler_g.scale(loss_g).backward()  # type: ignore[no-untyped-call]
+        if world > 1:
+            _average_gradients(list(G.parameters()), world)
+        gan.scaler_g.step(gan.opt_g)
+        gan.scaler_g.update()
+    finally:
+        for p in trainable:
+            p.requires_grad_(True)
+    if world > 1:  # batch-norm statistics saw this rank's data only
+        _average_buffers([G, D], world)
+    gan._update_ema()
+
+    logs["loss_d"] = float(loss_d.detach())
+    logs["loss_g"] = float(loss_g.detach())
+    logs["d_real"] = float(d_real.detach().mean())
+    logs["d_fake"] = float(d_fake.detach().mean())
+    if world > 1:
+        logs = _average_logs(logs, world, gan.device)
+    return logs
+
+
+def _generate(
+    gan: ConditionalDCGAN,
+    labels: Sequence[int] | Tensor | None,
+    n: int | None,
+    generator: torch.Generator | int | None,
+    truncation: float | None,
+    batch_size: int,
+    use_ema: bool,
+) -> Tensor:
+    """:meth:`ConditionalDCGAN.generate`."""
+    label_t: Tensor | None = None
+    if gan.n_classes > 0:
+        if labels is None:
+            raise ParameterError(f"a conditional model (n_classes={gan.n_classes}) needs labels")
+        label_t = torch.as_tensor(labels).reshape(-1)
+        _check_labels(gan, label_t)
+        label_t = label_t.long()
+        count = label_t.numel()
+        if n is not None and n != count:
+            raise ParameterError(f"n={n} does not match len(labels)={count}")
+    else:
+        if labels is not None:
+            raise ParameterError("an unconditional model (n_classes=0) takes n=, not labels")
+        if n is None or not _is_int(n) or n < 0:
+            raise ParameterError(f"n={n!r} must be a non-negative integer")
+        count = int(n)
+    if not _is_int(batch_size) or batch_size < 1:
+        raise ParameterError(f"batch_size={batch_size!r} must be a positive integer")
+    check_truncation(truncation)
+    gen = noise_source(generator)
+    z_device = gen.device if gen is not None else torch.device("cpu")
+    z = truncated_normal(count, gan.z_dim, gen, z_device, truncation)
+
+    def forward(module: nn.Module, start: int, stop: int) -> Tensor:
+        labels = None if label_t is None else label_t[start:stop].to(gan.device)
+        out: Tensor = module(z[start:stop].to(gan.device), labels)
+        return out
+
+    return gan._sample(count, batch_size, use_ema, forward)
+
+
+def _from_state(
+    cls: type[ConditionalDCGAN],
+    state: dict[str, Any],
+    generator: nn.Module | None,
+    discriminator: nn.Module | None,
+    n_classes: int | None,
+    device: str | torch.device,
+    source: str,
+) -> ConditionalDCGAN:
+    """:meth:`ConditionalDCGAN.from_state_dict`."""
+    ckpt = _validate_state(state, source)
+    stored_classes = ckpt["n_classes"]
+    _check_stored_model(ckpt, n_classes, generator, discriminator, source)
+    try:
+        config = GANConfig.from_dict(ckpt["config"])
+        gan = cls(
+            stored_classes,
+            preset=ckpt["preset"],
+            generator=generator,
+            discriminator=discriminator,
+            config=config,
+            classes=ckpt["classes"],
+            device=device,
+            seed=0,  # placeholder init; every weight is overwritten below
+        )
+    except ParameterError as exc:
+        raise CheckpointError(f"{source}: the stored configuration is invalid: {exc}") from exc
+    try:
+        gan._load_training_state(ckpt, source)
+        for scaler, key in ((gan.scaler_g, "scaler_g"), (gan.scaler_d, "scaler_d")):
+            if ckpt[key] and scaler.is_enabled():  # empty when saved without fp16 scaling
+                scaler.load_state_dict(ckpt[key])
+    except CheckpointError:
+        raise
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        raise CheckpointError(
+            f"{source}: the stored weights do not fit the model's architecture: {exc}"
+        ) from exc
+    gan.batches_seen = int(ckpt["batches_seen"])
+    gan._lecam = ckpt["lecam"].to(torch.float64).cpu()
+    return gan
+
+
+def _fit(
+    gan: ConditionalDCGAN,
+    data: Dataset[Any] | DataLoader[Any],
+    steps: int | None,
+    epochs: float | None,
+    batch_size: int | None,
+    callbacks: Sequence[Callback],
+    progress: bool,
+    seed: int | None,
+    workers: int,
+) -> ConditionalDCGAN:
+    """:meth:`ConditionalDCGAN.fit`."""
+    if (steps is None) == (epochs is None):
+        raise ParameterError("give exactly one of steps= and epochs=")
+    if steps is not None and (not _is_int(steps) or steps < 0):
+        raise ParameterError(f"steps={steps!r} must be a non-negative integer")
+    if epochs is not None and (not _is_real(epochs) or not epochs > 0):
+        raise ParameterError(f"epochs={epochs!r} must be a positive number")
+    batch_size = _batch_size(gan, batch_size)
+    gan._set_training_seed(seed)
+    rank, world = _rank_world()
+    d_steps = gan.config.d_steps
+    per_epoch = batches_per_epoch(data, batch_size, world)
+    if steps is None:
+        steps = math.ceil(cast(float, epochs) * per_epoch / d_steps)
+    if steps == 0:
         return gan
+    if world > 1:
+        _broadcast_modules([gan.generator, gan.discriminator, gan.generator_ema])
+    batches = batch_stream(
+        data,
+        batch_size,
+        cast(int, gan.seed),
+        gan.batches_seen,
+        steps * d_steps,
+        _STREAM_DATA,
+        workers,
+    )
+
+    gan._warned_range = False
+
+    def one_step(_: int) -> dict[str, float]:
+        real = [_prepare_batch(gan, next(batches)) for _ in range(d_steps)]
+        gan.batches_seen += d_steps
+        return _train_step(gan, real)
+
+    gan._loop(
+        steps, one_step, desc="covergan", progress=progress and rank == 0, callbacks=callbacks
+    )
+    return gan
+
+
+def _batch_size(gan: ConditionalDCGAN, batch_size: int | None) -> int:
+    """``batch_size`` checked, or the config's when ``None``."""
+    size = gan.config.batch_size if batch_size is None else batch_size
+    if not _is_int(size) or size < 1:
+        raise ParameterError(f"batch_size={size!r} must be a positive integer")
+    return int(size)
+
+
+def _dry_run_labels(n_classes: int, device: torch.device) -> Tensor | None:
+    """Labels of the construction-time dry run (``None`` for an unconditional model)."""
+    return None if n_classes == 0 else torch.zeros(_DRY_RUN_BATCH, dtype=torch.long, device=device)
+
+
+def _check_labels(gan: ConditionalDCGAN, labels: Tensor) -> None:
+    """Integer class indices in ``[0, n_classes)``."""
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        raise ParameterError(f"labels must be integer class indices, got dtype {labels.dtype}")
+    if labels.numel() and (labels.min() < 0 or labels.max() >= gan.n_classes):
+        raise ParameterError(
+            f"labels must be in [0, {gan.n_classes - 1}] for n_classes={gan.n_classes}, "
+            f"got values in [{int(labels.min())}, {int(labels.max())}]"
+        )
 
 
 def _split_batch(batch: Any, image_size: tuple[int, int]) -> tuple[Tensor, Any]:

@@ -10,11 +10,13 @@ loss. Data-parallel collectives live in :mod:`covergan.distributed`.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import secrets
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -23,7 +25,9 @@ from torch import Tensor, nn
 
 from covergan._checks import is_int as _is_int
 from covergan._checks import is_real as _is_real
+from covergan._io import atomic_torch_save
 from covergan._progress import progress_bar
+from covergan.augment.differentiable import DiffAugment
 from covergan.distributed import _agree_seed, is_main_process
 from covergan.errors import CheckpointError, ParameterError
 
@@ -202,16 +206,31 @@ class AdversarialModel:
     seed: int | None
     history: dict[str, list[float]]
     pretrain_history: dict[str, list[float]]
+    augment: DiffAugment
+    #: ``ema_decay`` (``None``: no EMA), ``lr_g``, ``lr_d``, ``betas``, ``augmentation()``.
+    config: Any
+    #: Mixed-precision dtype of training and sampling (``None``: float32).
+    _amp_dtype: torch.dtype | None = None
 
     @property
     def image_size(self) -> tuple[int, int]:
         """``(H, W)`` of a generated window."""
         raise NotImplementedError
 
-    @property
-    def _ema_decay(self) -> float | None:
-        """The generator EMA's decay (``None``: no EMA)."""
-        raise NotImplementedError
+    def _init_training(self, config: Any) -> None:
+        """The EMA generator, both Adam optimisers, the discriminator's augmentation and
+        empty counters and logs, from a config's ``ema_decay``, ``lr_g``, ``lr_d``, ``betas``
+        and ``augmentation()``; called once the networks are on their device."""
+        self.generator_ema = None
+        if config.ema_decay is not None:
+            self.generator_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
+        betas = config.betas
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr_g, betas=betas)
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr_d, betas=betas)
+        self.augment = config.augmentation()
+        self.step = 0
+        self.history = {}
+        self.pretrain_history = {}
 
     def _set_training_seed(self, seed: int | None) -> None:
         """``seed``, else the seed kept from before, else a fresh one (kept in ``self.seed``
@@ -260,7 +279,7 @@ class AdversarialModel:
             bar.close()
 
     def _update_ema(self) -> None:
-        ema_step(self.generator_ema, self.generator, self.step, self._ema_decay)
+        ema_step(self.generator_ema, self.generator, self.step, self.config.ema_decay)
 
     def _reset_ema(self) -> None:
         """The EMA generator becomes the generator (after autoencoder pretraining)."""
@@ -268,7 +287,10 @@ class AdversarialModel:
             self.generator_ema.load_state_dict(self.generator.state_dict())
 
     def _autocast(self) -> AbstractContextManager[Any]:
-        return nullcontext()
+        """Mixed precision in ``_amp_dtype`` on the model's device (none for float32)."""
+        if self._amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self._amp_dtype)
 
     def _sample(
         self,
@@ -292,6 +314,25 @@ class AdversarialModel:
         finally:
             module.train(was_training)
         return out
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything :meth:`save` writes, as plain containers and tensors."""
+        raise NotImplementedError
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write :meth:`state_dict` atomically (a temporary file in the same folder, fsync,
+        rename; missing folders are made): a failed save leaves an existing file untouched.
+
+        The file holds the config, the generator, discriminator and EMA weights, the optimiser
+        states, the step, the training seed, the history and the covergan version: training
+        resumes from it exactly.
+
+        Returns
+        -------
+        Path
+            The file written.
+        """
+        return atomic_torch_save(self.state_dict(), path, make_parents=True)
 
     def _training_state(self) -> dict[str, Any]:
         return {

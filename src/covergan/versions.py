@@ -35,7 +35,6 @@ the reference, or an average that ignores it).
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import os
@@ -58,7 +57,7 @@ from covergan._checks import (
 )
 from covergan._checks import is_int as _is_int
 from covergan._checks import is_real as _is_real
-from covergan._io import atomic_torch_save, check_header, header, read_checkpoint
+from covergan._io import check_header, header, read_checkpoint
 from covergan.augment.classic import Params, Transform
 from covergan.augment.differentiable import DEFAULT_POLICY, DiffAugment
 from covergan.batches import prefetch
@@ -345,6 +344,8 @@ class VersionGAN(AdversarialModel):
     >>> out = model.generate(refs, generator=0)   # refs [n, 1, 84, W_src] -> [n, 1, 84, 100]
     """
 
+    config: VersionConfig
+
     def __init__(
         self,
         config: VersionConfig | None = None,
@@ -366,19 +367,7 @@ class VersionGAN(AdversarialModel):
         self.discriminator: PairDiscriminator = networks[1]
         self.generator.to(self.device)
         self.discriminator.to(self.device)
-        self.generator_ema: nn.Module | None = None
-        if config.ema_decay is not None:
-            self.generator_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
-        self.opt_g = torch.optim.Adam(
-            self.generator.parameters(), lr=config.lr_g, betas=config.betas
-        )
-        self.opt_d = torch.optim.Adam(
-            self.discriminator.parameters(), lr=config.lr_d, betas=config.betas
-        )
-        self.augment = config.augmentation()
-        self.step = 0
-        self.history: dict[str, list[float]] = {}
-        self.pretrain_history: dict[str, list[float]] = {}
+        self._init_training(config)
 
     def __repr__(self) -> str:
         return (
@@ -610,10 +599,6 @@ class VersionGAN(AdversarialModel):
             "content": float(content.detach()),
         }
 
-    @property
-    def _ema_decay(self) -> float | None:
-        return self.config.ema_decay
-
     # ------------------------------------------------------------------ sampling
 
     def generate(
@@ -669,16 +654,6 @@ class VersionGAN(AdversarialModel):
             "config": self.config.to_dict(),
             **self._training_state(),
         }
-
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write a checkpoint atomically (temporary file in the same folder, fsync, rename).
-
-        Returns
-        -------
-        Path
-            The file written.
-        """
-        return atomic_torch_save(self.state_dict(), path, make_parents=True)
 
     @classmethod
     def load(

@@ -22,6 +22,7 @@ import soundfile as sf
 import torch
 
 from covergan import cli
+from covergan import gan as gan_module
 from covergan.augmenter import Augmenter
 from covergan.cqt import CQTConfig, CQTExtractor
 from covergan.data import CQTDataset
@@ -103,15 +104,15 @@ def sigint_during_steps(
     monkeypatch: pytest.MonkeyPatch, steps: set[int], *, times: int = 1
 ) -> None:
     """Send SIGINT ``times`` times while GAN step ``k`` (1-based) of ``steps`` runs."""
-    original: Callable[..., Any] = ConditionalDCGAN._train_step
+    original: Callable[..., Any] = gan_module._train_step
 
-    def train_step(self: ConditionalDCGAN, batches: Any) -> Any:
-        if self.step + 1 in steps:
+    def train_step(gan: ConditionalDCGAN, batches: Any) -> Any:
+        if gan.step + 1 in steps:
             for _ in range(times):
                 signal.raise_signal(signal.SIGINT)
-        return original(self, batches)
+        return original(gan, batches)
 
-    monkeypatch.setattr(ConditionalDCGAN, "_train_step", train_step)
+    monkeypatch.setattr(gan_module, "_train_step", train_step)
 
 
 # ----------------------------------------------------------------------------- the parser

@@ -18,7 +18,7 @@ from covergan.synthesis.base import Space
 from covergan.training import derive_seed
 
 if TYPE_CHECKING:
-    from covergan.augmenter import Augmenter
+    from covergan.augmenter_sampling import AugmenterSampling
 
 __all__ = ["Target", "balance", "plan_counts"]
 
@@ -71,7 +71,7 @@ def plan_counts(
 
 
 def balance(
-    aug: Augmenter,
+    aug: AugmenterSampling,
     dataset: CQTDataset,
     *,
     method: str,
@@ -119,7 +119,7 @@ def balance(
 
 
 def _versions_of_recordings(
-    aug: Augmenter, dataset: CQTDataset, counts: Mapping[SongId, int], seed: int | None
+    aug: AugmenterSampling, dataset: CQTDataset, counts: Mapping[SongId, int], seed: int | None
 ) -> dict[SongId, torch.Tensor]:
     """``counts[song]`` versions of each song, spread evenly over its recordings in
     ``dataset`` (so songs the augmenter never saw can be balanced too)."""
@@ -145,7 +145,7 @@ class _MethodSource:
     """An augmenter's :meth:`~covergan.Augmenter.sample_many` with a fixed ``method`` (for
     :class:`~covergan.sampling.SyntheticBank`)."""
 
-    def __init__(self, aug: Augmenter, method: str) -> None:
+    def __init__(self, aug: AugmenterSampling, method: str) -> None:
         self.aug, self.method = aug, method
 
     def sample_many(

@@ -850,12 +850,7 @@ def _pretrain(
             mu, log_var = mu.float(), log_var.float()
             eps = torch.randn(mu.shape, generator=gen, device=gan.device)
             loss, logs = vae_loss(mu, log_var, eps, lambda z: G(z, labels), x, kl_weight)
-        optimiser.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
-        if world > 1:
-            _average_gradients(params, world)
-        scaler.step(optimiser)
-        scaler.update()
+        _update(optimiser, scaler, loss, params, world)
         if world > 1:
             _average_buffers([encoder, G], world)
             logs = _average_logs(logs, world, gan.device)
@@ -915,8 +910,8 @@ def _train_step(
             else:
                 with torch.no_grad():
                     fake = G(z, labels)
-            real_in = gan.augment(real, gen).contiguous(memory_format=gan._format)
-            fake_in = gan.augment(fake.detach(), gen).contiguous(memory_format=gan._format)
+            real_in = _d_input(gan, real, gen)
+            fake_in = _d_input(gan, fake.detach(), gen)
             d_real = D(real_in, labels).float().reshape(-1)
             d_fake = D(fake_in, labels).float().reshape(-1)
             loss_d = _d_loss(cfg.loss, d_real, d_fake)
@@ -928,30 +923,16 @@ def _train_step(
             gp = _gradient_penalty(D, real_in, fake_in, labels, gen, gan._format)
             loss_d = loss_d + cfg.gp_weight * gp
             logs["gp"] = float(gp.detach())
-        gan.opt_d.zero_grad(set_to_none=True)
-        gan.scaler_d.scale(loss_d).backward()  # type: ignore[no-untyped-call]
-        if world > 1:
-            _average_gradients(list(D.parameters()), world)
-        gan.scaler_d.step(gan.opt_d)
-        gan.scaler_d.update()
+        _update(gan.opt_d, gan.scaler_d, loss_d, list(D.parameters()), world)
 
     trainable = [p for p in D.parameters() if p.requires_grad]
     for p in trainable:  # the generator step needs gradients w.r.t. D's input only
         p.requires_grad_(False)
     try:
         with gan._autocast():
-            g_out = (
-                D(gan.augment(fake, gen).contiguous(memory_format=gan._format), labels)
-                .float()
-                .reshape(-1)
-            )
+            g_out = D(_d_input(gan, fake, gen), labels).float().reshape(-1)
             loss_g = _g_loss(cfg.loss, g_out)
-        gan.opt_g.zero_grad(set_to_none=True)
-        gan.scaler_g.scale(loss_g).backward()  # type: ignore[no-untyped-call]
-        if world > 1:
-            _average_gradients(list(G.parameters()), world)
-        gan.scaler_g.step(gan.opt_g)
-        gan.scaler_g.update()
+        _update(gan.opt_g, gan.scaler_g, loss_g, list(G.parameters()), world)
     finally:
         for p in trainable:
             p.requires_grad_(True)
@@ -966,6 +947,28 @@ def _train_step(
     if world > 1:
         logs = _average_logs(logs, world, gan.device)
     return logs
+
+
+def _d_input(gan: ConditionalDCGAN, x: Tensor, generator: torch.Generator) -> Tensor:
+    """``x`` as the discriminator sees it: augmented, in the model's memory format."""
+    return gan.augment(x, generator).contiguous(memory_format=gan._format)
+
+
+def _update(
+    optimiser: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    loss: Tensor,
+    params: Sequence[Tensor],
+    world: int,
+) -> None:
+    """One optimiser step on ``loss`` (scaled under float16 autocast), the gradients of
+    ``params`` averaged over the ranks first."""
+    optimiser.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
+    if world > 1:
+        _average_gradients(params, world)
+    scaler.step(optimiser)
+    scaler.update()
 
 
 def _generate(

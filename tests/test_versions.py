@@ -31,6 +31,7 @@ from covergan.models.reference import (
     version_transform,
     warp_silence,
 )
+from covergan.synthesis import VersionModel
 from covergan.versions import (
     VersionAugment,
     VersionCheck,
@@ -633,6 +634,10 @@ def test_augmenter_save_load_keeps_the_version_model(aug: Augmenter, tmp_path: P
     track = toy_works(seed=7, counts=(1,)).features[0]
     assert torch.equal(same.sample_like(track, 3, seed=1), aug.sample_like(track, 3, seed=1))
     assert same.version_steps == 2 and same.versions_ is not None
+    # versions of the bank keep its padded silence, after a load too
+    for model in (aug.models_["versions"], same.models_["versions"]):
+        assert isinstance(model, VersionModel) and model.silence == aug.config_.silence_value
+    assert torch.equal(same.sample("work-1", 4, seed=2), aug.sample("work-1", 4, seed=2))
     state["versions"]["format_version"] = 9
     torch.save(state, tmp_path / "newer.pt")
     with pytest.raises(CheckpointError, match="newer"):

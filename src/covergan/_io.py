@@ -2,53 +2,71 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
 from covergan.errors import CheckpointError
 
 
-def atomic_torch_save(
-    obj: Any, path: str | os.PathLike[str], *, make_parents: bool = False
-) -> Path:
-    """``torch.save`` to a temporary file in the target's folder, fsync, then rename.
+@contextlib.contextmanager
+def atomic_write(
+    path: str | os.PathLike[str],
+    *,
+    text: bool = False,
+    fsync: bool = True,
+    make_parents: bool = True,
+) -> Iterator[IO[Any]]:
+    """Write ``path`` through a temporary file in its folder, renamed onto it at the end.
 
-    A crash or an exception part-way (a full disk, Ctrl-C) leaves any existing file at
-    ``path`` untouched and no temporary file behind.
+    Yields the open temporary file (binary, or text with ``text=True``). On a clean exit it
+    is flushed, fsynced (unless ``fsync=False``, for caches whose readers treat a bad file
+    as absent) and renamed onto ``path``; on any error (a full disk, Ctrl-C) it is removed
+    and an existing file at ``path`` is untouched.
 
     Parameters
     ----------
-    obj : Any
-        What to save (tensors and plain containers, to load with ``weights_only=True``).
     path : str or PathLike
-        Target file; its folder must exist unless ``make_parents``.
+        The file to write (``~`` expanded).
+    text : bool
+        Open in text mode (UTF-8).
+    fsync : bool
+        Flush to disk before the rename.
     make_parents : bool
-        Create missing folders first.
-
-    Returns
-    -------
-    Path
-        ``path``, with ``~`` expanded.
+        Create missing folders first (otherwise a missing folder is an error).
     """
     target = Path(path).expanduser()
     if make_parents:
         target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
+        fh: IO[Any] = os.fdopen(fd, "w", encoding="utf-8") if text else os.fdopen(fd, "wb")
+        with fh:
+            yield fh
             fh.flush()
-            os.fsync(fh.fileno())
+            if fsync:
+                os.fsync(fh.fileno())
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return target
+
+
+def atomic_torch_save(
+    obj: Any, path: str | os.PathLike[str], *, make_parents: bool = False
+) -> Path:
+    """``torch.save`` through :func:`atomic_write` (fsynced; the folder must exist unless
+    ``make_parents``); returns ``path`` with ``~`` expanded. ``obj``: tensors and plain
+    containers, to load with ``weights_only=True``."""
+    with atomic_write(path, make_parents=make_parents) as fh:
+        torch.save(obj, fh)
+    return Path(path).expanduser()
 
 
 def npy_beside(target: Path, array: Any) -> str:

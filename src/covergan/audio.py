@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -27,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from covergan._io import atomic_write
 from covergan.cqt import CQTConfig, CQTNormalizer
 from covergan.errors import CoverGANWarning, ParameterError
 
@@ -259,13 +259,6 @@ def write_wav(
         )
     frames = data.T if data.ndim == 2 else data
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".wav", dir=path.parent)
-    os.close(fd)
-    try:
-        sf.write(tmp, frames, int(sr), subtype=subtype, format="WAV")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as fh:
+        sf.write(fh, frames, int(sr), subtype=subtype, format="WAV")
     return path

@@ -47,6 +47,7 @@ import numpy as np
 import torch
 
 from covergan._checks import is_int as _is_int
+from covergan._io import atomic_write
 from covergan.augment.classic import Compose, csi_augment
 from covergan.csi import (
     CSINet,
@@ -298,12 +299,9 @@ class Comparison:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the comparison as one JSON file (``load`` reads it back)."""
-        target = Path(path).expanduser()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_text(json.dumps(dataclasses.asdict(self), indent=1))
-        os.replace(tmp, target)
-        return target
+        with atomic_write(path, text=True) as fh:
+            fh.write(json.dumps(dataclasses.asdict(self), indent=1))
+        return Path(path).expanduser()
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Comparison:
@@ -734,10 +732,8 @@ def _claim(folder: Path, stored: dict[str, Any]) -> None:
     """Write ``settings.json`` in a new folder; in a used one, refuse other settings."""
     old = _read_settings(folder)
     if old is None:
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / (SETTINGS_FILE + ".tmp")
-        tmp.write_text(json.dumps(stored, indent=1))
-        os.replace(tmp, folder / SETTINGS_FILE)
+        with atomic_write(folder / SETTINGS_FILE, text=True) as fh:
+            fh.write(json.dumps(stored, indent=1))
         return
     differ = sorted(k for k in {*old, *stored} if old.get(k) != stored.get(k))
     if differ:

@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 
 from covergan._checks import check_count, config_from_dict, config_to_dict
-from covergan._io import npy_beside
+from covergan._io import atomic_write
 from covergan.errors import AudioLoadError, ExtractionError, NotFittedError, ParameterError
 
 __all__ = [
@@ -557,30 +556,15 @@ def _file_digest(path: Path, cache: Path | None = None) -> str:
             h.update(block)
     digest = h.hexdigest()
     if memo is not None:
-        _atomic_write_text(memo, json.dumps({"signature": signature, "sha256": digest}))
+        # a cache: no fsync, readers treat a bad memo as absent
+        with atomic_write(memo, text=True, fsync=False) as out:
+            out.write(json.dumps({"signature": signature, "sha256": digest}))
     return digest
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write a small cache file by rename (no fsync: readers treat a bad file as absent)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    tmp = npy_beside(path, array)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as fh:
+        np.save(fh, array, allow_pickle=False)
 
 
 def _as_mono(y: object) -> np.ndarray:

@@ -9,7 +9,6 @@ CQTs, NumPy arrays or torch tensors of shape ``(n, 1, H, W)`` or ``(n, H, W)``.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -19,6 +18,7 @@ import numpy.typing as npt
 import torch
 from matplotlib.figure import Figure
 
+from covergan._io import atomic_write
 from covergan.errors import ParameterError
 
 __all__ = [
@@ -55,15 +55,8 @@ def save_figure(fig: Figure, path: PathLike, *, dpi: int = 100) -> Path:
         The written path.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as fh:
+        fig.savefig(fh, format="png", dpi=dpi, bbox_inches="tight")
     return path
 
 

@@ -36,7 +36,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import warnings
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -47,6 +46,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from covergan._io import atomic_write
 from covergan.cqt import CQTExtractor
 from covergan.data import CQTDataset
 from covergan.datasets.synth import SYNTH_VERSION, Timbre, render
@@ -767,15 +767,8 @@ def _partition(
 
 def _write_json(dest: Path, data: Any) -> None:
     """Write JSON atomically (temporary file in the same folder, then rename)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(dest, text=True) as fh:
+        json.dump(data, fh)
 
 
 def _contour(notes: np.ndarray, step: float = 1.0) -> np.ndarray:

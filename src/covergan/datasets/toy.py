@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from covergan._io import atomic_write
 from covergan.cqt import CQTExtractor
 from covergan.data import CQTDataset
 from covergan.datasets.synth import Timbre, render
@@ -279,15 +279,8 @@ def _write_audio(
 
     container, subtype = _SUBTYPES[format]
     dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        sf.write(tmp, y, sr, format=container, subtype=subtype)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(dest) as fh:
+        sf.write(fh, y, sr, format=container, subtype=subtype)
 
 
 def _check_path_part(kind: str, value: object) -> None:

@@ -69,6 +69,27 @@ def atomic_torch_save(
     return Path(path).expanduser()
 
 
+def drop_cut_line(fh: IO[bytes]) -> None:
+    """Truncate an append-only line file (opened binary, readable and writable) after its last
+    newline: a line a killed writer cut short is dropped, so the next line starts clean."""
+    size = fh.seek(0, os.SEEK_END)
+    if not size:
+        return
+    fh.seek(size - 1)
+    if fh.read(1) == b"\n":
+        return
+    start = size
+    while start > 0:  # read back in blocks to the newline before the cut line
+        start = max(0, start - (1 << 16))
+        fh.seek(start)
+        block = fh.read(size - start)
+        cut = block.rfind(b"\n")
+        if cut >= 0:
+            fh.truncate(start + cut + 1)
+            return
+    fh.truncate(0)
+
+
 def npy_beside(target: Path, array: Any) -> str:
     """Write ``array`` as ``.npy`` to a new fsynced temporary file in ``target``'s folder (made
     if missing) and return its path, for the caller to rename into place; on any failure the

@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from covergan._checks import is_int as _is_int
-from covergan._io import atomic_write
+from covergan._io import atomic_write, drop_cut_line
 from covergan.augment.classic import Compose, csi_augment
 from covergan.csi import (
     CSINet,
@@ -440,8 +440,9 @@ class _Runner:
     ) -> None:
         self.data, self.settings, self.folder, self.progress = data, settings, folder, progress
         self.rows = rows
-        if folder is not None:
-            _drop_partial_line(folder / RESULTS_FILE)
+        if folder is not None and (folder / RESULTS_FILE).is_file():
+            with open(folder / RESULTS_FILE, "rb+") as fh:
+                drop_cut_line(fh)  # so the next row starts clean
         self.done = {(r["protocol"], int(r["seed"]), r["condition"]) for r in rows}
 
     def result(self, stored: dict[str, Any], seeds: set[int]) -> Comparison:
@@ -742,16 +743,6 @@ def _claim(folder: Path, stored: dict[str, Any]) -> None:
             f"{ {k: old.get(k) for k in differ} } there, { {k: stored.get(k) for k in differ} } "
             "now); use another --out, or the same settings and data to continue it"
         )
-
-
-def _drop_partial_line(path: Path) -> None:
-    """Cut a last line that a kill left without its newline, so the next row starts clean."""
-    if not path.is_file():
-        return
-    with open(path, "rb+") as f:
-        data = f.read()
-        if data and not data.endswith(b"\n"):
-            f.truncate(data.rfind(b"\n") + 1)
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:

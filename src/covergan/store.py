@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import numpy as np
 
 from covergan._checks import check_count
-from covergan._io import npy_beside
+from covergan._io import drop_cut_line, npy_beside
 from covergan.cqt import CQTConfig, CQTExtractor, ExtractionFailure
 from covergan.errors import DatasetError, ParameterError, StoreError
 
@@ -567,13 +567,8 @@ class FeatureStore:
         with open(path, "ab+") as fh:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
             try:
-                size = fh.seek(0, os.SEEK_END)
-                if size:
-                    fh.seek(size - 1)
-                    if fh.read(1) != b"\n":  # a cut line: drop it
-                        fh.seek(max(0, size - (1 << 16)))
-                        tail = fh.read()
-                        fh.truncate(size - (len(tail) - (tail.rfind(b"\n") + 1)))
+                drop_cut_line(fh)
+                fh.seek(0, os.SEEK_END)
                 yield fh
             finally:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)

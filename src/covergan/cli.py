@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import logging
 import math
 import signal
+import statistics
 import sys
 import threading
 import time
@@ -48,8 +50,9 @@ folders: the :class:`~covergan.cqt.CQTConfig` of the features, as JSON. ``fit`` 
 DEMO_RESERVE_S = 180.0
 """``demo``: seconds kept back from the budget for sampling, saving and the report (whose
 CSI embedding trains for about a minute on the chorales)."""
-DEMO_PROBE_STEPS = 4
-"""``demo``: steps of each model in the timing probe."""
+DEMO_PROBE_STEPS = 8
+"""``demo``: steps of each model in the timing probe (a step's time is the median of the
+intervals between them, so one slow step on a busy machine does not set the budget)."""
 DEMO_MIN_STEPS = 10
 """``demo``: the fewest steps (of each model) the budget may choose."""
 
@@ -1271,7 +1274,9 @@ def _probe(train: CQTDataset, args: argparse.Namespace) -> tuple[float, float]:
     _demo_augmenter(args, DEMO_PROBE_STEPS, pretrain=0, progress=False).fit(
         train, callbacks=[_Clock()]
     )
-    per_step = sum((t[-1] - t[0]) / (len(t) - 1) for t in ends.values())
+    per_step = sum(
+        statistics.median(b - a for a, b in itertools.pairwise(t)) for t in ends.values()
+    )
     first = min(t[0] for t in ends.values())
     return max(0.0, first - start - per_step), per_step
 

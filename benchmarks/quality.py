@@ -17,7 +17,9 @@ learns (key, tempo, timbre), so it flatters the version model; the chorales less
 ``--storage float16`` (or ``float32``) writes the corpus once into a
 :class:`~covergan.store.FeatureStore` in ``WORKDIR`` and fits from the memory-mapped store, to
 measure what half-precision storage costs; ``--versions JSON`` overrides fields of the version
-model's config (a variant under test). Both are part of a run's key in ``results.jsonl``.
+model's config (a variant under test), ``--augmenter JSON`` other ``Augmenter`` arguments
+(``'{"references": 16}'``) and ``--models versions`` leaves out the class GAN (a variant of
+the version model does not change it). All are part of a run's key in ``results.jsonl``.
 
 Usage::
 
@@ -46,6 +48,7 @@ from covergan.report import quality_report
 from covergan.store import FeatureStore
 
 TARGET = 0.8  # identity and diversity, as a ratio to the held-out real floor
+MODELS = ("versions", "gan")  # fitted by default: the default sampler and the class GAN beside it
 
 
 #: Toy corpora (``toy_covers`` arguments), each rendered and extracted once into the workdir.
@@ -93,17 +96,19 @@ def run_one(key: dict[str, Any], workdir: Path) -> dict[str, Any]:
     train, heldout = split_recordings(data, holdout=1, min_recordings=3, seed=seed)
     t0 = time.perf_counter()
     aug = Augmenter(
-        model=("versions", "gan"),
+        model=tuple(key["models"]),
         steps=key["steps"],
         seed=seed,
         progress=False,
         versions=key["versions"] or None,
+        **key["augmenter"],
     )
     aug.fit(train)
     fit_s = time.perf_counter() - t0
     tag = "" if storage == "memory" else f"-{storage}"
-    if key["versions"]:
-        tag += "-" + "-".join(f"{k}{v}" for k, v in sorted(key["versions"].items()))
+    for overrides in (key["versions"], key["augmenter"]):
+        if overrides:
+            tag += "-" + "-".join(f"{k}{v}" for k, v in sorted(overrides.items()))
     report = quality_report(aug, train, heldout, workdir / f"{corpus}-s{seed}{tag}", seed=seed)
     row: dict[str, Any] = {**key, "fit_s": fit_s}
     for name, suite in report.suites.items():
@@ -173,6 +178,10 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("quality-bench"))
     parser.add_argument("--storage", choices=("memory", "float32", "float16"), default="memory")
     parser.add_argument("--versions", type=json.loads, default={}, help="VersionConfig fields")
+    parser.add_argument(
+        "--augmenter", type=json.loads, default={}, help="Augmenter arguments, e.g. references"
+    )
+    parser.add_argument("--models", nargs="+", default=list(MODELS), help="models to fit")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     results = args.workdir / "results.jsonl"
@@ -181,7 +190,13 @@ def main() -> None:
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads"
     )
-    variant = {"steps": args.steps, "storage": args.storage, "versions": args.versions}
+    variant = {
+        "steps": args.steps,
+        "storage": args.storage,
+        "versions": args.versions,
+        "augmenter": args.augmenter,
+        "models": args.models,
+    }
     for corpus in args.data:
         for seed in args.seeds:
             key = {"corpus": corpus, "seed": seed, **variant}
@@ -203,6 +218,8 @@ def _key(row: dict[str, Any]) -> dict[str, Any]:
         "steps": row["steps"],
         "storage": row.get("storage", "memory"),
         "versions": row.get("versions", {}),
+        "augmenter": row.get("augmenter", {}),
+        "models": row.get("models", list(MODELS)),
     }
 
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 import errno
 import json
 import multiprocessing as mp
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -174,6 +178,26 @@ def test_a_full_disk_loses_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.undo()
     assert (tmp_path / INDEX_FILE).read_bytes() == before
     assert not list(tmp_path.rglob("*.tmp")) and FeatureStore.open(tmp_path).verify() == []
+
+
+def test_create_removes_the_temporary_files_of_dead_writers(tmp_path: Path) -> None:
+    filled(tmp_path, n=3)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        text=True,
+        capture_output=True,
+        check=True,
+    )
+    host = socket.gethostname().replace(".", "_").replace("-", "_")
+    folder = tmp_path / "song-0"
+    stale = folder / f".rec-9.v2.{host}-{int(dead.stdout)}-abc123.tmp"  # killed mid-write
+    live = folder / f".rec-8.{host}-{os.getpid()}-abc123.tmp"  # a writer still running
+    other = folder / f".rec-7.other_host-{int(dead.stdout)}-abc123.tmp"  # another machine's
+    for path in (stale, live, other):
+        path.write_bytes(b"partial")
+    store = FeatureStore.create(tmp_path, n_bins=BINS)
+    assert not stale.exists() and live.exists() and other.exists()
+    assert len(store) == 3 and store.verify() == []
 
 
 def _writer(root: str, names: list[int]) -> None:

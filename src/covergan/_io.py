@@ -90,14 +90,15 @@ def drop_cut_line(fh: IO[bytes]) -> None:
     fh.truncate(0)
 
 
-def npy_beside(target: Path, array: Any) -> str:
-    """Write ``array`` as ``.npy`` to a new fsynced temporary file in ``target``'s folder (made
-    if missing) and return its path, for the caller to rename into place; on any failure the
-    temporary file is removed and the error raised."""
+def npy_beside(target: Path, array: Any, tag: str = "") -> str:
+    """Write ``array`` as ``.npy`` to a new fsynced temporary file ``.<stem>.<tag><random>.tmp``
+    in ``target``'s folder (made if missing) and return its path, for the caller to rename
+    into place; on any failure the temporary file is removed and the error raised."""
     import numpy as np
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".tmp")
+    prefix = f".{target.stem}.{tag}"
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=prefix, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             np.save(fh, array, allow_pickle=False)

@@ -22,7 +22,8 @@ place, and its index line appended, under an exclusive lock on the index (``fcnt
 several processes (or machines sharing a file system with working locks) can fill one store
 at once; a recording already indexed is never written twice. A killed writer leaves at most a
 cut last index line (ignored by readers, removed by the next writer) and a temporary file
-``.<name>.*.tmp`` beside the recording's (ignored; delete such files when no writer runs);
+``.<name>.<host>-<pid>-*.tmp`` beside the recording's (ignored by readers; the next
+:meth:`FeatureStore.create` on that host deletes the files of writers that no longer run);
 re-running an extraction skips what the index already holds.
 """
 
@@ -32,6 +33,8 @@ import contextlib
 import errno
 import json
 import os
+import re
+import socket
 import tempfile
 import zlib
 from collections.abc import Iterator, Sequence
@@ -72,6 +75,8 @@ StorageDType = Literal["float32", "float16"]
 _DTYPES: dict[str, type[np.floating[Any]]] = {"float32": np.float32, "float16": np.float16}
 #: float16's largest finite value: features beyond it cannot be stored in half precision.
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
+#: A writer's temporary file: ``.<stem>.<host>-<pid>-<random>.tmp`` (see :func:`_writer_tag`).
+_TMP_NAME = re.compile(r"\.(?P<stem>.+)\.(?P<host>[^.-]+)-(?P<pid>\d+)-[^.]+\.tmp")
 
 
 @dataclass(frozen=True)
@@ -329,6 +334,7 @@ class FeatureStore:
         _create_or_match(path / STORE_FILE, head, what="store settings")
         store = cls(path, n_bins=n_bins, dtype=dtype, config=config, min_frames=min_frames)
         store._read_new_lines()
+        _remove_stale_tmp(path)
         return store
 
     @classmethod
@@ -575,7 +581,7 @@ class FeatureStore:
 
     def _write_tmp(self, target: Path, arr: np.ndarray) -> str:
         with _full_disk(f"writing {target}", len(self)):
-            return npy_beside(target, arr)
+            return npy_beside(target, arr, tag=_writer_tag())
 
     def _check_files(self, on_error: Literal["raise", "skip"]) -> None:
         """Every indexed file exists with the size it was written with."""
@@ -781,6 +787,40 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise StoreError(f"the {what} {path} is not a JSON object")
     return data
+
+
+def _host() -> str:
+    return socket.gethostname().replace(".", "_").replace("-", "_")
+
+
+def _writer_tag() -> str:
+    """``<host>-<pid>-``: which process writes a temporary file, so that a later writer can
+    tell a dead writer's file from a live one's."""
+    return f"{_host()}-{os.getpid()}-"
+
+
+def _remove_stale_tmp(root: Path) -> list[Path]:
+    """Delete the temporary files of writers of this host that no longer run (a killed
+    ``extract``); those of live writers and of other hosts are left. Returns the deleted."""
+    host = _host()
+    removed = []
+    for tmp in root.glob("*/.*.tmp"):
+        found = _TMP_NAME.fullmatch(tmp.name)
+        if found is None or found["host"] != host or _alive(int(found["pid"])):
+            continue
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def _create_or_match(path: Path, content: dict[str, Any], *, what: str) -> None:

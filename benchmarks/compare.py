@@ -15,11 +15,13 @@ Usage::
     python benchmarks/compare.py --data toy --seeds 3 --workdir /tmp/compare-bench
     python benchmarks/compare.py --data toy300 --window 48 --csi-steps 3000 --seeds 5 \\
         --protocols unseen-works --workdir /tmp/compare-bench
+    python benchmarks/compare.py --data toy --augmenter '{"versions": {"diversity_weight": 0.01}}'
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import resource
 import time
@@ -41,6 +43,12 @@ def main() -> None:
     parser.add_argument("--csi-steps", type=int, default=None, help="(default: auto)")
     parser.add_argument("--version-steps", type=int, default=CompareSettings.version_steps)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--augmenter",
+        type=json.loads,
+        default={},
+        help='Augmenter arguments (JSON), e.g. \'{"versions": {"diversity_weight": 0.01}}\'',
+    )
     parser.add_argument("--workdir", type=Path, default=Path("compare-bench"))
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -53,6 +61,7 @@ def main() -> None:
         window=args.window,
         csi_steps=args.csi_steps,
         version_steps=args.version_steps,
+        augmenter=args.augmenter,
         device=args.device,
     )
     name = Path(args.data).stem

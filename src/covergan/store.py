@@ -76,7 +76,7 @@ _DTYPES: dict[str, type[np.floating[Any]]] = {"float32": np.float32, "float16": 
 #: float16's largest finite value: features beyond it cannot be stored in half precision.
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 #: A writer's temporary file: ``.<stem>.<host>-<pid>-<random>.tmp`` (see :func:`_writer_tag`).
-_TMP_NAME = re.compile(r"\.(?P<stem>.+)\.(?P<host>[^.-]+)-(?P<pid>\d+)-[^.]+\.tmp")
+_TMP_NAME = re.compile(r"\..+\.(?P<host>[^.-]+)-(?P<pid>\d+)-[^.]+\.tmp")
 
 
 @dataclass(frozen=True)
@@ -573,8 +573,7 @@ class FeatureStore:
         with open(path, "ab+") as fh:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
             try:
-                drop_cut_line(fh)
-                fh.seek(0, os.SEEK_END)
+                drop_cut_line(fh)  # appends go to the end whatever the position
                 yield fh
             finally:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
@@ -799,18 +798,14 @@ def _writer_tag() -> str:
     return f"{_host()}-{os.getpid()}-"
 
 
-def _remove_stale_tmp(root: Path) -> list[Path]:
+def _remove_stale_tmp(root: Path) -> None:
     """Delete the temporary files of writers of this host that no longer run (a killed
-    ``extract``); those of live writers and of other hosts are left. Returns the deleted."""
+    ``extract``); those of live writers and of other hosts are left."""
     host = _host()
-    removed = []
     for tmp in root.glob("*/.*.tmp"):
         found = _TMP_NAME.fullmatch(tmp.name)
-        if found is None or found["host"] != host or _alive(int(found["pid"])):
-            continue
-        tmp.unlink(missing_ok=True)
-        removed.append(tmp)
-    return removed
+        if found is not None and found["host"] == host and not _alive(int(found["pid"])):
+            tmp.unlink(missing_ok=True)
 
 
 def _alive(pid: int) -> bool:

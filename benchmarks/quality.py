@@ -7,7 +7,9 @@ per model, the identity and diversity ratios against the targets of issue 18 (>=
 held-out floor), realism, memorisation and spectral artefacts, and whether every negative
 control was rejected, as mean ± std over seeds with the per-seed values. Each finished run is
 appended to ``WORKDIR/results.jsonl`` and skipped when the same command runs again, so an
-interrupted run resumes; each run's report stays in ``WORKDIR/<corpus>-s<seed>/``.
+interrupted run resumes; each run's report stays in ``WORKDIR/<corpus>-s<seed>[-<variant>]/``.
+Models are fitted for 1000 steps unless ``--steps`` says otherwise, to fit a 2-core machine's
+time; ``Augmenter``'s own default is 3000.
 
 Corpora: ``chorales`` (the demo data, render seed 0) and ``toy`` (40 toy songs of 5 versions,
 30 s each, so that every song has held-out recordings; extracted once into
@@ -49,6 +51,7 @@ from covergan.store import FeatureStore
 
 TARGET = 0.8  # identity and diversity, as a ratio to the held-out real floor
 MODELS = ("versions", "gan")  # fitted by default: the default sampler and the class GAN beside it
+DEFAULT_STEPS = 1000  # steps of each model unless --steps (Augmenter's own default is 3000)
 
 
 #: Toy corpora (``toy_covers`` arguments), each rendered and extracted once into the workdir.
@@ -105,11 +108,7 @@ def run_one(key: dict[str, Any], workdir: Path) -> dict[str, Any]:
     )
     aug.fit(train)
     fit_s = time.perf_counter() - t0
-    tag = "" if storage == "memory" else f"-{storage}"
-    for overrides in (key["versions"], key["augmenter"]):
-        if overrides:
-            tag += "-" + "-".join(f"{k}{v}" for k, v in sorted(overrides.items()))
-    report = quality_report(aug, train, heldout, workdir / f"{corpus}-s{seed}{tag}", seed=seed)
+    report = quality_report(aug, train, heldout, report_dir(key, workdir), seed=seed)
     row: dict[str, Any] = {**key, "fit_s": fit_s}
     for name, suite in report.suites.items():
         for m in suite.metrics:
@@ -120,6 +119,19 @@ def run_one(key: dict[str, Any], workdir: Path) -> dict[str, Any]:
     row["controls"] = len(report.controls)
     row["report_s"] = report.seconds
     return row
+
+
+def report_dir(key: dict[str, Any], workdir: Path) -> Path:
+    """The run's report folder: ``<corpus>-s<seed>``, then whatever differs from the default
+    command (steps, storage, overrides, models), so no run overwrites another's report."""
+    tag = "" if key["steps"] == DEFAULT_STEPS else f"-steps{key['steps']}"
+    tag += "" if key["storage"] == "memory" else f"-{key['storage']}"
+    for overrides in (key["versions"], key["augmenter"]):
+        if overrides:
+            tag += "-" + "-".join(f"{k}{v}" for k, v in sorted(overrides.items()))
+    if tuple(key["models"]) != MODELS:
+        tag += "-" + "+".join(key["models"])
+    return workdir / f"{key['corpus']}-s{key['seed']}{tag}"
 
 
 def summarise(rows: list[dict[str, Any]]) -> str:
@@ -174,7 +186,7 @@ def main() -> None:
     )
     parser.add_argument("--data", nargs="+", default=["chorales", "toy"], help="corpora")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=1000, help="steps of each model")
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="steps of each model")
     parser.add_argument("--workdir", type=Path, default=Path("quality-bench"))
     parser.add_argument("--storage", choices=("memory", "float32", "float16"), default="memory")
     parser.add_argument("--versions", type=json.loads, default={}, help="VersionConfig fields")

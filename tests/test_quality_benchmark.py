@@ -53,3 +53,27 @@ def test_summary_states_the_targets(bench: ModuleType) -> None:
     assert "| toy | versions | identity | 0.75 ± 0.15 | 0.90, 0.60 | >= 0.8 (NOT met) |" in table
     assert "| toy | versions | diversity | 0.90 ± 0.00 | 0.90, 0.90 | >= 0.8 (met) |" in table
     assert "| toy | controls | rejected | | 5/5, 5/5 | all |" in table
+
+
+def test_runs_that_differ_write_their_reports_apart(bench: ModuleType, tmp_path: Path) -> None:
+    key = {
+        "corpus": "toy",
+        "seed": 0,
+        "steps": bench.DEFAULT_STEPS,
+        "storage": "memory",
+        "versions": {},
+        "augmenter": {},
+        "models": list(bench.MODELS),
+    }
+    variants = [
+        key,
+        {**key, "steps": 3000},
+        {**key, "storage": "float16"},
+        {**key, "versions": {"diversity_weight": 0.02}},
+        {**key, "augmenter": {"references": 16}},
+        {**key, "models": ["versions"]},
+    ]
+    folders = [bench.report_dir(v, tmp_path) for v in variants]
+    assert folders[0] == tmp_path / "toy-s0"
+    assert folders[1] == tmp_path / "toy-s0-steps3000"
+    assert len(set(folders)) == len(variants)

@@ -154,6 +154,13 @@ def test_bad_arrays_raise(
         CQTDataset.from_arrays(features, songs, **kwargs)  # type: ignore[arg-type]
 
 
+def test_another_datasets_tracks_are_checked_against_a_new_config() -> None:
+    small = CQTDataset.from_arrays(make_tracks([5, 6], n_bins=12), ["a", "b"])
+    with pytest.raises(ParameterError, match="the tracks have 12 bins, the CQT config n_bins=84"):
+        CQTDataset(small.features, small.song_ids, config=CQTConfig())
+    assert CQTDataset(small.features, small.song_ids).n_bins == 12
+
+
 def test_index_out_of_range(ds: CQTDataset) -> None:
     with pytest.raises(IndexError):
         ds[6]

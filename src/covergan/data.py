@@ -599,13 +599,12 @@ class TrackList(list[np.ndarray]):
 def _checked_tracks(features: Sequence[Any], config: CQTConfig | None) -> TrackList | StoredTracks:
     """The dataset's tracks: a store's as they are (validated when written, nothing is read),
     others checked and made float32, all with one bin count (``config``'s when given)."""
-    if isinstance(features, StoredTracks):
+    if isinstance(features, (StoredTracks, TrackList)):  # checked when written or first given
         if config is not None and features.n_bins != config.n_bins:
+            what = "the store has" if isinstance(features, StoredTracks) else "the tracks have"
             raise ParameterError(
-                f"the store has {features.n_bins} bins, the CQT config n_bins={config.n_bins}"
+                f"{what} {features.n_bins} bins, the CQT config n_bins={config.n_bins}"
             )
-        return features
-    if isinstance(features, TrackList):  # already checked (a subset of another dataset)
         return features
     tracks = TrackList(
         _check_track(x, i, config.n_bins if config else None) for i, x in enumerate(features)

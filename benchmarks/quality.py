@@ -52,6 +52,7 @@ from covergan.store import FeatureStore
 TARGET = 0.8  # identity and diversity, as a ratio to the held-out real floor
 MODELS = ("versions", "gan")  # fitted by default: the default sampler and the class GAN beside it
 DEFAULT_STEPS = 1000  # steps of each model unless --steps (Augmenter's own default is 3000)
+DEFAULT_STORAGE = "memory"  # features held in memory unless --storage
 
 
 #: Toy corpora (``toy_covers`` arguments), each rendered and extracted once into the workdir.
@@ -94,7 +95,7 @@ def run_one(key: dict[str, Any], workdir: Path) -> dict[str, Any]:
     """Fit both models on one seed's split and measure them; a JSON-ready row."""
     corpus, seed, storage = key["corpus"], key["seed"], key["storage"]
     data = load(corpus, workdir)
-    if storage != "memory":
+    if storage != DEFAULT_STORAGE:
         data = stored(data, workdir / f"{corpus}-{storage}-store", storage)
     train, heldout = split_recordings(data, holdout=1, min_recordings=3, seed=seed)
     t0 = time.perf_counter()
@@ -125,7 +126,7 @@ def report_dir(key: dict[str, Any], workdir: Path) -> Path:
     """The run's report folder: ``<corpus>-s<seed>``, then whatever differs from the default
     command (steps, storage, overrides, models), so no run overwrites another's report."""
     tag = "" if key["steps"] == DEFAULT_STEPS else f"-steps{key['steps']}"
-    tag += "" if key["storage"] == "memory" else f"-{key['storage']}"
+    tag += "" if key["storage"] == DEFAULT_STORAGE else f"-{key['storage']}"
     for overrides in (key["versions"], key["augmenter"]):
         if overrides:
             tag += "-" + "-".join(f"{k}{v}" for k, v in sorted(overrides.items()))
@@ -188,7 +189,9 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="steps of each model")
     parser.add_argument("--workdir", type=Path, default=Path("quality-bench"))
-    parser.add_argument("--storage", choices=("memory", "float32", "float16"), default="memory")
+    parser.add_argument(
+        "--storage", choices=(DEFAULT_STORAGE, "float32", "float16"), default=DEFAULT_STORAGE
+    )
     parser.add_argument("--versions", type=json.loads, default={}, help="VersionConfig fields")
     parser.add_argument(
         "--augmenter", type=json.loads, default={}, help="Augmenter arguments, e.g. references"
@@ -228,7 +231,7 @@ def _key(row: dict[str, Any]) -> dict[str, Any]:
         "corpus": row["corpus"],
         "seed": row["seed"],
         "steps": row["steps"],
-        "storage": row.get("storage", "memory"),
+        "storage": row.get("storage", DEFAULT_STORAGE),
         "versions": row.get("versions", {}),
         "augmenter": row.get("augmenter", {}),
         "models": row.get("models", list(MODELS)),

@@ -150,17 +150,40 @@ def test_config_round_trip_and_source_width() -> None:
 
 def test_version_transform_closed_forms() -> None:
     ref = torch.arange(2 * 6 * 10, dtype=torch.float32).reshape(2, 1, 6, 10) / 120
-    same = version_transform(ref, torch.zeros(2, dtype=torch.long), torch.ones(2), width=4)
-    assert torch.equal(same, ref[..., :4])
-    double = version_transform(
-        ref, torch.zeros(2, dtype=torch.long), torch.full((2,), 2.0), width=4
-    )
-    assert torch.allclose(double, ref[..., [0, 2, 4, 6]])
-    half = version_transform(ref, torch.zeros(2, dtype=torch.long), torch.full((2,), 0.5), width=3)
+    zero = torch.zeros(2, dtype=torch.long)
+    for mode in ("nearest", "linear"):
+        same = version_transform(ref, zero, torch.ones(2), width=4, interpolation=mode)
+        assert torch.equal(same, ref[..., :4])
+        double = version_transform(ref, zero, torch.full((2,), 2.0), width=4, interpolation=mode)
+        assert torch.allclose(double, ref[..., [0, 2, 4, 6]])
+    # half as fast: frame 1 reads position 0.5, blended (linear) or frame 1 (nearest, halves
+    # round up); every nearest frame is a source frame, repeated
+    half = version_transform(ref, zero, torch.full((2,), 0.5), width=3, interpolation="linear")
     assert torch.allclose(half[..., 1], (ref[..., 0] + ref[..., 1]) / 2)
+    half = version_transform(ref, zero, torch.full((2,), 0.5), width=5)
+    assert torch.equal(half, ref[..., [0, 1, 1, 2, 2]])
+    slow = version_transform(ref, zero, torch.full((2,), 0.8), width=6)
+    assert torch.equal(slow, ref[..., [0, 1, 2, 2, 3, 4]])  # 0, .8, 1.6, 2.4, 3.2, 4.0
     up = version_transform(ref, torch.tensor([1, -2]), torch.ones(2), width=4, bins_per_semitone=1)
     assert torch.equal(up[0, 0, 1:], ref[0, 0, :5, :4]) and bool((up[0, 0, 0] == -1).all())
     assert torch.equal(up[1, 0, :4], ref[1, 0, 2:, :4]) and bool((up[1, 0, 4:] == -1).all())
+    with pytest.raises(ParameterError, match="interpolation="):
+        version_transform(ref, zero, torch.ones(2), width=4, interpolation="cubic")  # type: ignore[arg-type]
+
+
+def test_nearest_tempo_change_keeps_the_frame_to_frame_change() -> None:
+    # white noise over time: blending neighbours averages its flicker away, nearest does not
+    ref = torch.randn(64, 1, 4, 300, generator=torch.Generator().manual_seed(0))
+    rates = torch.full((64,), 0.9)
+    zero = torch.zeros(64, dtype=torch.long)
+
+    def flicker(x: torch.Tensor) -> float:
+        return float(x.diff(dim=-1).abs().mean())
+
+    near = version_transform(ref, zero, rates, width=200)
+    linear = version_transform(ref, zero, rates, width=200, interpolation="linear")
+    assert flicker(near) > 0.85 * flicker(ref[..., :200])  # 10% repeated frames
+    assert flicker(linear) < 0.75 * flicker(ref[..., :200])
 
 
 def test_warp_silence_follows_the_tempo_change() -> None:
@@ -168,18 +191,23 @@ def test_warp_silence_follows_the_tempo_change() -> None:
     silent[:, 6:] = True  # the last four frames are padding
     same = warp_silence(silent, torch.ones(3), 8)
     assert same[0].tolist() == [False] * 6 + [True] * 2
-    # twice as fast: frame t reads frame 2t; half as fast: t / 2, and frame 5.5 reads 5 and 6
+    # twice as fast: frame t reads frame 2t
     fast = warp_silence(silent, torch.full((3,), 2.0), 8)
     assert fast[0].tolist() == [False] * 3 + [True] * 5
+    # half as fast: frame 11 reads 5.5, i.e. frame 6 (nearest) or frames 5 and 6 (linear)
     slow = warp_silence(silent, torch.full((3,), 0.5), 16)
+    assert slow[0].tolist() == [False] * 11 + [True] * 5
+    slow = warp_silence(silent, torch.full((3,), 0.5), 16, "linear")
     assert slow[0].tolist() == [False] * 12 + [True] * 4
     # the frames a silent mask gives are the frames version_transform makes silent
     ref = torch.rand(3, 1, 4, 10)
     ref[..., 6:] = -1.0
     rates = torch.tensor([0.7, 1.0, 1.3])
-    out = version_transform(ref, torch.zeros(3, dtype=torch.long), rates, width=8)
-    expect = (out == -1.0).all(dim=2)[:, 0]
-    assert torch.equal(warp_silence(silent, rates, 8), expect)
+    zero = torch.zeros(3, dtype=torch.long)
+    for mode in ("nearest", "linear"):
+        out = version_transform(ref, zero, rates, width=8, interpolation=mode)
+        expect = (out == -1.0).all(dim=2)[:, 0]
+        assert torch.equal(warp_silence(silent, rates, 8, mode), expect)
     with pytest.raises(ParameterError, match="silent"):
         warp_silence(silent.float(), rates, 8)
 
@@ -228,11 +256,13 @@ def test_version_transform_fills_vacated_bins_from_the_octave() -> None:
         version_transform(ref, torch.zeros(2, dtype=torch.long), torch.ones(2), width=4, fill="x")
 
 
-def test_config_from_before_the_refine_stage_and_octave_fill() -> None:
+def test_config_from_before_the_refine_stage_octave_fill_and_nearest_tempo() -> None:
     old = dict(VersionConfig(**TINY).to_dict())
-    del old["g_refine"], old["key_fill"]
+    del old["g_refine"], old["key_fill"], old["tempo_interpolation"]
     cfg = VersionConfig.from_dict(old)
     assert cfg.g_refine == 0 and cfg.key_fill == "silence"
+    assert cfg.tempo_interpolation == "linear"
+    assert VersionConfig(**TINY).tempo_interpolation == "nearest"
     model = VersionGAN(cfg)
     assert model.generator.final is None
     assert VersionGAN(VersionConfig(**TINY)).generator.final is not None
@@ -240,6 +270,8 @@ def test_config_from_before_the_refine_stage_and_octave_fill() -> None:
         VersionConfig(**TINY, key_fill="noise")  # type: ignore[arg-type]
     with pytest.raises(ParameterError, match="g_refine"):
         VersionConfig(**TINY, g_refine=-1)
+    with pytest.raises(ParameterError, match="tempo_interpolation"):
+        VersionConfig(**TINY, tempo_interpolation="cubic")  # type: ignore[arg-type]
 
 
 def test_pitch_class_profile_folds_octaves_and_semitone_bins() -> None:

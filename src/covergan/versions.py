@@ -76,6 +76,7 @@ from covergan.models.dcgan import ConvEncoder
 from covergan.models.reference import (
     KeyFill,
     PairDiscriminator,
+    TempoInterpolation,
     VersionGenerator,
     chroma_correlation,
     version_transform,
@@ -168,6 +169,13 @@ class VersionConfig:
         What fills the bins a key change vacates
         (:func:`~covergan.models.reference.version_transform`). Files saved before
         ``"octave"`` existed load with ``"silence"``.
+    tempo_interpolation : {"nearest", "linear"}
+        How the tempo change reads between reference frames
+        (:func:`~covergan.models.reference.version_transform`): ``"nearest"`` keeps every
+        frame a real one, so the reference's frame-to-frame change survives; ``"linear"``
+        blends two frames and smooths it (the lowest bins of tempo-changed windows fell below
+        every real window's frame-to-frame change, and the artefact check flagged them).
+        Files saved before ``"nearest"`` existed load with ``"linear"``.
     lr_g, lr_d : float
         Adam learning rates.
     betas : tuple of float
@@ -218,6 +226,7 @@ class VersionConfig:
     max_semitones: int = 6
     tempo_range: tuple[float, float] = (0.8, 1.25)
     key_fill: KeyFill = "octave"
+    tempo_interpolation: TempoInterpolation = "nearest"
     lr_g: float = 2e-4
     lr_d: float = 2e-4
     betas: tuple[float, float] = (0.0, 0.99)
@@ -263,6 +272,11 @@ class VersionConfig:
             raise ParameterError(
                 f"VersionConfig.key_fill={self.key_fill!r} must be 'octave' or 'silence'"
             )
+        if self.tempo_interpolation not in ("nearest", "linear"):
+            raise ParameterError(
+                f"VersionConfig.tempo_interpolation={self.tempo_interpolation!r} must be "
+                "'nearest' or 'linear'"
+            )
         check_reals(self, ("lr_g", "lr_d"), positive=True)
         check_reals(
             self,
@@ -301,9 +315,10 @@ class VersionConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VersionConfig:
         """Rebuild from :meth:`to_dict` output; unknown keys are an error. A dict without
-        ``g_refine`` or ``key_fill`` (written before they existed) describes the model of
-        that time: no refinement stage, silence in the bins a key change vacates."""
-        before = {"g_refine": 0, "key_fill": "silence"}
+        ``g_refine``, ``key_fill`` or ``tempo_interpolation`` (written before they existed)
+        describes the model of that time: no refinement stage, silence in the bins a key
+        change vacates, a linear tempo change."""
+        before = {"g_refine": 0, "key_fill": "silence", "tempo_interpolation": "linear"}
         result: VersionConfig = config_from_dict(cls, {**before, **data})
         return result
 
@@ -547,6 +562,7 @@ class VersionGAN(AdversarialModel):
             width=width,
             bins_per_semitone=cfg.bins_per_semitone,
             fill=cfg.key_fill,
+            interpolation=cfg.tempo_interpolation,
         )
         fake = G(src, z)
         logs = self._d_step(refs, cands, works, fake.detach(), src, gen)
@@ -739,10 +755,13 @@ def _generate(
             width=width,
             bins_per_semitone=model.config.bins_per_semitone,
             fill=model.config.key_fill,
+            interpolation=model.config.tempo_interpolation,
         )
         out: Tensor = module(src, z[start:stop].to(model.device))
         if silent is not None and silence is not None:
-            keep = warp_silence(silent[start:stop], rates[start:stop], width).to(out.device)
+            keep = warp_silence(
+                silent[start:stop], rates[start:stop], width, model.config.tempo_interpolation
+            ).to(out.device)
             out = torch.where(keep[:, None, None, :], silence.to(out).view(1, 1, -1, 1), out)
         return out
 
@@ -845,6 +864,7 @@ def _pretrain(
             width=width,
             bins_per_semitone=cfg.bins_per_semitone,
             fill=cfg.key_fill,
+            interpolation=cfg.tempo_interpolation,
         )
         mu, log_var = encoder(x)
         loss, logs = vae_loss(mu, log_var, eps, lambda z: G(x, z), x, kl_weight)

@@ -51,6 +51,7 @@ __all__ = [
 
 
 KeyFill = Literal["octave", "silence"]
+TempoInterpolation = Literal["nearest", "linear"]
 
 
 def version_transform(
@@ -61,12 +62,19 @@ def version_transform(
     width: int,
     bins_per_semitone: int = 1,
     fill: KeyFill = "octave",
+    interpolation: TempoInterpolation = "nearest",
 ) -> Tensor:
     """Transpose and tempo-change reference windows (the explicit part of a version).
 
-    Frame ``t`` of the output reads source frame ``t * rates[b]`` (linear interpolation,
-    clamped at the last source frame), so ``rates > 1`` plays the reference faster and
-    consumes ``rates * width`` source frames; then the window is shifted by
+    Frame ``t`` of the output reads source position ``t * rates[b]`` (clamped at the last
+    source frame), so ``rates > 1`` plays the reference faster and consumes
+    ``rates * width`` source frames. ``interpolation="nearest"`` takes the source frame
+    nearest that position (a slower version repeats some frames, a faster one skips some):
+    every output frame is a real frame, so the frame-to-frame change of the reference is
+    kept. ``"linear"`` blends the two frames around it, which averages that change away (in
+    the lowest bins of both built-in corpora about half the tempo-changed windows fell
+    below every real window's frame-to-frame change; ``docs/versions.md``); models saved
+    before the nearest read existed use it. Then the window is shifted by
     ``semitones[b] * bins_per_semitone`` bins. The bins a shift vacates are filled with the
     same pitch class an octave away (``fill="octave"``: moved up, the lowest bins repeat the
     bins an octave above them; moved down, the highest repeat those an octave below), so
@@ -89,6 +97,8 @@ def version_transform(
         Frequency bins per semitone.
     fill : {"octave", "silence"}
         What fills the bins a key change vacates (see above).
+    interpolation : {"nearest", "linear"}
+        How a tempo change reads between source frames (see above).
 
     Returns
     -------
@@ -99,7 +109,7 @@ def version_transform(
     if ref.dim() != 4 or ref.shape[1] != 1:
         raise ParameterError(f"ref must be [B, 1, H, W_src], got {tuple(ref.shape)}")
     b, _, h, w_src = ref.shape
-    i0, i1, frac_ = _tempo_positions(rates.to(ref.device), width, w_src)
+    i0, i1, frac_ = _tempo_positions(rates.to(ref.device), width, w_src, interpolation)
     frac = frac_.view(b, 1, 1, width).to(ref.dtype)
     idx0 = i0.view(b, 1, 1, width).expand(b, 1, h, width)
     idx1 = i1.view(b, 1, 1, width).expand(b, 1, h, width)
@@ -111,12 +121,15 @@ def version_transform(
     return _octave_shift(out, shift, octave)
 
 
-def warp_silence(silent: Tensor, rates: Tensor, width: int) -> Tensor:
+def warp_silence(
+    silent: Tensor, rates: Tensor, width: int, interpolation: TempoInterpolation = "nearest"
+) -> Tensor:
     """Which output frames of :func:`version_transform` read only silent source frames.
 
-    Frame ``t`` of a version reads source frames ``floor(t * rate)`` and the one after it
-    (linear interpolation); it is silent when every frame it reads with a non-zero weight is.
-    A key change moves bins, not frames, so it does not enter.
+    Frame ``t`` of a version reads the source frame nearest ``t * rate`` (or, with linear
+    interpolation, ``floor(t * rate)`` and the one after it); it is silent when every frame
+    it reads with a non-zero weight is. A key change moves bins, not frames, so it does not
+    enter.
 
     Parameters
     ----------
@@ -126,6 +139,8 @@ def warp_silence(silent: Tensor, rates: Tensor, width: int) -> Tensor:
         Tempo factor per sample, as given to :func:`version_transform`.
     width : int
         Output frames ``W``.
+    interpolation : {"nearest", "linear"}
+        As given to :func:`version_transform`.
 
     Returns
     -------
@@ -133,18 +148,24 @@ def warp_silence(silent: Tensor, rates: Tensor, width: int) -> Tensor:
     """
     if silent.dim() != 2 or silent.dtype != torch.bool:
         raise ParameterError(f"silent must be a bool tensor [B, W_src], got {tuple(silent.shape)}")
-    i0, i1, frac = _tempo_positions(rates.to(silent.device), width, silent.shape[1])
+    i0, i1, frac = _tempo_positions(rates.to(silent.device), width, silent.shape[1], interpolation)
     first = torch.gather(silent, 1, i0)
     second = torch.gather(silent, 1, i1)
     return first & (second | (frac == 0))
 
 
-def _tempo_positions(rates: Tensor, width: int, w_src: int) -> tuple[Tensor, Tensor, Tensor]:
+def _tempo_positions(
+    rates: Tensor, width: int, w_src: int, interpolation: TempoInterpolation
+) -> tuple[Tensor, Tensor, Tensor]:
     """Source frames ``i0``, ``i1`` [B, width] (long) and the weight ``frac`` [B, width] of
     ``i1`` that output frame ``t`` reads at tempo factor ``rates[b]`` (clamped at the last
     source frame)."""
+    if interpolation not in ("nearest", "linear"):
+        raise ParameterError(f"interpolation={interpolation!r} must be 'nearest' or 'linear'")
     steps = torch.arange(width, device=rates.device, dtype=torch.float32)[None]
     pos = (steps * rates.float().view(-1, 1)).clamp(max=w_src - 1)
+    if interpolation == "nearest":
+        pos = torch.floor(pos + 0.5).clamp(max=w_src - 1)
     i0 = pos.floor().long()
     i1 = (i0 + 1).clamp(max=w_src - 1)
     return i0, i1, pos - i0.float()

@@ -19,6 +19,8 @@ from covergan.csi import (
     embed_dataset,
     embedding_features,
     evaluate_retrieval,
+    gallery_metrics,
+    gallery_metrics_from_embeddings,
     pairwise_distances,
     retrieval_metrics,
     retrieval_metrics_from_distances,
@@ -166,6 +168,50 @@ def test_pairwise_distances() -> None:
     np.testing.assert_allclose(d, d.T)
     e = pairwise_distances(torch.tensor(emb), metric="euclidean")
     np.testing.assert_allclose(e[0], [0.0, np.sqrt(10), 3.0, 1.0])
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_retrieval_in_blocks_matches_the_full_matrix(metric: str) -> None:
+    rng = np.random.default_rng(3)
+    emb = rng.standard_normal((23, 4))
+    emb[5] = emb[9]  # an exact tie
+    labels = rng.integers(0, 5, 23)
+    full = retrieval_metrics_from_distances(pairwise_distances(emb, metric=metric), labels)  # type: ignore[arg-type]
+    for block in (1, 4, 23, 100):
+        res = retrieval_metrics(emb, labels, metric=metric, block_size=block)  # type: ignore[arg-type]
+        np.testing.assert_allclose(res.average_precision, full.average_precision)
+        np.testing.assert_array_equal(res.rank1, full.rank1)
+    queries, gallery = emb[:7], emb[7:]
+    d = pairwise_distances(emb, metric=metric)[:7, 7:]  # type: ignore[arg-type]
+    expect = gallery_metrics(d, labels[:7], labels[7:])
+    for block in (1, 3, 7):
+        got = gallery_metrics_from_embeddings(
+            queries,
+            torch.tensor(gallery),
+            labels[:7],
+            labels[7:],
+            metric=metric,
+            block_size=block,  # type: ignore[arg-type]
+        )
+        np.testing.assert_allclose(got.average_precision, expect.average_precision)
+        np.testing.assert_array_equal(got.rank1, expect.rank1)
+        assert got.n_queries == expect.n_queries
+
+
+def test_gallery_metrics_from_embeddings_errors() -> None:
+    q, g = np.eye(2, 3), np.eye(3)
+    with pytest.raises(ParameterError, match="queries have 2 dimensions, the gallery 3"):
+        gallery_metrics_from_embeddings(np.eye(2), g, [0, 1], [0, 1, 2])
+    with pytest.raises(ParameterError, match="got 1 query labels for 2 queries"):
+        gallery_metrics_from_embeddings(q, g, [0], [0, 1, 2])
+    with pytest.raises(ParameterError, match="block_size=0"):
+        gallery_metrics_from_embeddings(q, g, [0, 1], [0, 1, 2], block_size=0)
+    with pytest.raises(ParameterError, match="block_size=True"):
+        retrieval_metrics(np.eye(2), [0, 0], block_size=True)
+    with pytest.raises(ParameterError, match=r"gallery must be \[N, D\]"):
+        gallery_metrics_from_embeddings(q, np.zeros(3), [0, 1], [0, 1, 2])
+    with pytest.raises(DatasetError, match="no query"):
+        gallery_metrics_from_embeddings(q, g, [5, 6], [0, 1, 2])
 
 
 def test_retrieval_errors() -> None:

@@ -52,8 +52,7 @@ from covergan.augment.classic import Compose, csi_augment
 from covergan.csi import (
     CSINet,
     embed_dataset,
-    gallery_metrics,
-    pairwise_distances,
+    gallery_metrics_from_embeddings,
     retrieval_metrics,
     train_csi,
 )
@@ -614,9 +613,12 @@ def split_rare_songs(data: CQTDataset, seed: int) -> tuple[CQTDataset, _Evaluati
     train, query = data.subset(sorted(keep)), data.subset(sorted(queries))
 
     def evaluate(model: CSINet) -> dict[str, float]:
-        q, g = embed_dataset(model, query), embed_dataset(model, train)
-        d = pairwise_distances(torch.cat([torch.as_tensor(q), torch.as_tensor(g)]))
-        result = gallery_metrics(d[: len(query), len(query) :], query.song_ids, train.song_ids)
+        result = gallery_metrics_from_embeddings(
+            embed_dataset(model, query),
+            embed_dataset(model, train),
+            query.song_ids,
+            train.song_ids,
+        )
         top1 = float(np.nanmean(result.rank1 == 1))
         return {"map": result.map, "mr1": result.mr1, "top1": top1, "n_queries": result.n_queries}
 

@@ -5,7 +5,9 @@
 - :func:`train_csi` / :class:`CSITrainConfig`: seeded, CPU-friendly training on
   ``(x, y)`` or ``(x, y, is_synthetic)`` items, with optional batch augmentation.
 - :func:`retrieval_metrics`, :func:`evaluate_retrieval`: MAP, P@10 and MR1 (query excluded
-  from its own list, deterministic ties); :func:`classification_accuracy`.
+  from its own list, deterministic ties, distances in blocks of queries);
+  :func:`gallery_metrics_from_embeddings`: queries against a separate gallery;
+  :func:`classification_accuracy`.
 - :func:`embedding_features`: the trained embedding as the ``"embedding"`` feature space
   of :mod:`covergan.metrics`.
 
@@ -28,6 +30,7 @@ from covergan.csi.retrieval import (
     embed_dataset,
     evaluate_retrieval,
     gallery_metrics,
+    gallery_metrics_from_embeddings,
     pairwise_distances,
     retrieval_metrics,
     retrieval_metrics_from_distances,
@@ -46,6 +49,7 @@ __all__ = [
     "embedding_features",
     "evaluate_retrieval",
     "gallery_metrics",
+    "gallery_metrics_from_embeddings",
     "pairwise_distances",
     "retrieval_metrics",
     "retrieval_metrics_from_distances",

@@ -44,6 +44,8 @@ __all__ = [
     "classification_accuracy",
     "embed_dataset",
     "evaluate_retrieval",
+    "gallery_metrics",
+    "gallery_metrics_from_embeddings",
     "pairwise_distances",
     "retrieval_metrics",
     "retrieval_metrics_from_distances",
@@ -57,6 +59,9 @@ Labels: TypeAlias = "Sequence[Hashable] | npt.NDArray[Any] | torch.Tensor"
 FloatArray: TypeAlias = npt.NDArray[np.float64]
 
 _TOP_K = 10
+#: Queries per block of distances in :func:`retrieval_metrics` and
+#: :func:`gallery_metrics_from_embeddings` (256 x 100,000 distances: 205 MB).
+BLOCK_SIZE = 256
 
 
 @dataclass(frozen=True)
@@ -121,25 +126,16 @@ def pairwise_distances(
     Returns
     -------
     np.ndarray [shape=(N, N), dtype=float64]
-        Symmetric, zero diagonal.
+        Symmetric, zero diagonal. ``N * N * 8`` bytes: for large collections score with
+        :func:`retrieval_metrics`, which never holds the whole matrix.
 
     Raises
     ------
     ParameterError
         Not 2-D, NaN/inf values, or an unknown metric.
     """
-    x = _as_array(embeddings, "embeddings")
-    if x.ndim != 2:
-        raise ParameterError(f"embeddings must be [N, D], got shape {x.shape}")
-    if metric == "cosine":
-        norms = np.linalg.norm(x, axis=1, keepdims=True)
-        unit = x / np.where(norms > 0, norms, 1.0)
-        d = 1.0 - unit @ unit.T
-    elif metric == "euclidean":
-        sq = (x**2).sum(axis=1)
-        d = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * x @ x.T, 0.0))
-    else:
-        raise ParameterError(f"metric={metric!r} must be 'cosine' or 'euclidean'")
+    x = _embeddings(embeddings, "embeddings")
+    d = _distances(x, x, metric)
     dist: FloatArray = np.maximum((d + d.T) / 2.0, 0.0)  # exact symmetry for ties
     np.fill_diagonal(dist, 0.0)
     return dist
@@ -151,8 +147,12 @@ def retrieval_metrics(
     *,
     metric: Metric = "cosine",
     ties: Ties = "pessimistic",
+    block_size: int = BLOCK_SIZE,
 ) -> RetrievalResult:
     """MAP, P@10 and MR1 of a collection of embeddings (each item queries all others).
+
+    Distances are computed ``block_size`` queries at a time, so memory grows with
+    ``block_size * N``, not ``N * N`` (at 100,000 items the full matrix would take 80 GB).
 
     Parameters
     ----------
@@ -163,6 +163,8 @@ def retrieval_metrics(
         See :func:`pairwise_distances`.
     ties : {"pessimistic", "index"}
         Tie handling (see the module docstring).
+    block_size : int
+        Queries per block of distances.
 
     Returns
     -------
@@ -171,13 +173,22 @@ def retrieval_metrics(
     Raises
     ------
     ParameterError
-        Bad shapes, NaN/inf, unknown ``metric`` or ``ties``.
+        Bad shapes, NaN/inf, unknown ``metric`` or ``ties``, a ``block_size`` under 1.
     DatasetError
         No query has a relevant item (every label occurs once).
     """
-    return retrieval_metrics_from_distances(
-        pairwise_distances(embeddings, metric=metric), labels, ties=ties
-    )
+    x = _embeddings(embeddings, "embeddings")
+    codes = _checked_labels(labels, x.shape[0], ties)
+    _check_block_size(block_size)
+    n = x.shape[0]
+    ap, p10, r1 = (np.full(n, np.nan) for _ in range(3))
+    index = np.arange(n)
+    for start in range(0, n, block_size):
+        d = _distances(x[start : start + block_size], x, metric)
+        for row, q in enumerate(range(start, start + d.shape[0])):
+            others = index != q
+            ap[q], p10[q], r1[q] = _rank_query(d[row, others], codes[others] == codes[q], ties)
+    return _result(ap, p10, r1)
 
 
 def retrieval_metrics_from_distances(
@@ -211,16 +222,9 @@ def retrieval_metrics_from_distances(
     d = _as_array(distances, "distances", allow_inf=True)
     if d.ndim != 2 or d.shape[0] != d.shape[1]:
         raise ParameterError(f"distances must be a square [N, N] matrix, got shape {d.shape}")
-    codes = _label_codes(labels)
     n = d.shape[0]
-    if codes.shape[0] != n:
-        raise ParameterError(f"got {codes.shape[0]} labels for {n} items")
-    if ties not in ("pessimistic", "index"):
-        raise ParameterError(f"ties={ties!r} must be 'pessimistic' or 'index'")
-
-    ap = np.full(n, np.nan)
-    p10 = np.full(n, np.nan)
-    r1 = np.full(n, np.nan)
+    codes = _checked_labels(labels, n, ties)
+    ap, p10, r1 = (np.full(n, np.nan) for _ in range(3))
     index = np.arange(n)
     for q in range(n):
         others = index[index != q]
@@ -261,19 +265,96 @@ def gallery_metrics(
         No query's label is in the gallery.
     """
     d = _as_array(distances, "distances", allow_inf=True)
-    n_q = len(query_labels)
-    codes = _label_codes([*query_labels, *gallery_labels])  # one code per distinct label
-    q_codes, g_codes = codes[:n_q], codes[n_q:]
-    if d.ndim != 2 or d.shape != (n_q, g_codes.shape[0]):
+    q_codes, g_codes = _gallery_codes(query_labels, gallery_labels, ties)
+    if d.ndim != 2 or d.shape != (q_codes.shape[0], g_codes.shape[0]):
         raise ParameterError(
-            f"distances must be [Q={n_q}, G={g_codes.shape[0]}] for the labels, got {d.shape}"
+            f"distances must be [Q={q_codes.shape[0]}, G={g_codes.shape[0]}] for the labels, "
+            f"got {d.shape}"
         )
+    return _result(*_rank_gallery(d, q_codes, g_codes, ties))
+
+
+def gallery_metrics_from_embeddings(
+    queries: npt.ArrayLike | torch.Tensor,
+    gallery: npt.ArrayLike | torch.Tensor,
+    query_labels: Labels,
+    gallery_labels: Labels,
+    *,
+    metric: Metric = "cosine",
+    ties: Ties = "pessimistic",
+    block_size: int = BLOCK_SIZE,
+) -> RetrievalResult:
+    """:func:`gallery_metrics` from embeddings, ``block_size`` queries at a time (memory
+    grows with ``block_size * G``, not ``Q * G``).
+
+    Parameters
+    ----------
+    queries : array or torch.Tensor [shape=(Q, D)]
+    gallery : array or torch.Tensor [shape=(G, D)]
+    query_labels : sequence of hashable [shape=(Q,)]
+    gallery_labels : sequence of hashable [shape=(G,)]
+    metric : {"cosine", "euclidean"}
+        See :func:`pairwise_distances`.
+    ties : {"pessimistic", "index"}
+        As in :func:`retrieval_metrics_from_distances`.
+    block_size : int
+        Queries per block of distances.
+
+    Returns
+    -------
+    RetrievalResult
+        Per-query arrays of length ``Q``; ``rank1 == 1`` is a top-1 hit.
+
+    Raises
+    ------
+    ParameterError
+        Embeddings that are not 2-D, of different dimensions, with NaN/inf, labels of
+        another length, an unknown ``metric`` or ``ties``, a ``block_size`` under 1.
+    DatasetError
+        No query's label is in the gallery.
+    """
+    q, g = _embeddings(queries, "queries"), _embeddings(gallery, "gallery")
+    q_codes, g_codes = _gallery_codes(query_labels, gallery_labels, ties)
+    if q_codes.shape[0] != q.shape[0] or g_codes.shape[0] != g.shape[0]:
+        raise ParameterError(
+            f"got {q_codes.shape[0]} query labels for {q.shape[0]} queries and "
+            f"{g_codes.shape[0]} gallery labels for {g.shape[0]} gallery items"
+        )
+    if q.shape[1] != g.shape[1]:
+        raise ParameterError(f"queries have {q.shape[1]} dimensions, the gallery {g.shape[1]}")
+    _check_block_size(block_size)
+    parts = [
+        _rank_gallery(
+            _distances(q[start : start + block_size], g, metric),
+            q_codes[start : start + block_size],
+            g_codes,
+            ties,
+        )
+        for start in range(0, q.shape[0], block_size)
+    ]
+    ap, p10, r1 = (np.concatenate([part[k] for part in parts]) for k in range(3))
+    return _result(ap, p10, r1)
+
+
+def _gallery_codes(
+    query_labels: Labels, gallery_labels: Labels, ties: Ties
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Label codes of the queries and of the gallery (one code per distinct label)."""
     if ties not in ("pessimistic", "index"):
         raise ParameterError(f"ties={ties!r} must be 'pessimistic' or 'index'")
-    ap, p10, r1 = (np.full(n_q, np.nan) for _ in range(3))
-    for q in range(n_q):
+    n_q = len(query_labels)
+    codes = _label_codes([*query_labels, *gallery_labels])
+    return codes[:n_q], codes[n_q:]
+
+
+def _rank_gallery(
+    d: FloatArray, q_codes: npt.NDArray[np.int64], g_codes: npt.NDArray[np.int64], ties: Ties
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Per-query AP, P@10 and R1 of the rows of ``d`` [Q, G] against the gallery."""
+    ap, p10, r1 = (np.full(d.shape[0], np.nan) for _ in range(3))
+    for q in range(d.shape[0]):
         ap[q], p10[q], r1[q] = _rank_query(d[q], g_codes == q_codes[q], ties)
-    return _result(ap, p10, r1)
+    return ap, p10, r1
 
 
 def _rank_query(
@@ -503,6 +584,51 @@ def _grouped_forward(
     finally:
         model.train(was_training)
     return out
+
+
+def _embeddings(x: object, name: str) -> FloatArray:
+    """``x`` as a finite float64 [N, D] array."""
+    a = _as_array(x, name)
+    if a.ndim != 2:
+        raise ParameterError(f"{name} must be [N, D], got shape {a.shape}")
+    return a
+
+
+def _distances(q: FloatArray, g: FloatArray, metric: Metric) -> FloatArray:
+    """Distances [Q, G] of checked embeddings (see :func:`pairwise_distances`)."""
+    if metric == "cosine":
+        d = 1.0 - _unit(q) @ _unit(g).T
+    elif metric == "euclidean":
+        sq_q, sq_g = (q**2).sum(axis=1), (g**2).sum(axis=1)
+        d = np.sqrt(np.maximum(sq_q[:, None] + sq_g[None, :] - 2.0 * q @ g.T, 0.0))
+    else:
+        raise ParameterError(f"metric={metric!r} must be 'cosine' or 'euclidean'")
+    out: FloatArray = np.maximum(d, 0.0)
+    return out
+
+
+def _unit(x: FloatArray) -> FloatArray:
+    """Rows scaled to unit norm (zero rows stay zero)."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    out: FloatArray = x / np.where(norms > 0, norms, 1.0)
+    return out
+
+
+def _checked_labels(labels: Labels, n: int, ties: Ties) -> npt.NDArray[np.int64]:
+    """Label codes of ``n`` items; checks ``ties`` too."""
+    codes = _label_codes(labels)
+    if codes.shape[0] != n:
+        raise ParameterError(f"got {codes.shape[0]} labels for {n} items")
+    if ties not in ("pessimistic", "index"):
+        raise ParameterError(f"ties={ties!r} must be 'pessimistic' or 'index'")
+    return codes
+
+
+def _check_block_size(block_size: object) -> None:
+    if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)):
+        raise ParameterError(f"block_size={block_size!r} must be a positive integer")
+    if block_size < 1:
+        raise ParameterError(f"block_size={block_size!r} must be a positive integer")
 
 
 def _check_batch_size(batch_size: object) -> None:

@@ -303,7 +303,7 @@ def gallery_metrics_from_embeddings(
     Returns
     -------
     RetrievalResult
-        Per-query arrays of length ``Q``; ``rank1 == 1`` is a top-1 hit.
+        As :func:`gallery_metrics`.
 
     Raises
     ------

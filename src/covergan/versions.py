@@ -308,6 +308,31 @@ class VersionConfig:
             bins_per_semitone=self.bins_per_semitone,
         )
 
+    def transform(self, refs: Tensor, semitones: Tensor, rates: Tensor) -> Tensor:
+        """The explicit part of a version, ``T_{k, r}``, as this config sets it up
+        (:func:`~covergan.models.reference.version_transform` with its width, bins per
+        semitone, key fill and tempo interpolation).
+
+        Parameters
+        ----------
+        refs : torch.Tensor [shape=(B, 1, H, W_src)]
+        semitones : torch.LongTensor [shape=(B,)]
+        rates : torch.Tensor [shape=(B,)]
+
+        Returns
+        -------
+        torch.Tensor [shape=(B, 1, H, image_size[1])]
+        """
+        return version_transform(
+            refs,
+            semitones,
+            rates,
+            width=self.image_size[1],
+            bins_per_semitone=self.bins_per_semitone,
+            fill=self.key_fill,
+            interpolation=self.tempo_interpolation,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python dict (safe for ``torch.load(weights_only=True)``)."""
         return config_to_dict(self)
@@ -548,22 +573,13 @@ class VersionGAN(AdversarialModel):
         G, D = self.generator, self.discriminator
         G.train()
         D.train()
-        width = self.image_size[1]
         gen = torch.Generator(device=self.device)
         gen.manual_seed(derive_seed(cast(int, self.seed), _STREAM_STEP, self.step, *rank_key()))
         half = refs.shape[0] // 2
         semis, rates, _ = self._draw(half, gen, self.device)
         z = torch.randn(2 * half, cfg.z_dim, generator=gen, device=self.device)
         fake_refs = torch.cat([refs[:half], refs[:half]])
-        src = version_transform(
-            fake_refs,
-            torch.cat([semis, semis]),
-            torch.cat([rates, rates]),
-            width=width,
-            bins_per_semitone=cfg.bins_per_semitone,
-            fill=cfg.key_fill,
-            interpolation=cfg.tempo_interpolation,
-        )
+        src = cfg.transform(fake_refs, torch.cat([semis, semis]), torch.cat([rates, rates]))
         fake = G(src, z)
         logs = self._d_step(refs, cands, works, fake.detach(), src, gen)
         logs.update(self._g_step(refs, fake, src, z, gen))
@@ -748,14 +764,8 @@ def _generate(
     semis, rates, z = model._draw(refs.shape[0], gen, gen.device, truncation)
 
     def forward(module: nn.Module, start: int, stop: int) -> Tensor:
-        src = version_transform(
-            refs[start:stop].to(model.device, torch.float32),
-            semis[start:stop],
-            rates[start:stop],
-            width=width,
-            bins_per_semitone=model.config.bins_per_semitone,
-            fill=model.config.key_fill,
-            interpolation=model.config.tempo_interpolation,
+        src = model.config.transform(
+            refs[start:stop].to(model.device, torch.float32), semis[start:stop], rates[start:stop]
         )
         out: Tensor = module(src, z[start:stop].to(model.device))
         if silent is not None and silence is not None:
@@ -849,7 +859,6 @@ def _pretrain(
     optimiser = torch.optim.Adam(params, lr=lr, betas=(0.5, 0.999))
     draw = _Draw(_PairSource(data, cfg, pairs=False), "singles", batch, model.seed, rank_key())
     batches = prefetch(draw, 0, steps, workers)
-    width = cfg.image_size[1]
     G.train()
 
     def one_step(step: int) -> dict[str, float]:
@@ -857,15 +866,7 @@ def _pretrain(
         gen = torch.Generator(device=model.device)
         gen.manual_seed(derive_seed(cast(int, model.seed), _STREAM_AE_STEP, step, *rank_key()))
         semis, rates, eps = model._draw(refs.shape[0], gen, model.device)
-        x = version_transform(
-            refs,
-            semis,
-            rates,
-            width=width,
-            bins_per_semitone=cfg.bins_per_semitone,
-            fill=cfg.key_fill,
-            interpolation=cfg.tempo_interpolation,
-        )
+        x = cfg.transform(refs, semis, rates)
         mu, log_var = encoder(x)
         loss, logs = vae_loss(mu, log_var, eps, lambda z: G(x, z), x, kl_weight)
         optimiser.zero_grad(set_to_none=True)

@@ -26,7 +26,7 @@ skipped and counted in :attr:`RetrievalResult.n_skipped`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
@@ -135,7 +135,7 @@ def pairwise_distances(
         Not 2-D, NaN/inf values, or an unknown metric.
     """
     x = _embeddings(embeddings, "embeddings")
-    d = _distances(x, x, metric)
+    d = next(_distance_blocks(x, x, metric, max(x.shape[0], 1)))[1]
     dist: FloatArray = np.maximum((d + d.T) / 2.0, 0.0)  # exact symmetry for ties
     np.fill_diagonal(dist, 0.0)
     return dist
@@ -180,15 +180,10 @@ def retrieval_metrics(
     x = _embeddings(embeddings, "embeddings")
     codes = _checked_labels(labels, x.shape[0], ties)
     _check_block_size(block_size)
-    n = x.shape[0]
-    ap, p10, r1 = (np.full(n, np.nan) for _ in range(3))
-    index = np.arange(n)
-    for start in range(0, n, block_size):
-        d = _distances(x[start : start + block_size], x, metric)
-        for row, q in enumerate(range(start, start + d.shape[0])):
-            others = index != q
-            ap[q], p10[q], r1[q] = _rank_query(d[row, others], codes[others] == codes[q], ties)
-    return _result(ap, p10, r1)
+    parts = [
+        _rank_rows(d, start, codes, ties) for start, d in _distance_blocks(x, x, metric, block_size)
+    ]
+    return _result(*_joined(parts))
 
 
 def retrieval_metrics_from_distances(
@@ -224,12 +219,7 @@ def retrieval_metrics_from_distances(
         raise ParameterError(f"distances must be a square [N, N] matrix, got shape {d.shape}")
     n = d.shape[0]
     codes = _checked_labels(labels, n, ties)
-    ap, p10, r1 = (np.full(n, np.nan) for _ in range(3))
-    index = np.arange(n)
-    for q in range(n):
-        others = index[index != q]
-        ap[q], p10[q], r1[q] = _rank_query(d[q, others], codes[others] == codes[q], ties)
-    return _result(ap, p10, r1)
+    return _result(*_rank_rows(d, 0, codes, ties))
 
 
 def gallery_metrics(
@@ -324,16 +314,10 @@ def gallery_metrics_from_embeddings(
         raise ParameterError(f"queries have {q.shape[1]} dimensions, the gallery {g.shape[1]}")
     _check_block_size(block_size)
     parts = [
-        _rank_gallery(
-            _distances(q[start : start + block_size], g, metric),
-            q_codes[start : start + block_size],
-            g_codes,
-            ties,
-        )
-        for start in range(0, q.shape[0], block_size)
+        _rank_gallery(d, q_codes[start : start + d.shape[0]], g_codes, ties)
+        for start, d in _distance_blocks(q, g, metric, block_size)
     ]
-    ap, p10, r1 = (np.concatenate([part[k] for part in parts]) for k in range(3))
-    return _result(ap, p10, r1)
+    return _result(*_joined(parts))
 
 
 def _gallery_codes(
@@ -594,17 +578,25 @@ def _embeddings(x: object, name: str) -> FloatArray:
     return a
 
 
-def _distances(q: FloatArray, g: FloatArray, metric: Metric) -> FloatArray:
-    """Distances [Q, G] of checked embeddings (see :func:`pairwise_distances`)."""
+def _distance_blocks(
+    q: FloatArray, g: FloatArray, metric: Metric, block_size: int
+) -> Iterator[tuple[int, FloatArray]]:
+    """``(start, distances [block, G])`` of checked embeddings, ``block_size`` query rows at
+    a time (one empty block for no queries); the gallery is prepared once."""
     if metric == "cosine":
-        d = 1.0 - _unit(q) @ _unit(g).T
+        q, g = _unit(q), _unit(g)
     elif metric == "euclidean":
         sq_q, sq_g = (q**2).sum(axis=1), (g**2).sum(axis=1)
-        d = np.sqrt(np.maximum(sq_q[:, None] + sq_g[None, :] - 2.0 * q @ g.T, 0.0))
     else:
         raise ParameterError(f"metric={metric!r} must be 'cosine' or 'euclidean'")
-    out: FloatArray = np.maximum(d, 0.0)
-    return out
+    for start in range(0, max(q.shape[0], 1), block_size):
+        block = q[start : start + block_size]
+        if metric == "cosine":
+            d = 1.0 - block @ g.T
+        else:
+            cross = sq_q[start : start + block_size, None] + sq_g[None, :] - 2.0 * block @ g.T
+            d = np.sqrt(np.maximum(cross, 0.0))
+        yield start, np.maximum(d, 0.0)
 
 
 def _unit(x: FloatArray) -> FloatArray:
@@ -612,6 +604,28 @@ def _unit(x: FloatArray) -> FloatArray:
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     out: FloatArray = x / np.where(norms > 0, norms, 1.0)
     return out
+
+
+def _rank_rows(
+    d: FloatArray, start: int, codes: npt.NDArray[np.int64], ties: Ties
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Per-query AP, P@10 and R1 of items ``start, start + 1, ...`` (the rows of ``d``
+    [block, N]) against the rest of their own collection."""
+    index = np.arange(codes.shape[0])
+    ap, p10, r1 = (np.full(d.shape[0], np.nan) for _ in range(3))
+    for row in range(d.shape[0]):
+        q = start + row
+        others = index != q
+        ap[row], p10[row], r1[row] = _rank_query(d[row, others], codes[others] == codes[q], ties)
+    return ap, p10, r1
+
+
+def _joined(
+    parts: list[tuple[FloatArray, FloatArray, FloatArray]],
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Per-query arrays of consecutive blocks, joined."""
+    ap, p10, r1 = (np.concatenate([part[k] for part in parts]) for k in range(3))
+    return ap, p10, r1
 
 
 def _checked_labels(labels: Labels, n: int, ties: Ties) -> npt.NDArray[np.int64]:

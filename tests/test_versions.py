@@ -252,6 +252,14 @@ def test_version_transform_fills_vacated_bins_from_the_octave() -> None:
     silent = version_transform(ref, torch.tensor([2, -3]), torch.ones(2), width=4, fill="silence")
     assert bool((silent[0, 0, :2] == -1).all()) and bool((silent[1, 0, 21:] == -1).all())
     assert torch.equal(silent[0, 0, 2:], moved[0, 0, 2:])
+    # keep: the vacated bins hold the reference's own, unmoved content
+    kept = version_transform(ref, torch.tensor([2, -3]), torch.ones(2), width=4, fill="keep")
+    assert torch.equal(kept[0, 0, :2], ref[0, 0, :2]) and torch.equal(
+        kept[0, 0, 2:], moved[0, 0, 2:]
+    )
+    assert torch.equal(kept[1, 0, 21:], ref[1, 0, 21:]) and torch.equal(
+        kept[1, 0, :21], moved[1, 0, :21]
+    )
     with pytest.raises(ParameterError, match="fill="):
         version_transform(ref, torch.zeros(2, dtype=torch.long), torch.ones(2), width=4, fill="x")
 

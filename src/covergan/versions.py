@@ -165,9 +165,10 @@ class VersionConfig:
         (0 disables it).
     tempo_range : tuple of float
         Tempo factor of a sample, log-uniform in ``[low, high]`` (``(1, 1)`` disables it).
-    key_fill : {"octave", "silence"}
+    key_fill : {"octave", "keep", "silence"}
         What fills the bins a key change vacates
-        (:func:`~covergan.models.reference.version_transform`). Files saved before
+        (:func:`~covergan.models.reference.version_transform`): the pitch class an octave
+        away, the reference's own untransposed content, or silence. Files saved before
         ``"octave"`` existed load with ``"silence"``.
     tempo_interpolation : {"nearest", "linear"}
         How the tempo change reads between reference frames
@@ -268,9 +269,9 @@ class VersionConfig:
                 f"VersionConfig.tempo_range={tempo!r} must be two positive numbers low <= high"
             )
         object.__setattr__(self, "tempo_range", (float(tempo[0]), float(tempo[1])))
-        if self.key_fill not in ("octave", "silence"):
+        if self.key_fill not in ("octave", "keep", "silence"):
             raise ParameterError(
-                f"VersionConfig.key_fill={self.key_fill!r} must be 'octave' or 'silence'"
+                f"VersionConfig.key_fill={self.key_fill!r} must be 'octave', 'keep' or 'silence'"
             )
         if self.tempo_interpolation not in ("nearest", "linear"):
             raise ParameterError(

@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 
-KeyFill = Literal["octave", "silence"]
+KeyFill = Literal["octave", "keep", "silence"]
 TempoInterpolation = Literal["nearest", "linear"]
 
 
@@ -78,9 +78,12 @@ def version_transform(
     ``semitones[b] * bins_per_semitone`` bins. The bins a shift vacates are filled with the
     same pitch class an octave away (``fill="octave"``: moved up, the lowest bins repeat the
     bins an octave above them; moved down, the highest repeat those an octave below), so
-    every bin keeps real texture; ``fill="silence"`` fills them with ``-1`` (a flat band that
-    no real window has; models saved before the octave fill existed use it). A window of
-    fewer than 12 semitones of bins always takes silence.
+    every bin keeps real texture and the window stays in one key; ``fill="keep"`` leaves the
+    reference's own, untransposed content in them, so each of those bins keeps the texture
+    of its own register too (an edge of up to ``max_semitones`` bins in the old key);
+    ``fill="silence"`` fills them with ``-1`` (a flat band that no real window has; models
+    saved before the octave fill existed use it). A window of fewer than 12 semitones of
+    bins takes silence in place of the octave fill.
 
     Parameters
     ----------
@@ -95,7 +98,7 @@ def version_transform(
         Output frames ``W``.
     bins_per_semitone : int
         Frequency bins per semitone.
-    fill : {"octave", "silence"}
+    fill : {"octave", "keep", "silence"}
         What fills the bins a key change vacates (see above).
     interpolation : {"nearest", "linear"}
         How a tempo change reads between source frames (see above).
@@ -104,8 +107,8 @@ def version_transform(
     -------
     torch.Tensor [shape=(B, 1, H, width)]
     """
-    if fill not in ("octave", "silence"):
-        raise ParameterError(f"fill={fill!r} must be 'octave' or 'silence'")
+    if fill not in ("octave", "keep", "silence"):
+        raise ParameterError(f"fill={fill!r} must be 'octave', 'keep' or 'silence'")
     if ref.dim() != 4 or ref.shape[1] != 1:
         raise ParameterError(f"ref must be [B, 1, H, W_src], got {tuple(ref.shape)}")
     b, _, h, w_src = ref.shape
@@ -116,6 +119,8 @@ def version_transform(
     out = torch.gather(ref, 3, idx0) * (1 - frac) + torch.gather(ref, 3, idx1) * frac
     shift = semitones.to(ref.device).long() * int(bins_per_semitone)
     octave = 12 * int(bins_per_semitone)
+    if fill == "keep":
+        return _shift_keeping_edge(out, shift)
     if fill == "silence" or h < octave:
         return apply_freq_shift(out, shift)
     return _octave_shift(out, shift, octave)
@@ -179,6 +184,16 @@ def _octave_shift(x: Tensor, shift: Tensor, octave: int) -> Tensor:
     src = torch.where(src < 0, src % octave, src)
     top = h - octave  # bins [top, h) hold the highest octave
     src = torch.where(src >= h, top + (src - top) % octave, src)
+    return torch.gather(x, 2, src.view(b, 1, h, 1).expand(b, c, h, w))
+
+
+def _shift_keeping_edge(x: Tensor, shift: Tensor) -> Tensor:
+    """``y[..., f, :] = x[..., f - shift[b], :]``, and ``x[..., f, :]`` where ``f - shift[b]``
+    falls outside ``[0, H)``."""
+    b, c, h, w = x.shape
+    bins = torch.arange(h, device=x.device)[None, :]
+    src = bins - shift.view(-1, 1)  # [B, H]
+    src = torch.where((src < 0) | (src >= h), bins, src)
     return torch.gather(x, 2, src.view(b, 1, h, 1).expand(b, c, h, w))
 
 

@@ -10,7 +10,13 @@ resident memory (``ru_maxrss``, which counts the memory-mapped pages it touched)
 - ``versions`` / ``class GAN``: ``Augmenter(model=...).fit`` for ``--steps`` steps (no
   autoencoder pretraining), steps per second measured between the first and last step;
 - ``sample`` (in the ``versions`` process, after its fit): ``Augmenter.sample_many`` of 10
-  versions for each of 100 songs (1,000 windows).
+  versions for each of 100 songs (1,000 windows);
+- ``report`` / ``report, all songs``: :func:`covergan.report.quality_report` of a version
+  model fitted for ``--steps`` steps on the recordings left by holding out one of each work
+  (``split_recordings``), its CSI embedding trained for ``--steps`` steps, with the default
+  cap of :data:`~covergan.report.MAX_REPORT_SONGS` songs or with ``max_songs=None`` (every
+  held-out work, the report before the cap; too big for the largest catalogues). Time and
+  peak memory of the report alone (the fit before it is not counted in the time).
 
 Steps per second are printed against the smallest size's run of the same step. Every
 process imports torch first; its resident memory after the imports is printed as ``import``.
@@ -75,6 +81,8 @@ def stage(name: str, root: str, steps: int, queue: Any) -> None:
         t0 = time.perf_counter()
         CQTNormalizer().fit(data, max_tracks=NORMALIZER_TRACKS, seed=0)
         seconds = time.perf_counter() - t0
+    elif name.startswith("report"):
+        seconds = report(data, steps, all_songs=name.endswith("all songs"))
     elif name in ("versions", "class GAN"):
         clock = _StepClock()
         model = "gan" if name == "class GAN" else "versions"
@@ -92,6 +100,29 @@ def stage(name: str, root: str, steps: int, queue: Any) -> None:
             rate = sum(len(x) for x in out.values()) / seconds
     queue.put((name, seconds, rate, base, peak_mb()))
     queue.put(None)
+
+
+def report(data: Any, steps: int, *, all_songs: bool) -> float:
+    """Seconds of ``quality_report`` after fitting a version model on a held-out split."""
+    import tempfile
+
+    from covergan.augmenter import Augmenter
+    from covergan.data import split_recordings
+    from covergan.report import MAX_REPORT_SONGS, quality_report
+
+    train, heldout = split_recordings(data, holdout=1, min_recordings=3, seed=0)
+    aug = Augmenter(steps=steps, seed=0, progress=False).fit(train)
+    with tempfile.TemporaryDirectory() as out:
+        t0 = time.perf_counter()
+        quality_report(
+            aug,
+            train,
+            heldout,
+            out,
+            embedding_steps=steps,
+            max_songs=None if all_songs else MAX_REPORT_SONGS,
+        )
+        return time.perf_counter() - t0
 
 
 class _StepClock:
@@ -128,8 +159,8 @@ def main() -> None:
     parser.add_argument(
         "--stages",
         nargs="+",
-        choices=("open", "normaliser", "versions", "class GAN"),
-        default=["open", "normaliser", "versions", "class GAN"],
+        choices=("open", "normaliser", "versions", "class GAN", "report", "report, all songs"),
+        default=["open", "normaliser", "versions", "class GAN", "report"],
         help="steps to run (default: all)",
     )
     args = parser.parse_args()

@@ -353,6 +353,20 @@ def test_evaluate_writes_a_report(
     assert (tmp_path / "r" / "figures" / "grid.png").is_file()
 
 
+def test_evaluate_caps_the_songs_it_evaluates(
+    fitted: Path, features: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    heldout = write_folder(tmp_path / "heldout", seed=3)
+    argv = ["evaluate", fitted, features, heldout, "-o", tmp_path / "r", "--n-per-song", "4"]
+    code, _, err = run(
+        [*argv, "--max-songs", "3", "--embedding-steps", "5", "--device", "cpu", "--no-progress"],
+        capsys,
+    )
+    assert code == 0, err
+    page = (tmp_path / "r" / "report.md").read_text()
+    assert "of 3 held-out songs (a seeded subset, max_songs=3; real windows of 3 training" in page
+
+
 def fake_report(calls: list[dict[str, Any]]) -> Callable[..., Any]:
     """A stand-in for ``quality_report`` that records its arguments."""
 

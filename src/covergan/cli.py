@@ -625,6 +625,15 @@ def _add_evaluate(sub: Any) -> None:
         default=16,
         help="synthetic windows per evaluated song, >= 2 (default: %(default)s)",
     )
+    evaluate.add_argument(
+        "--max-songs",
+        metavar="N",
+        type=_positive_int,
+        default=None,
+        help="evaluate at most N held-out songs, a seeded subset, and take real windows of at "
+        "most N training songs, so a large catalogue's report stays small (default: "
+        "covergan.report.MAX_REPORT_SONGS)",
+    )
     _add_embedding_steps(evaluate)
     _add_seed(evaluate, default=0, help="(default: %(default)s)")
     _add_n_jobs(evaluate, default=1, help="extraction processes for audio (default: 1)")
@@ -1183,6 +1192,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         args.out,
         embedding_steps=args.embedding_steps,
         n_per_song=args.n_per_song,
+        **({} if args.max_songs is None else {"max_songs": args.max_songs}),
         seed=args.seed,
         title=f"covergan quality report: {args.augmenter.name}",
         notes=notes,

@@ -119,6 +119,13 @@ def model_space_windows(
     return torch.stack(xs), songs
 
 
+MAX_REPORT_SONGS = 256
+"""``quality_report``'s default cap on songs: it evaluates at most this many held-out songs
+(a seeded subset when there are more) and takes real windows from at most this many training
+songs (the evaluated ones first, then a seeded subset of the others as the identity test's
+distractors), so its memory and time do not grow with the catalogue."""
+
+
 def quality_report(
     aug: Augmenter,
     train: CQTDataset,
@@ -130,6 +137,7 @@ def quality_report(
     n_per_song: int = 16,
     crops: int = 4,
     grid_songs: int = 6,
+    max_songs: int | None = MAX_REPORT_SONGS,
     seed: int = 0,
     title: str = "covergan quality report",
     notes: Sequence[str] = (),
@@ -159,6 +167,12 @@ def quality_report(
         Random windows cut from every real recording (real songs have few recordings).
     grid_songs : int
         Songs shown in the real-vs-synthetic grid (the rarest evaluated ones).
+    max_songs : int or None
+        Songs evaluated at most, and songs whose training recordings give real windows at
+        most (:data:`MAX_REPORT_SONGS`; ``None``: all). Over the cap, a seeded subset of the
+        held-out songs is evaluated, and the identity test chooses among those songs and a
+        seeded subset of the other training songs that fills the cap (its chance level is
+        one over the songs chosen among). The embedding still trains on all of ``train``.
     seed : int
         Seeds crops, samples and the distance subsets.
     title : str
@@ -172,8 +186,8 @@ def quality_report(
     Raises
     ------
     ParameterError
-        ``n_per_song`` or ``crops`` < 2, ``heldout`` shares no song with the augmenter, or
-        ``embed`` returns something other than a finite ``(b, d)`` tensor.
+        ``n_per_song`` or ``crops`` < 2, ``max_songs`` < 1, ``heldout`` shares no song with
+        the augmenter, or ``embed`` returns something other than a finite ``(b, d)`` tensor.
     NotFittedError
         ``aug`` is not fitted.
     """
@@ -181,6 +195,10 @@ def quality_report(
     t0 = time.perf_counter()
     if n_per_song < 2 or crops < 1:
         raise ParameterError(f"need n_per_song >= 2 and crops >= 1, got {n_per_song}, {crops}")
+    if max_songs is not None and (
+        isinstance(max_songs, bool) or not isinstance(max_songs, int) or max_songs < 1
+    ):
+        raise ParameterError(f"max_songs={max_songs!r} must be a positive integer or None")
     songs = [s for s in heldout.index.ids if s in aug.songs_]
     if not songs:
         raise ParameterError("the held-out set shares no song with the augmenter")
@@ -188,8 +206,9 @@ def quality_report(
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
 
-    real, real_songs = model_space_windows(aug, train, crops=crops, seed=seed)
-    held, held_songs = model_space_windows(aug, heldout, crops=crops, seed=seed + 1)
+    songs, real_set, held_set = _evaluated_songs(train, heldout, songs, max_songs, seed)
+    real, real_songs = model_space_windows(aug, real_set, crops=crops, seed=seed)
+    held, held_songs = model_space_windows(aug, held_set, crops=crops, seed=seed + 1)
     if embed is None:
         logger.info("training the report's CSI embedding for %d steps", embedding_steps)
         embed = train_embedding(
@@ -245,8 +264,52 @@ def quality_report(
         paths,
         time.perf_counter() - t0,
     )
-    markdown.write_text(_markdown(report, aug, train, heldout, title, notes, n_per_song, crops))
+    evaluation = f"{n_per_song} synthetic windows per held-out song"
+    if len(songs) < len([s for s in heldout.index.ids if s in aug.songs_]):
+        evaluation += (
+            f" of {len(songs)} held-out songs (a seeded subset, max_songs={max_songs}; real "
+            f"windows of {real_set.n_songs} training songs)"
+        )
+    markdown.write_text(_markdown(report, aug, train, heldout, title, notes, evaluation, crops))
     return report
+
+
+def _evaluated_songs(
+    train: CQTDataset,
+    heldout: CQTDataset,
+    songs: Sequence[SongId],
+    max_songs: int | None,
+    seed: int,
+) -> tuple[list[SongId], CQTDataset, CQTDataset]:
+    """The songs :func:`quality_report` evaluates and the recordings its real windows come
+    from, under a cap of ``max_songs`` (see there).
+
+    Returns
+    -------
+    songs : list of str or int
+        At most ``max_songs`` of ``songs``, in their order.
+    train : CQTDataset
+        The recordings of the evaluated songs and of the distractor songs.
+    heldout : CQTDataset
+        The recordings of the evaluated songs (all of ``heldout`` when nothing was dropped).
+    """
+    kept = list(songs)
+    if max_songs is None:
+        return kept, train, heldout
+    rng = np.random.default_rng(seed)
+    if len(kept) > max_songs:
+        kept = [kept[i] for i in sorted(rng.choice(len(kept), max_songs, replace=False))]
+    chosen = set(kept)
+    others = [s for s in train.index.ids if s not in chosen]
+    room = max(0, max_songs - len(chosen))
+    if len(others) > room:
+        others = [others[i] for i in sorted(rng.choice(len(others), room, replace=False))]
+    gallery = chosen | set(others)
+    if len(gallery) < train.n_songs:
+        train = train.subset([i for i, s in enumerate(train.song_ids) if s in gallery])
+    if len(kept) < len(songs):
+        heldout = heldout.subset([i for i, s in enumerate(heldout.song_ids) if s in chosen])
+    return kept, train, heldout
 
 
 def _figures(
@@ -405,7 +468,7 @@ def _markdown(
     heldout: CQTDataset,
     title: str,
     notes: Sequence[str],
-    n_per_song: int,
+    evaluation: str,
     crops: int,
 ) -> str:
     counts = np.asarray(list(train.class_counts().values()))
@@ -417,7 +480,7 @@ def _markdown(
         f"{len(heldout)} recordings of {heldout.n_songs} songs",
         f"- models: {', '.join(f'{m} ({k} steps)' for m, k in aug.steps_done.items())}; "
         f"windows of {aug.config_.n_bins} x {aug.window_} frames, seed {aug.seed_}",
-        f"- evaluation: {n_per_song} synthetic windows per held-out song; {crops} random "
+        f"- evaluation: {evaluation}; {crops} random "
         "windows per real recording; the suite in a CSI embedding (covergan.quality), "
         "`cqt-stats` features for the secondary numbers",
         "",

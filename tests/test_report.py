@@ -1,0 +1,51 @@
+"""The quality report's song cap (the report itself runs end to end in test_cli)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from covergan.data import CQTDataset
+from covergan.errors import ParameterError
+from covergan.report import _evaluated_songs, quality_report
+
+
+def catalogue(n_songs: int, per_song: int) -> CQTDataset:
+    feats = [np.ones((6, 8), dtype=np.float32)] * (n_songs * per_song)
+    return CQTDataset.from_arrays(feats, [f"s{i}" for i in range(n_songs) for _ in range(per_song)])
+
+
+def test_under_the_cap_everything_is_evaluated() -> None:
+    train, held = catalogue(10, 3), catalogue(6, 1)
+    songs, real, heldout = _evaluated_songs(train, held, held.index.ids, 10, seed=0)
+    assert songs == list(held.index.ids) and real is train and heldout is held
+    assert _evaluated_songs(train, held, held.index.ids, None, seed=0)[1] is train
+
+
+def test_over_the_cap_a_seeded_subset_and_distractors_fill_it() -> None:
+    train, held = catalogue(40, 3), catalogue(20, 1)
+    songs, real, heldout = _evaluated_songs(train, held, held.index.ids, 8, seed=0)
+    assert len(songs) == 8 and set(songs) <= set(held.index.ids)
+    assert songs == sorted(songs, key=list(held.index.ids).index)  # in the held-out order
+    assert set(heldout.song_ids) == set(songs) and len(heldout) == 8
+    # the evaluated songs' training recordings, all of them, and nothing beyond the cap
+    assert set(real.song_ids) == set(songs) and len(real) == 8 * 3
+    assert _evaluated_songs(train, held, held.index.ids, 8, seed=0)[0] == songs
+    assert _evaluated_songs(train, held, held.index.ids, 8, seed=1)[0] != songs
+
+
+def test_room_left_by_few_evaluated_songs_goes_to_distractors() -> None:
+    train, held = catalogue(40, 2), catalogue(3, 1)
+    songs, real, heldout = _evaluated_songs(train, held, held.index.ids, 10, seed=0)
+    assert songs == list(held.index.ids) and heldout is held
+    assert real.n_songs == 10 and set(songs) <= set(real.song_ids) and len(real) == 20
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True])
+def test_bad_max_songs_is_refused_before_anything_is_written(bad: object, tmp_path: Path) -> None:
+    train, held = catalogue(2, 2), catalogue(2, 1)
+    with pytest.raises(ParameterError, match="max_songs"):
+        quality_report(None, train, held, tmp_path / "r", max_songs=bad)  # type: ignore[arg-type]
+    assert not (tmp_path / "r").exists()

@@ -171,6 +171,17 @@ def test_fit_rejects_bad_parameters(
         make(**kwargs).fit(dataset)
 
 
+def test_numpy_integers_are_taken_and_saved_as_python_ints(
+    dataset: CQTDataset, tmp_path: Path
+) -> None:
+    aug = make(steps=np.int64(2), pretrain_steps=np.int32(0), seed=np.int64(3)).fit(dataset)
+    assert type(aug.steps) is int and type(aug.pretrain_steps) is int and aug.seed == 3
+    restored = Augmenter.load(aug.save(tmp_path / "aug.pt"))  # weights-only: no NumPy scalars
+    assert restored.get_params()["steps"] == 2 and type(restored.get_params()["seed"]) is int
+    with pytest.raises(ParameterError, match="steps"):
+        make(steps=np.float64(2.0)).fit(dataset)
+
+
 def test_not_fitted_errors() -> None:
     aug = Augmenter()
     for call in (lambda: aug.sample("a", 1), lambda: aug.plan(), lambda: aug.save("x.pt")):

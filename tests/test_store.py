@@ -73,6 +73,12 @@ def test_from_folder_opens_a_store_and_keeps_the_old_layout(tmp_path: Path) -> N
         CQTDataset.from_folder(tmp_path / "cfg", extractor=CQTExtractor(n_bins=36))
 
 
+def test_numpy_integer_sizes_are_written_as_json_ints(tmp_path: Path) -> None:
+    FeatureStore.create(tmp_path, n_bins=np.int64(BINS), min_frames=np.int32(3))  # type: ignore[arg-type]
+    reopened = FeatureStore.create(tmp_path, n_bins=BINS, min_frames=3)
+    assert len(reopened) == 0
+
+
 def test_float16_halves_the_files_and_reads_back(tmp_path: Path) -> None:
     store = filled(tmp_path / "h", dtype="float16")
     full = filled(tmp_path / "f")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal, cast, overload
 
 import numpy as np
 
@@ -27,16 +27,27 @@ def is_real(value: object) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
-def check_count(name: str, value: object, minimum: int, *, optional: bool = False) -> None:
-    """``value`` is a Python int >= ``minimum`` (or None when ``optional``); else a
-    ParameterError naming ``name``."""
+@overload
+def check_count(name: str, value: object, minimum: int) -> int: ...
+
+
+@overload
+def check_count(
+    name: str, value: object, minimum: int, *, optional: Literal[True]
+) -> int | None: ...
+
+
+def check_count(name: str, value: object, minimum: int, *, optional: bool = False) -> int | None:
+    """``value`` as a Python int, when it is a Python or NumPy integer >= ``minimum`` (or
+    None when ``optional``); else a ParameterError naming ``name``."""
     if optional and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        return None
+    if not is_int(value) or cast(int, value) < minimum:
         what = {0: "a non-negative integer", 1: "a positive integer"}.get(
             minimum, f"an integer >= {minimum}"
         )
         raise ParameterError(f"{name}={value!r} must be {what}{' or None' if optional else ''}")
+    return int(cast(int, value))
 
 
 def check_known_fields(cls: type, keys: Iterable[str]) -> None:

@@ -530,9 +530,10 @@ def _fit_versions(
     aug._check_fitted()
     params = aug.get_params()
     steps = VersionModel.planned_steps(params) if steps is None else steps
-    check_count("version steps", steps, 1)
-    pretrain = steps // 5 if pretrain_steps is None else pretrain_steps
-    check_count("pretrain_steps", pretrain, 0)
+    steps = check_count("version steps", steps, 1)
+    pretrain = check_count(
+        "pretrain_steps", steps // 5 if pretrain_steps is None else pretrain_steps, 0
+    )
     data = aug._as_dataset(dataset)
     if data.n_bins != aug.config_.n_bins:
         raise ParameterError(
@@ -550,13 +551,14 @@ def _fit_versions(
 def _check_params(aug: Augmenter) -> None:
     """The constructor arguments, checked when ``fit`` starts (``__init__`` only stores)."""
     aug.models  # noqa: B018 (validates ``model``)
-    check_count("steps", aug.steps, 1)
-    check_count("pretrain_steps", aug.pretrain_steps, 0, optional=True)
-    check_count("version_steps", aug.version_steps, 1, optional=True)
-    check_count("references", aug.references, 1)
-    check_count("workers", aug.workers, 0)
-    check_count("window", aug.window, 2, optional=True)
-    check_count("seed", aug.seed, 0, optional=True)
+    # NumPy integers are taken and stored as Python ints (the file loads weights-only)
+    aug.steps = check_count("steps", aug.steps, 1)
+    aug.pretrain_steps = check_count("pretrain_steps", aug.pretrain_steps, 0, optional=True)
+    aug.version_steps = check_count("version_steps", aug.version_steps, 1, optional=True)
+    aug.references = check_count("references", aug.references, 1)
+    aug.workers = check_count("workers", aug.workers, 0)
+    aug.window = check_count("window", aug.window, 2, optional=True)
+    aug.seed = check_count("seed", aug.seed, 0, optional=True)
     if aug.extractor is not None and not isinstance(aug.extractor, CQTExtractor):
         raise ParameterError(f"extractor must be a CQTExtractor, got {type(aug.extractor)}")
     if aug.gan is not None and not isinstance(aug.gan, (GANConfig, Mapping)):

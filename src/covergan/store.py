@@ -316,8 +316,8 @@ class FeatureStore:
             n_bins = config.n_bins
         if config is not None and n_bins != config.n_bins:
             raise ParameterError(f"n_bins={n_bins} but config.n_bins={config.n_bins}")
-        check_count("n_bins", n_bins, 1)
-        check_count("min_frames", min_frames, 1)
+        n_bins = check_count("n_bins", n_bins, 1)
+        min_frames = check_count("min_frames", min_frames, 1)
         path = Path(root).expanduser()
         path.mkdir(parents=True, exist_ok=True)
         head = {

@@ -2,7 +2,8 @@
 
 A version is ``G(T_{k, r}(reference), z)``. This script measures ``T`` alone: training
 windows of each split, transformed as a sample's reference is (key change, tempo change with
-each ``tempo_interpolation``, both), go through the quality report's artefact check
+each ``tempo_interpolation``, both; the vacated bins of a key change filled from the octave
+or keeping their own content, ``key_fill``), go through the quality report's artefact check
 (:func:`covergan.artefacts.artefact_check`) against the held-out real windows' range, beside
 the untransformed crops. It prints, per corpus, split and transform, the artefact ratio (1:
 what real windows of other recordings score), the flagged bins and, for the four lowest bins,
@@ -29,7 +30,7 @@ from covergan.artefacts import artefact_check, bin_statistics
 from covergan.augmenter import NORMALIZER_TRACKS
 from covergan.cqt import CQTNormalizer
 from covergan.data import CQTDataset, split_recordings
-from covergan.models.reference import TempoInterpolation, version_transform
+from covergan.models.reference import KeyFill, TempoInterpolation, version_transform
 from covergan.versions import VersionConfig, VersionGAN
 
 CROPS = 4  # random windows per recording, as in the quality report
@@ -63,18 +64,18 @@ def run_split(data: CQTDataset, seed: int) -> list[tuple[str, float, list[int], 
     still, same = torch.zeros_like(semis), torch.ones_like(rates)
     low = bin_statistics(heldout)[:, 2].min(axis=0)  # lowest frame-to-frame change per bin
     rows = []
-    variants: list[tuple[str, torch.Tensor, torch.Tensor, TempoInterpolation]] = [
-        ("crop only", still, same, "nearest"),
-        ("key", semis, same, "nearest"),
-        ("tempo, linear", still, rates, "linear"),
-        ("tempo, nearest", still, rates, "nearest"),
-        ("key + tempo, linear", semis, rates, "linear"),
-        ("key + tempo, nearest", semis, rates, "nearest"),
+    variants: list[tuple[str, torch.Tensor, torch.Tensor, TempoInterpolation, KeyFill]] = [
+        ("crop only", still, same, "nearest", "octave"),
+        ("key, octave fill", semis, same, "nearest", "octave"),
+        ("key, keep fill", semis, same, "nearest", "keep"),
+        ("tempo, linear", still, rates, "linear", "octave"),
+        ("tempo, nearest", still, rates, "nearest", "octave"),
+        ("key + tempo, linear, octave fill", semis, rates, "linear", "octave"),
+        ("key + tempo, nearest, octave fill", semis, rates, "nearest", "octave"),
+        ("key + tempo, nearest, keep fill", semis, rates, "nearest", "keep"),
     ]
-    for name, k, r, mode in variants:
-        x = version_transform(
-            src, k, r, width=width, fill=model.config.key_fill, interpolation=mode
-        )
+    for name, k, r, mode, fill in variants:
+        x = version_transform(src, k, r, width=width, fill=fill, interpolation=mode)
         check = artefact_check(heldout, x, floor=real)
         below = (bin_statistics(x)[:, 2, :4] < low[:4]).mean(axis=0)
         rows.append((name, check.ratio, check.bins, below))

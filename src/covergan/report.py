@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from covergan._checks import check_count
 from covergan.artefacts import MIN_REFERENCE_WINDOWS, ArtefactCheck, artefact_check, low_comb
 from covergan.data import CQTDataset, SongId
 from covergan.errors import ParameterError
@@ -195,10 +196,7 @@ def quality_report(
     t0 = time.perf_counter()
     if n_per_song < 2 or crops < 1:
         raise ParameterError(f"need n_per_song >= 2 and crops >= 1, got {n_per_song}, {crops}")
-    if max_songs is not None and (
-        isinstance(max_songs, bool) or not isinstance(max_songs, int) or max_songs < 1
-    ):
-        raise ParameterError(f"max_songs={max_songs!r} must be a positive integer or None")
+    max_songs = check_count("max_songs", max_songs, 1, optional=True)
     songs = [s for s in heldout.index.ids if s in aug.songs_]
     if not songs:
         raise ParameterError("the held-out set shares no song with the augmenter")
@@ -206,6 +204,7 @@ def quality_report(
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
 
+    n_known = len(songs)
     songs, real_set, held_set = _evaluated_songs(train, heldout, songs, max_songs, seed)
     real, real_songs = model_space_windows(aug, real_set, crops=crops, seed=seed)
     held, held_songs = model_space_windows(aug, held_set, crops=crops, seed=seed + 1)
@@ -265,10 +264,10 @@ def quality_report(
         time.perf_counter() - t0,
     )
     evaluation = f"{n_per_song} synthetic windows per held-out song"
-    if len(songs) < len([s for s in heldout.index.ids if s in aug.songs_]):
+    if len(songs) < n_known or real_set is not train:
         evaluation += (
-            f" of {len(songs)} held-out songs (a seeded subset, max_songs={max_songs}; real "
-            f"windows of {real_set.n_songs} training songs)"
+            f" of {len(songs)} of {n_known} held-out songs (a seeded subset, max_songs="
+            f"{max_songs}; real windows of {real_set.n_songs} of {train.n_songs} training songs)"
         )
     markdown.write_text(_markdown(report, aug, train, heldout, title, notes, evaluation, crops))
     return report

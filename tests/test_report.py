@@ -9,7 +9,7 @@ import pytest
 
 from covergan.data import CQTDataset
 from covergan.errors import ParameterError
-from covergan.report import _evaluated_songs, quality_report
+from covergan.report import MAX_REPORT_RECORDINGS, _evaluated_songs, quality_report
 
 
 def catalogue(n_songs: int, per_song: int) -> CQTDataset:
@@ -41,6 +41,18 @@ def test_room_left_by_few_evaluated_songs_goes_to_distractors() -> None:
     songs, real, heldout = _evaluated_songs(train, held, held.index.ids, 10, seed=0)
     assert songs == list(held.index.ids) and heldout is held
     assert real.n_songs == 10 and set(songs) <= set(real.song_ids) and len(real) == 20
+
+
+def test_a_song_with_many_recordings_gives_windows_of_a_seeded_few() -> None:
+    many = MAX_REPORT_RECORDINGS + 5
+    train, held = catalogue(3, many), catalogue(3, many)
+    songs, real, heldout = _evaluated_songs(train, held, held.index.ids, 10, seed=0)
+    assert songs == list(held.index.ids)
+    for part in (real, heldout):
+        assert part.class_counts() == dict.fromkeys(songs, MAX_REPORT_RECORDINGS)
+    assert real.names != _evaluated_songs(train, held, songs, 10, seed=1)[1].names
+    # no cap: every recording, the report before the cap
+    assert _evaluated_songs(train, held, songs, None, seed=0)[1] is train
 
 
 @pytest.mark.parametrize("bad", [0, -1, 2.5, True])

@@ -588,7 +588,7 @@ def negative_controls(
         "shuffled bins": (shuffle_bins(h, seed), h_songs),
         "matched noise": (matched_noise(h, seed), h_songs),
         "collapsed": (h[[first[s] for s in h_songs]], h_songs),
-        "copies": (t[keep], [t_songs[i] for i in keep]),
+        "copies": (t if len(keep) == len(t) else t[keep], [t_songs[i] for i in keep]),
     }
     for _, songs in controls.values():
         _check_coverage({"train": t_songs, "heldout": h_songs, "synthetic": songs})

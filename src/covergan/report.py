@@ -50,7 +50,13 @@ from covergan.quality import (
 if TYPE_CHECKING:
     from covergan.augmenter import Augmenter
 
-__all__ = ["QualityReport", "model_space_windows", "quality_report"]
+__all__ = [
+    "MAX_REPORT_RECORDINGS",
+    "MAX_REPORT_SONGS",
+    "QualityReport",
+    "model_space_windows",
+    "quality_report",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -111,13 +117,19 @@ def model_space_windows(
         The song of each window.
     """
     view = dataset.windows(aug.window_, crop="random", seed=seed, transform=aug.normalizer_)
-    xs: list[torch.Tensor] = []
+    n = len(view)
+    out: torch.Tensor | None = None  # filled in place: no list of windows beside the stack
     songs: list[SongId] = []
     for epoch in range(crops):
         view.set_epoch(epoch)
-        xs += [view[i][0] for i in range(len(view))]
+        for i in range(n):
+            x = view[i][0]
+            if out is None:
+                out = x.new_empty((crops * n, *x.shape))
+            out[epoch * n + i] = x
         songs += list(view.song_ids)
-    return torch.stack(xs), songs
+    assert out is not None  # a dataset has at least one recording
+    return out, songs
 
 
 MAX_REPORT_SONGS = 256
@@ -125,6 +137,10 @@ MAX_REPORT_SONGS = 256
 (a seeded subset when there are more) and takes real windows from at most this many training
 songs (the evaluated ones first, then a seeded subset of the others as the identity test's
 distractors), so its memory and time do not grow with the catalogue."""
+MAX_REPORT_RECORDINGS = 16
+"""Under a song cap, ``quality_report`` takes real windows from at most this many
+recordings of each song (a seeded subset), so a song with hundreds of recordings does not
+fill the memory either."""
 
 
 def quality_report(
@@ -170,10 +186,12 @@ def quality_report(
         Songs shown in the real-vs-synthetic grid (the rarest evaluated ones).
     max_songs : int or None
         Songs evaluated at most, and songs whose training recordings give real windows at
-        most (:data:`MAX_REPORT_SONGS`; ``None``: all). Over the cap, a seeded subset of the
-        held-out songs is evaluated, and the identity test chooses among those songs and a
-        seeded subset of the other training songs that fills the cap (its chance level is
-        one over the songs chosen among). The embedding still trains on all of ``train``.
+        most (:data:`MAX_REPORT_SONGS`; ``None``: all songs and all recordings). Over the
+        cap, a seeded subset of the held-out songs is evaluated, and the identity test
+        chooses among those songs and a seeded subset of the other training songs that fills
+        the cap (its chance level is one over the songs chosen among). Under any cap, real
+        windows come from at most :data:`MAX_REPORT_RECORDINGS` recordings of a song (a
+        seeded subset). The embedding still trains on all of ``train``.
     seed : int
         Seeds crops, samples and the distance subsets.
     title : str
@@ -235,7 +253,7 @@ def quality_report(
     fake_by_song = next(iter(fakes.values()))  # the default model's (models are in order)
     fake = torch.cat([fake_by_song[s] for s in songs])
     keep = [i for i, s in enumerate(real_songs) if s in fake_by_song]
-    real_eval = real[keep]
+    real_eval = real if len(keep) == len(real) else real[keep]
     real_eval_songs = [real_songs[i] for i in keep]
     per_song = per_song_frechet(
         real_eval,
@@ -264,10 +282,11 @@ def quality_report(
         time.perf_counter() - t0,
     )
     evaluation = f"{n_per_song} synthetic windows per held-out song"
-    if len(songs) < n_known or real_set is not train:
+    if len(songs) < n_known or real_set is not train or held_set is not heldout:
         evaluation += (
             f" of {len(songs)} of {n_known} held-out songs (a seeded subset, max_songs="
-            f"{max_songs}; real windows of {real_set.n_songs} of {train.n_songs} training songs)"
+            f"{max_songs}; real windows of {len(real_set)} training recordings of "
+            f"{real_set.n_songs} songs, at most {MAX_REPORT_RECORDINGS} per song)"
         )
     markdown.write_text(_markdown(report, aug, train, heldout, title, notes, evaluation, crops))
     return report
@@ -281,16 +300,18 @@ def _evaluated_songs(
     seed: int,
 ) -> tuple[list[SongId], CQTDataset, CQTDataset]:
     """The songs :func:`quality_report` evaluates and the recordings its real windows come
-    from, under a cap of ``max_songs`` (see there).
+    from, under a cap of ``max_songs`` songs and :data:`MAX_REPORT_RECORDINGS` recordings
+    per song (see there).
 
     Returns
     -------
     songs : list of str or int
         At most ``max_songs`` of ``songs``, in their order.
     train : CQTDataset
-        The recordings of the evaluated songs and of the distractor songs.
+        Recordings of the evaluated songs and of the distractor songs (``train`` itself when
+        that is all of it).
     heldout : CQTDataset
-        The recordings of the evaluated songs (all of ``heldout`` when nothing was dropped).
+        Recordings of the evaluated songs (``heldout`` itself when that is all of it).
     """
     kept = list(songs)
     if max_songs is None:
@@ -303,12 +324,23 @@ def _evaluated_songs(
     room = max(0, max_songs - len(chosen))
     if len(others) > room:
         others = [others[i] for i in sorted(rng.choice(len(others), room, replace=False))]
-    gallery = chosen | set(others)
-    if len(gallery) < train.n_songs:
-        train = train.subset([i for i, s in enumerate(train.song_ids) if s in gallery])
-    if len(kept) < len(songs):
-        heldout = heldout.subset([i for i, s in enumerate(heldout.song_ids) if s in chosen])
-    return kept, train, heldout
+    held_songs = chosen if len(kept) < len(songs) else set(heldout.index.ids)
+    return kept, _capped(train, chosen | set(others), rng), _capped(heldout, held_songs, rng)
+
+
+def _capped(data: CQTDataset, songs: set[SongId], rng: np.random.Generator) -> CQTDataset:
+    """The recordings of ``songs``, at most :data:`MAX_REPORT_RECORDINGS` of each (a seeded
+    subset), in ``data``'s order; ``data`` itself when that is all of it."""
+    by_song: dict[SongId, list[int]] = {}
+    for i, song in enumerate(data.song_ids):
+        if song in songs:
+            by_song.setdefault(song, []).append(i)
+    picks: list[int] = []
+    for items in by_song.values():
+        if len(items) > MAX_REPORT_RECORDINGS:
+            items = [int(i) for i in rng.choice(items, MAX_REPORT_RECORDINGS, replace=False)]
+        picks += items
+    return data if len(picks) == len(data) else data.subset(sorted(picks))
 
 
 def _figures(
@@ -367,7 +399,8 @@ def _artefacts(
     if held.shape[0] < MIN_REFERENCE_WINDOWS:
         return {}
     evaluated = set(songs)
-    floor = real[[i for i, s in enumerate(real_songs) if s in evaluated]]
+    rows = [i for i, s in enumerate(real_songs) if s in evaluated]
+    floor = real if len(rows) == len(real) else real[rows]
     checks = {
         name: artefact_check(held, torch.cat([by_song[s] for s in songs]), floor=floor)
         for name, by_song in fakes.items()

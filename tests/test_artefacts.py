@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from covergan.artefacts import ARTEFACT_MAX_RATIO, artefact_check, bin_statistics, low_comb
+from covergan.artefacts import (
+    ARTEFACT_MAX_RATIO,
+    STATISTICS_BLOCK,
+    artefact_check,
+    bin_statistics,
+    low_comb,
+)
 from covergan.errors import ParameterError
 
 N_BINS, WIDTH = 24, 32
@@ -29,6 +35,17 @@ def test_statistics_per_bin() -> None:
     assert stats.shape == (2, 3, 3)
     assert stats[0, :, 1].tolist() == [0.5, 0.5, 1.0]  # level, spread, flicker
     assert np.all(stats[1] == 0)
+
+
+def test_statistics_in_blocks_match_window_by_window() -> None:
+    x = torch.rand(STATISTICS_BLOCK + 3, 1, 5, 7, generator=torch.Generator().manual_seed(1))
+    whole = bin_statistics(x)
+    assert whole.shape == (STATISTICS_BLOCK + 3, 3, 5)
+    for i in (0, STATISTICS_BLOCK - 1, STATISTICS_BLOCK, STATISTICS_BLOCK + 2):
+        np.testing.assert_array_equal(whole[i], bin_statistics(x[i : i + 1])[0])
+    x[STATISTICS_BLOCK + 1, 0, 2, 3] = float("nan")  # in the second block
+    with pytest.raises(ParameterError, match="NaN"):
+        bin_statistics(x)
 
 
 def test_real_windows_pass_and_a_comb_is_flagged() -> None:

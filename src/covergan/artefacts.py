@@ -39,6 +39,8 @@ ARTEFACT_MAX_RATIO = 2.0
 MIN_REFERENCE_WINDOWS = 10
 #: The three statistics per bin, in :func:`bin_statistics` order.
 STATISTICS = ("level", "spread", "flicker")
+#: Windows whose statistics :func:`bin_statistics` computes at a time (in float64).
+STATISTICS_BLOCK = 256
 
 
 @dataclass(frozen=True)
@@ -103,13 +105,17 @@ def bin_statistics(x: torch.Tensor) -> npt.NDArray[np.float64]:
         raise ParameterError(f"windows must be a tensor (n, 1, n_bins, W), got {got}")
     if x.shape[0] < 1 or x.shape[3] < 2:
         raise ParameterError(f"need at least one window of 2 frames or more, got {tuple(x.shape)}")
-    if not bool(torch.isfinite(x).all()):
-        raise ParameterError("windows contain NaN or inf")
-    v = x[:, 0].double()
-    stats = torch.stack(
-        [v.mean(-1), v.std(-1, unbiased=False), v.diff(dim=-1).abs().mean(-1)], dim=1
-    )
-    return stats.numpy()
+    out = np.empty((x.shape[0], 3, x.shape[2]))
+    for start in range(0, x.shape[0], STATISTICS_BLOCK):  # float64 copies of a block only
+        block = x[start : start + STATISTICS_BLOCK]
+        if not bool(torch.isfinite(block).all()):
+            raise ParameterError("windows contain NaN or inf")
+        v = block[:, 0].double()
+        stats = torch.stack(
+            [v.mean(-1), v.std(-1, unbiased=False), v.diff(dim=-1).abs_().mean(-1)], dim=1
+        )
+        out[start : start + STATISTICS_BLOCK] = stats.numpy()
+    return out
 
 
 def artefact_check(

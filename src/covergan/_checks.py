@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal, cast, overload
+from typing import Any, Literal, cast, get_args, overload
 
 import numpy as np
 
@@ -48,6 +48,15 @@ def check_count(name: str, value: object, minimum: int, *, optional: bool = Fals
         )
         raise ParameterError(f"{name}={value!r} must be {what}{' or None' if optional else ''}")
     return int(cast(int, value))
+
+
+def check_choice(name: str, value: object, choices: Any) -> None:
+    """``value`` is one of the values of the ``Literal`` type ``choices``; else a
+    ParameterError naming ``name`` and listing them."""
+    allowed = get_args(choices)
+    if value not in allowed:
+        listed = ", ".join(repr(c) for c in allowed[:-1]) + f" or {allowed[-1]!r}"
+        raise ParameterError(f"{name}={value!r} must be {listed}")
 
 
 def check_known_fields(cls: type, keys: Iterable[str]) -> None:

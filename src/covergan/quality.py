@@ -436,6 +436,12 @@ def _suite(
     return QualitySuite(*metrics, frechet, memo, len(keys), n_synthetic, chance)
 
 
+def rows_of(x: torch.Tensor, rows: Sequence[int]) -> torch.Tensor:
+    """``x[rows]`` for increasing ``rows``; ``x`` itself, not a copy, when they are all of
+    its rows (windows are the report's largest arrays)."""
+    return x if len(rows) == x.shape[0] else x[list(rows)]
+
+
 def _labelled(
     x: torch.Tensor, songs: Sequence[Hashable], name: str
 ) -> tuple[torch.Tensor, list[Hashable]]:
@@ -588,7 +594,7 @@ def negative_controls(
         "shuffled bins": (shuffle_bins(h, seed), h_songs),
         "matched noise": (matched_noise(h, seed), h_songs),
         "collapsed": (h[[first[s] for s in h_songs]], h_songs),
-        "copies": (t if len(keep) == len(t) else t[keep], [t_songs[i] for i in keep]),
+        "copies": (rows_of(t, keep), [t_songs[i] for i in keep]),
     }
     for _, songs in controls.values():
         _check_coverage({"train": t_songs, "heldout": h_songs, "synthetic": songs})

@@ -43,6 +43,7 @@ from covergan.quality import (
     evaluate_quality,
     matched_noise,
     negative_controls,
+    rows_of,
     shuffle_bins,
     train_embedding,
 )
@@ -117,18 +118,15 @@ def model_space_windows(
         The song of each window.
     """
     view = dataset.windows(aug.window_, crop="random", seed=seed, transform=aug.normalizer_)
-    n = len(view)
-    out: torch.Tensor | None = None  # filled in place: no list of windows beside the stack
+    n = len(view)  # a CQTDataset has at least one recording
+    first = view[0][0]
+    out = first.new_empty((crops * n, *first.shape))  # filled in place, no list beside it
     songs: list[SongId] = []
     for epoch in range(crops):
         view.set_epoch(epoch)
         for i in range(n):
-            x = view[i][0]
-            if out is None:
-                out = x.new_empty((crops * n, *x.shape))
-            out[epoch * n + i] = x
+            out[epoch * n + i] = view[i][0]
         songs += list(view.song_ids)
-    assert out is not None  # a dataset has at least one recording
     return out, songs
 
 
@@ -253,7 +251,7 @@ def quality_report(
     fake_by_song = next(iter(fakes.values()))  # the default model's (models are in order)
     fake = torch.cat([fake_by_song[s] for s in songs])
     keep = [i for i, s in enumerate(real_songs) if s in fake_by_song]
-    real_eval = real if len(keep) == len(real) else real[keep]
+    real_eval = rows_of(real, keep)
     real_eval_songs = [real_songs[i] for i in keep]
     per_song = per_song_frechet(
         real_eval,
@@ -399,8 +397,7 @@ def _artefacts(
     if held.shape[0] < MIN_REFERENCE_WINDOWS:
         return {}
     evaluated = set(songs)
-    rows = [i for i, s in enumerate(real_songs) if s in evaluated]
-    floor = real if len(rows) == len(real) else real[rows]
+    floor = rows_of(real, [i for i, s in enumerate(real_songs) if s in evaluated])
     checks = {
         name: artefact_check(held, torch.cat([by_song[s] for s in songs]), floor=floor)
         for name, by_song in fakes.items()

@@ -49,6 +49,7 @@ from torch import Tensor, nn
 
 from covergan._checks import (
     check_adam,
+    check_choice,
     check_image_size,
     check_ints,
     check_reals,
@@ -269,15 +270,10 @@ class VersionConfig:
                 f"VersionConfig.tempo_range={tempo!r} must be two positive numbers low <= high"
             )
         object.__setattr__(self, "tempo_range", (float(tempo[0]), float(tempo[1])))
-        if self.key_fill not in ("octave", "keep", "silence"):
-            raise ParameterError(
-                f"VersionConfig.key_fill={self.key_fill!r} must be 'octave', 'keep' or 'silence'"
-            )
-        if self.tempo_interpolation not in ("nearest", "linear"):
-            raise ParameterError(
-                f"VersionConfig.tempo_interpolation={self.tempo_interpolation!r} must be "
-                "'nearest' or 'linear'"
-            )
+        check_choice("VersionConfig.key_fill", self.key_fill, KeyFill)
+        check_choice(
+            "VersionConfig.tempo_interpolation", self.tempo_interpolation, TempoInterpolation
+        )
         check_reals(self, ("lr_g", "lr_d"), positive=True)
         check_reals(
             self,

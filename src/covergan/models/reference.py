@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from covergan._checks import check_choice
 from covergan.augment.differentiable import FLOOR, apply_freq_shift
 from covergan.errors import ParameterError
 from covergan.models.base import auto_stages
@@ -107,8 +108,7 @@ def version_transform(
     -------
     torch.Tensor [shape=(B, 1, H, width)]
     """
-    if fill not in ("octave", "keep", "silence"):
-        raise ParameterError(f"fill={fill!r} must be 'octave', 'keep' or 'silence'")
+    check_choice("fill", fill, KeyFill)
     if ref.dim() != 4 or ref.shape[1] != 1:
         raise ParameterError(f"ref must be [B, 1, H, W_src], got {tuple(ref.shape)}")
     b, _, h, w_src = ref.shape
@@ -165,8 +165,7 @@ def _tempo_positions(
     """Source frames ``i0``, ``i1`` [B, width] (long) and the weight ``frac`` [B, width] of
     ``i1`` that output frame ``t`` reads at tempo factor ``rates[b]`` (clamped at the last
     source frame)."""
-    if interpolation not in ("nearest", "linear"):
-        raise ParameterError(f"interpolation={interpolation!r} must be 'nearest' or 'linear'")
+    check_choice("interpolation", interpolation, TempoInterpolation)
     steps = torch.arange(width, device=rates.device, dtype=torch.float32)[None]
     pos = (steps * rates.float().view(-1, 1)).clamp(max=w_src - 1)
     if interpolation == "nearest":
@@ -179,21 +178,25 @@ def _tempo_positions(
 def _octave_shift(x: Tensor, shift: Tensor, octave: int) -> Tensor:
     """``y[..., f, :] = x[..., f - shift[b], :]``, a source bin outside ``[0, H)`` moved by
     whole octaves back inside (needs ``H >= octave``)."""
-    b, c, h, w = x.shape
+    h = x.shape[2]
     src = torch.arange(h, device=x.device)[None, :] - shift.view(-1, 1)  # [B, H]
     src = torch.where(src < 0, src % octave, src)
     top = h - octave  # bins [top, h) hold the highest octave
     src = torch.where(src >= h, top + (src - top) % octave, src)
-    return torch.gather(x, 2, src.view(b, 1, h, 1).expand(b, c, h, w))
+    return _gather_bins(x, src)
 
 
 def _shift_keeping_edge(x: Tensor, shift: Tensor) -> Tensor:
     """``y[..., f, :] = x[..., f - shift[b], :]``, and ``x[..., f, :]`` where ``f - shift[b]``
     falls outside ``[0, H)``."""
-    b, c, h, w = x.shape
-    bins = torch.arange(h, device=x.device)[None, :]
+    bins = torch.arange(x.shape[2], device=x.device)[None, :]
     src = bins - shift.view(-1, 1)  # [B, H]
-    src = torch.where((src < 0) | (src >= h), bins, src)
+    return _gather_bins(x, torch.where((src < 0) | (src >= x.shape[2]), bins, src))
+
+
+def _gather_bins(x: Tensor, src: Tensor) -> Tensor:
+    """``y[b, :, f, :] = x[b, :, src[b, f], :]`` for source bins ``src`` [B, H]."""
+    b, c, h, w = x.shape
     return torch.gather(x, 2, src.view(b, 1, h, 1).expand(b, c, h, w))
 
 

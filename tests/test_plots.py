@@ -10,6 +10,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
+from covergan import plots
 from covergan.errors import ParameterError
 from covergan.plots import (
     plot_bin_statistics,
@@ -66,6 +67,26 @@ def test_value_histograms(tmp_path: Path, cqts: tuple[np.ndarray, torch.Tensor])
     _check_png(path)
     assert len(fig.axes) == 4
     assert len(plot_value_histograms(real, fake, n_bands=1).axes) == 1
+
+
+def test_value_histograms_count_in_blocks(
+    cqts: tuple[np.ndarray, torch.Tensor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counted a few samples at a time, the densities are those of all values at once
+    (outside the range in the edge bins), for float32 and float64 input alike."""
+    real, fake = cqts
+    real = real * 1.5  # some values outside (-1, 1)
+    expected = {}
+    for name, x in (("real", real[:, 0]), ("fake", fake.numpy())):
+        values = np.clip(x[:, 4:8].ravel(), -1.0, 1.0)
+        expected[name] = np.histogram(values, bins=np.linspace(-1, 1, 11), density=True)[0]
+    monkeypatch.setattr(plots, "_HISTOGRAM_BLOCK", 2)
+    fig = plot_value_histograms(real, fake, n_bands=3, bins=10)
+    band = fig.axes[2]  # bins 4-7
+    assert band.get_title() == "bins 4-7"
+    got = [patch.get_data().values for patch in band.patches]
+    np.testing.assert_allclose(got[0], expected["real"])
+    np.testing.assert_allclose(got[1], expected["fake"], rtol=1e-6)
 
 
 def test_losses(tmp_path: Path) -> None:

@@ -36,9 +36,9 @@ PathLike: TypeAlias = "str | os.PathLike[str]"
 FloatArray: TypeAlias = "npt.NDArray[np.float32] | npt.NDArray[np.float64]"
 
 _REAL_COLOR = "tab:blue"
+_FAKE_COLOR = "tab:orange"
 #: Samples per block of :func:`plot_value_histograms`'s counts.
 _HISTOGRAM_BLOCK = 256
-_FAKE_COLOR = "tab:orange"
 
 
 def save_figure(fig: Figure, path: PathLike, *, dpi: int = 100) -> Path:

@@ -31,7 +31,7 @@ from covergan.augmenter import NORMALIZER_TRACKS
 from covergan.cqt import CQTNormalizer
 from covergan.data import CQTDataset, split_recordings
 from covergan.models.reference import KeyFill, TempoInterpolation, version_transform
-from covergan.versions import VersionConfig, VersionGAN
+from covergan.versions import VersionConfig
 
 CROPS = 4  # random windows per recording, as in the quality report
 
@@ -55,12 +55,11 @@ def run_split(data: CQTDataset, seed: int) -> list[tuple[str, float, list[int], 
         train, max_tracks=NORMALIZER_TRACKS, seed=seed
     )
     width = train.default_window()
-    model = VersionGAN(VersionConfig(image_size=(train.n_bins, width)), seed=seed)
+    version = VersionConfig(image_size=(train.n_bins, width))
     real = windows(train, width, normalizer, seed)
     heldout = windows(held, width, normalizer, seed + 1)
-    src = windows(train, model.config.source_width, normalizer, seed)
-    gen = torch.Generator().manual_seed(seed)
-    semis, rates, _ = model._draw(src.shape[0], gen, torch.device("cpu"))
+    src = windows(train, version.source_width, normalizer, seed)
+    semis, rates = version.draw_changes(src.shape[0], torch.Generator().manual_seed(seed))
     still, same = torch.zeros_like(semis), torch.ones_like(rates)
     low = bin_statistics(heldout)[:, 2].min(axis=0)  # lowest frame-to-frame change per bin
     rows = []

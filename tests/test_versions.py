@@ -145,6 +145,21 @@ def test_config_round_trip_and_source_width() -> None:
         VersionConfig.from_dict({**cfg.to_dict(), "wings": 2})
 
 
+def test_config_draw_changes_covers_its_ranges_seeded() -> None:
+    cfg = VersionConfig(**{**TINY, "max_semitones": 3, "tempo_range": (0.8, 1.25)})
+    semis, rates = cfg.draw_changes(4000, torch.Generator().manual_seed(0))
+    assert semis.dtype == torch.long and semis.shape == rates.shape == (4000,)
+    assert set(semis.tolist()) == set(range(-3, 4))  # every key, none beyond
+    assert float(rates.min()) >= 0.8 and float(rates.max()) <= 1.25
+    # log-uniform: as many draws slower as faster
+    assert abs(float((rates < 1).float().mean()) - 0.5) < 0.03
+    again = cfg.draw_changes(4000, torch.Generator().manual_seed(0))
+    assert torch.equal(semis, again[0]) and torch.equal(rates, again[1])
+    still = VersionConfig(**{**TINY, "max_semitones": 0, "tempo_range": (1.0, 1.0)})
+    semis, rates = still.draw_changes(50, torch.Generator().manual_seed(1))
+    assert not semis.any() and torch.equal(rates, torch.ones(50))
+
+
 # ----------------------------------------------------------------------------------- modules
 
 

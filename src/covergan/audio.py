@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from covergan._checks import check_count
 from covergan._io import atomic_write
 from covergan.cqt import CQTConfig, CQTNormalizer
 from covergan.errors import CoverGANWarning, ParameterError
@@ -91,8 +92,7 @@ def to_audio(
     """
     if not isinstance(config, CQTConfig):
         raise ParameterError(f"config must be a CQTConfig, got {type(config).__name__}")
-    if isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 1:
-        raise ParameterError(f"n_iter={n_iter!r} must be a positive integer")
+    check_count("n_iter", n_iter, 1)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ParameterError(f"seed={seed!r} must be a non-negative integer")
     if peak is not None and not (np.isfinite(peak) and 0.0 < peak <= 1.0):
@@ -238,8 +238,7 @@ def write_wav(
     """
     import soundfile as sf
 
-    if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0:
-        raise ParameterError(f"sr={sr!r} must be a positive integer")
+    check_count("sr", sr, 1)
     if not sf.check_format("WAV", subtype):
         raise ParameterError(
             f"subtype={subtype!r} is not valid for WAV; use one of "

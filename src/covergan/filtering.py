@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from covergan._checks import check_count
 from covergan.data import SongId, SongIndex
 from covergan.errors import NotFittedError, ParameterError
 
@@ -147,7 +148,7 @@ def classifier_scores(
         class of ``index``.
     """
     songs = _song_order(index)
-    _check_batch_size(batch_size)
+    check_count("batch_size", batch_size, 1)
     clean = _check_samples(samples)
     targets = {s: songs.index(s) for s in clean}  # raises UnknownSongError
     out: dict[SongId, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -251,10 +252,7 @@ def filter_synthetic(
     >>> result = filter_synthetic(drawn, model, index=train.index, top_k=1, max_per_song=4)
     >>> result.counts(), result.acceptance
     """
-    if top_k is not None and (
-        isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1
-    ):
-        raise ParameterError(f"top_k={top_k!r} must be a positive integer or None")
+    check_count("top_k", top_k, 1, optional=True)
     if threshold is not None and (
         isinstance(threshold, bool)
         or not isinstance(threshold, (int, float, np.floating, np.integer))
@@ -318,7 +316,7 @@ def discriminator_scores(
         raise NotFittedError("the augmenter is not fitted; call fit(dataset) first")
     if space not in ("features", "model"):
         raise ParameterError(f"space={space!r} must be 'features' or 'model'")
-    _check_batch_size(batch_size)
+    check_count("batch_size", batch_size, 1)
     clean = _check_samples(samples)
     gan = augmenter.gan_
     if gan is None:
@@ -491,15 +489,6 @@ def _check_samples(samples: object) -> dict[SongId, torch.Tensor]:
             raise ParameterError(f"samples[{song!r}] must be a Tensor [n, 1, n_bins, W], got {got}")
         clean[song] = x.detach().cpu().float()
     return clean
-
-
-def _check_batch_size(batch_size: object) -> None:
-    if (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, (int, np.integer))
-        or (batch_size < 1)
-    ):
-        raise ParameterError(f"batch_size={batch_size!r} must be a positive integer")
 
 
 def _module_device(module: nn.Module | None) -> torch.device:

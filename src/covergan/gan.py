@@ -42,6 +42,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from covergan._checks import (
     check_adam,
+    check_count,
     check_image_size,
     check_ints,
     check_known_fields,
@@ -375,9 +376,7 @@ class SampleSnapshotCallback:
         path: str | os.PathLike[str] | None = None,
         seed: int = 0,
     ) -> None:
-        if not _is_int(every) or every < 1:
-            raise ParameterError(f"every={every!r} must be a positive integer")
-        self.every = int(every)
+        self.every = check_count("every", every, 1)
         self.labels = labels
         self.n = n
         self.path = None if path is None else str(path)
@@ -461,8 +460,7 @@ class ConditionalDCGAN(AdversarialModel):
         device: str | torch.device = "auto",
         seed: int | None = None,
     ) -> None:
-        if not _is_int(n_classes) or n_classes < 0:
-            raise ParameterError(f"n_classes={n_classes!r} must be an integer >= 0")
+        check_count("n_classes", n_classes, 0)
         _check_preset(preset)
         if config is None:
             config = GANConfig.for_preset(preset)
@@ -994,11 +992,8 @@ def _generate(
     else:
         if labels is not None:
             raise ParameterError("an unconditional model (n_classes=0) takes n=, not labels")
-        if n is None or not _is_int(n) or n < 0:
-            raise ParameterError(f"n={n!r} must be a non-negative integer")
-        count = int(n)
-    if not _is_int(batch_size) or batch_size < 1:
-        raise ParameterError(f"batch_size={batch_size!r} must be a positive integer")
+        count = check_count("n", n, 0)
+    check_count("batch_size", batch_size, 1)
     check_truncation(truncation)
     gen = noise_source(generator)
     z_device = gen.device if gen is not None else torch.device("cpu")
@@ -1109,10 +1104,7 @@ def _fit(
 
 def _batch_size(gan: ConditionalDCGAN, batch_size: int | None) -> int:
     """``batch_size`` checked, or the config's when ``None``."""
-    size = gan.config.batch_size if batch_size is None else batch_size
-    if not _is_int(size) or size < 1:
-        raise ParameterError(f"batch_size={size!r} must be a positive integer")
-    return int(size)
+    return check_count("batch_size", gan.config.batch_size if batch_size is None else batch_size, 1)
 
 
 def _dry_run_labels(n_classes: int, device: torch.device) -> Tensor | None:

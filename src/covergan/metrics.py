@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from covergan._checks import check_count
 from covergan.errors import CheckpointError, CoverGANWarning, DatasetError, ParameterError
 
 __all__ = [
@@ -427,7 +428,7 @@ class FrechetDistance:
         self, *, features: Features = None, shrinkage: Shrinkage = None, batch_size: int = 64
     ) -> None:
         _validate_shrinkage(shrinkage)
-        _check_batch_size(batch_size)
+        check_count("batch_size", batch_size, 1)
         self.features = features
         self.shrinkage = shrinkage
         self.batch_size = batch_size
@@ -789,7 +790,7 @@ def extract_features(
         feature function that returns something other than a finite ``(b, d)`` tensor.
     """
     fn = _resolve_features(features)
-    _check_batch_size(batch_size)
+    check_count("batch_size", batch_size, 1)
     t = _to_tensor(x, name="x")
     if isinstance(fn, nn.Module):
         return _run_features(fn, t, batch_size, module=fn)
@@ -841,11 +842,6 @@ def _run_features(
 # --------------------------------------------------------------------------------------
 # Input handling
 # --------------------------------------------------------------------------------------
-
-
-def _check_batch_size(batch_size: int) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ParameterError(f"batch_size={batch_size!r} must be a positive integer")
 
 
 def _to_float64(x: object, *, name: str) -> Float64Array:
@@ -1260,8 +1256,7 @@ def per_song_frechet(
     """
     _check_seed(seed)
     _validate_shrinkage(shrinkage)
-    if isinstance(min_samples, bool) or not isinstance(min_samples, int) or min_samples < 2:
-        raise ParameterError(f"min_samples={min_samples!r} must be an integer >= 2")
+    check_count("min_samples", min_samples, 2)
     if (heldout is None) != (heldout_labels is None):
         raise ParameterError("heldout and heldout_labels must be given together")
     fr = _features_of(real, features, batch_size=batch_size, name="real", min_n=1)

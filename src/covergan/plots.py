@@ -18,6 +18,7 @@ import numpy.typing as npt
 import torch
 from matplotlib.figure import Figure
 
+from covergan._checks import check_count
 from covergan._io import atomic_write
 from covergan.errors import ParameterError
 
@@ -245,8 +246,7 @@ def plot_cqt_sources(
         No source or no songs to draw, a song missing from a source, ``n_per_song < 1`` or
         a bad array.
     """
-    if isinstance(n_per_song, bool) or not isinstance(n_per_song, int) or n_per_song < 1:
-        raise ParameterError(f"n_per_song={n_per_song!r} must be a positive integer")
+    check_count("n_per_song", n_per_song, 1)
     if not sources:
         raise ParameterError("no sources to draw")
     names = list(sources)
@@ -383,8 +383,7 @@ def plot_value_histograms(
     n_freq = r.shape[1]
     if isinstance(n_bands, bool) or not isinstance(n_bands, int) or not 1 <= n_bands <= n_freq:
         raise ParameterError(f"n_bands={n_bands!r} must be an integer in [1, H={n_freq}]")
-    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
-        raise ParameterError(f"bins={bins!r} must be a positive integer")
+    check_count("bins", bins, 1)
     lo, hi = value_range
     if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
         raise ParameterError(f"value_range={value_range!r} must be (low, high) with low < high")
@@ -438,8 +437,7 @@ def plot_losses(
     """
     if not history:
         raise ParameterError("history is empty: nothing to plot")
-    if isinstance(smooth, bool) or not isinstance(smooth, int) or smooth < 1:
-        raise ParameterError(f"smooth={smooth!r} must be a positive integer")
+    check_count("smooth", smooth, 1)
     fig = Figure(figsize=(7, 3.8), layout="constrained")
     ax = fig.subplots()
     for name, series in history.items():

@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset, Sampler
 
+from covergan._checks import check_count
 from covergan._io import header
 from covergan.data import SongId, SongIndex, Transform
 from covergan.errors import DatasetError, ParameterError
@@ -510,13 +511,9 @@ class ClassBalancedSampler(Sampler[int]):
                 raise ParameterError(f"class {c} has weight {self.weights[c]:.3g} but no items")
 
         n_real = int((~synthetic).sum())
-        self.num_samples = n_real if num_samples is None else num_samples
-        if (
-            isinstance(self.num_samples, bool)
-            or not isinstance(self.num_samples, (int, np.integer))
-            or self.num_samples <= 0
-        ):
-            raise ParameterError(f"num_samples={num_samples!r} must be a positive integer")
+        self.num_samples = check_count(
+            "num_samples", n_real if num_samples is None else num_samples, 1
+        )
         if ratio is not None and (
             len(ratio) != 2 or min(ratio) < 0 or sum(ratio) <= 0 or not np.all(np.isfinite(ratio))
         ):

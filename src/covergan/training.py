@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from covergan._checks import check_count
 from covergan._checks import is_int as _is_int
 from covergan._checks import is_real as _is_real
 from covergan._io import atomic_torch_save
@@ -72,8 +73,7 @@ class CheckpointCallback:
     """
 
     def __init__(self, path: str | os.PathLike[str], every: int) -> None:
-        if not _is_int(every) or every < 1:
-            raise ParameterError(f"every={every!r} must be a positive integer")
+        check_count("every", every, 1)
         self.path = str(path)
         self.every = int(every)
 
@@ -126,8 +126,7 @@ def check_pretrain(done: int, kind: str, steps: int, lr: float, kl_weight: float
             f"pretrain_autoencoder initialises an untrained model; this one has done "
             f"{done} {kind} steps"
         )
-    if not _is_int(steps) or steps < 1:
-        raise ParameterError(f"steps={steps!r} must be a positive integer")
+    check_count("steps", steps, 1)
     if not _is_real(lr) or not math.isfinite(lr) or lr <= 0:
         raise ParameterError(f"lr={lr!r} must be a positive number")
     if not _is_real(kl_weight) or not math.isfinite(kl_weight) or kl_weight < 0:

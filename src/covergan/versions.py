@@ -50,6 +50,7 @@ from torch import Tensor, nn
 from covergan._checks import (
     check_adam,
     check_choice,
+    check_count,
     check_image_size,
     check_ints,
     check_reals,
@@ -312,6 +313,35 @@ class VersionConfig:
             bins_per_semitone=self.bins_per_semitone,
         )
 
+    def draw_changes(
+        self, n: int, generator: torch.Generator, device: torch.device | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """A sample's key and tempo change, drawn as training and sampling draw them.
+
+        Parameters
+        ----------
+        n : int
+            Number of draws.
+        generator : torch.Generator
+            Source of randomness (on ``device``).
+        device : torch.device, optional
+            Where the draws are made; ``None``: the generator's device.
+
+        Returns
+        -------
+        semitones : torch.LongTensor [shape=(n,)]
+            Uniform in ``[-max_semitones, max_semitones]``.
+        rates : torch.Tensor [shape=(n,)]
+            Log-uniform in ``tempo_range``.
+        """
+        device = generator.device if device is None else device
+        k = self.max_semitones
+        u = torch.rand(n, generator=generator, device=device)
+        semitones = torch.floor(u * (2 * k + 1)).long().clamp(max=2 * k) - k
+        low, high = (math.log(t) for t in self.tempo_range)
+        rates = torch.exp(low + (high - low) * torch.rand(n, generator=generator, device=device))
+        return semitones, rates
+
     def transform(self, refs: Tensor, semitones: Tensor, rates: Tensor) -> Tensor:
         """The explicit part of a version, ``T_{k, r}``, as this config sets it up
         (:func:`~covergan.models.reference.version_transform` with its width, bins per
@@ -561,15 +591,10 @@ class VersionGAN(AdversarialModel):
         device: torch.device,
         truncation: float | None = None,
     ) -> tuple[Tensor, ...]:
-        """Key changes ``[n]``, tempo factors ``[n]`` and style latents ``[n, z_dim]``
-        (truncated at ``truncation`` when given)."""
-        cfg = self.config
-        k = cfg.max_semitones
-        u = torch.rand(n, generator=gen, device=device)
-        semitones = torch.floor(u * (2 * k + 1)).long().clamp(max=2 * k) - k
-        low, high = (math.log(t) for t in cfg.tempo_range)
-        rates = torch.exp(low + (high - low) * torch.rand(n, generator=gen, device=device))
-        z = truncated_normal(n, cfg.z_dim, gen, device, truncation)
+        """Key changes ``[n]``, tempo factors ``[n]`` (:meth:`VersionConfig.draw_changes`)
+        and style latents ``[n, z_dim]`` (truncated at ``truncation`` when given)."""
+        semitones, rates = self.config.draw_changes(n, gen, device)
+        z = truncated_normal(n, self.config.z_dim, gen, device, truncation)
         return semitones, rates, z
 
     def _train_step(self, refs: Tensor, cands: Tensor, works: np.ndarray) -> dict[str, float]:
@@ -734,15 +759,15 @@ def _start(
     the batch size (default the config's, >= ``minimum``)."""
     if not isinstance(data, CQTDataset):
         raise ParameterError(f"data must be a CQTDataset, got {type(data).__name__}")
-    batch = model.config.batch_size if batch_size is None else batch_size
-    if not _is_int(batch) or batch < minimum:
-        raise ParameterError(f"batch_size={batch!r} must be an integer >= {minimum}")
+    batch = check_count(
+        "batch_size", model.config.batch_size if batch_size is None else batch_size, minimum
+    )
     model._set_training_seed(seed)
     if data.n_bins != model.image_size[0]:
         raise ParameterError(
             f"the dataset has {data.n_bins} bins but image_size={model.image_size}"
         )
-    return int(batch)
+    return batch
 
 
 def _generate(
@@ -759,8 +784,7 @@ def _generate(
     if not isinstance(refs, Tensor) or refs.dim() != 4 or refs.shape[1:3] != (1, height):
         got = tuple(refs.shape) if isinstance(refs, Tensor) else type(refs).__name__
         raise ParameterError(f"refs must be a tensor [n, 1, {height}, W_src], got {got}")
-    if not _is_int(batch_size) or batch_size < 1:
-        raise ParameterError(f"batch_size={batch_size!r} must be a positive integer")
+    check_count("batch_size", batch_size, 1)
     check_truncation(truncation)
     silent = None if silence is None else _silent_frames(refs, silence)
     gen = noise_source(generator)

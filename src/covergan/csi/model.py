@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from covergan._checks import config_from_dict, config_to_dict
+from covergan._checks import check_count, config_from_dict, config_to_dict
 from covergan._io import atomic_torch_save, check_header, header, read_checkpoint
 from covergan.errors import CheckpointError, ParameterError
 
@@ -88,7 +88,7 @@ class CSIConfig:
             "dilation",
             "embedding_dim",
         ):
-            _check_positive_int(name, getattr(self, name))
+            check_count(f"CSIConfig.{name}", getattr(self, name), 1)
         if self.n_classes < 2:
             raise ParameterError(f"CSIConfig.n_classes={self.n_classes} must be at least 2")
         if self.stem_bins > self.n_bins:
@@ -101,7 +101,7 @@ class CSIConfig:
                 f"CSIConfig.channels={self.channels!r} must be a tuple of at least 2 widths"
             )
         for c in channels:
-            _check_positive_int("channels", c)
+            check_count("CSIConfig.channels", c, 1)
         object.__setattr__(self, "channels", tuple(int(c) for c in channels))
         if not (np.isfinite(self.dropout) and 0.0 <= self.dropout < 1.0):
             raise ParameterError(f"CSIConfig.dropout={self.dropout!r} must be in [0, 1)")
@@ -119,11 +119,6 @@ class CSIConfig:
         """Rebuild a config from :meth:`to_dict` output; unknown keys are an error."""
         result: CSIConfig = config_from_dict(cls, data)
         return result
-
-
-def _check_positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ParameterError(f"CSIConfig.{name}={value!r} must be a positive integer")
 
 
 def _conv_block(
@@ -335,10 +330,8 @@ class EmbeddingFeatures(nn.Module):
         super().__init__()
         if not isinstance(model, CSINet):
             raise ParameterError(f"model must be a CSINet, got {type(model).__name__}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ParameterError(f"batch_size={batch_size!r} must be a positive integer")
         self.model = model
-        self.batch_size = batch_size
+        self.batch_size = check_count("batch_size", batch_size, 1)
         self.normalize = normalize
 
     @property

@@ -35,6 +35,7 @@ import numpy.typing as npt
 import torch
 from torch.utils.data import Dataset
 
+from covergan._checks import check_count
 from covergan.csi.model import CSINet
 from covergan.data import CQTDataset, SongIndex
 from covergan.errors import DatasetError, ParameterError
@@ -179,7 +180,7 @@ def retrieval_metrics(
     """
     x = _embeddings(embeddings, "embeddings")
     codes = _checked_labels(labels, x.shape[0], ties)
-    _check_block_size(block_size)
+    check_count("block_size", block_size, 1)
     parts = [
         _rank_rows(d, start, codes, ties) for start, d in _distance_blocks(x, x, metric, block_size)
     ]
@@ -312,7 +313,7 @@ def gallery_metrics_from_embeddings(
         )
     if q.shape[1] != g.shape[1]:
         raise ParameterError(f"queries have {q.shape[1]} dimensions, the gallery {g.shape[1]}")
-    _check_block_size(block_size)
+    check_count("block_size", block_size, 1)
     parts = [
         _rank_gallery(d, q_codes[start : start + d.shape[0]], g_codes, ties)
         for start, d in _distance_blocks(q, g, metric, block_size)
@@ -432,7 +433,7 @@ def embed_dataset(
     DatasetError
         The dataset is empty.
     """
-    _check_batch_size(batch_size)
+    check_count("batch_size", batch_size, 1)
     items = _eval_items(dataset, window)
     dim = model.config.embedding_dim
     return _grouped_forward(
@@ -518,7 +519,7 @@ def classification_accuracy(
     DatasetError
         The dataset is empty.
     """
-    _check_batch_size(batch_size)
+    check_count("batch_size", batch_size, 1)
     items = _eval_items(dataset, window)
     if index is not None:
         song_ids = getattr(dataset, "song_ids", None)
@@ -636,18 +637,6 @@ def _checked_labels(labels: Labels, n: int, ties: Ties) -> npt.NDArray[np.int64]
     if ties not in ("pessimistic", "index"):
         raise ParameterError(f"ties={ties!r} must be 'pessimistic' or 'index'")
     return codes
-
-
-def _check_block_size(block_size: object) -> None:
-    if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)):
-        raise ParameterError(f"block_size={block_size!r} must be a positive integer")
-    if block_size < 1:
-        raise ParameterError(f"block_size={block_size!r} must be a positive integer")
-
-
-def _check_batch_size(batch_size: object) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ParameterError(f"batch_size={batch_size!r} must be a positive integer")
 
 
 def _as_array(x: object, name: str, *, allow_inf: bool = False) -> FloatArray:

@@ -46,6 +46,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from covergan._checks import check_count
 from covergan._io import atomic_write
 from covergan.cqt import CQTExtractor
 from covergan.data import CQTDataset
@@ -209,7 +210,7 @@ def chorale_works(
         A file named in ``files`` is not a four-part chorale or cannot be parsed
         (it is skipped).
     """
-    _check_optional_count("max_works", max_works)
+    check_count("max_works", max_works, 1, optional=True)
     if isinstance(include_singles, bool):
         n_singles: int | None = None if include_singles else 0
     elif isinstance(include_singles, (int, np.integer)) and include_singles >= 0:
@@ -292,7 +293,7 @@ def render_chorales(
         Bad ``renders``, ``seed``, ``sr``, ``format`` or ``n_jobs``, or ``works``
         contains something other than :class:`ChoraleWork`.
     """
-    _check_optional_count("renders", renders, allow_none=False)
+    check_count("renders", renders, 1)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ParameterError(f"seed={seed!r} must be a non-negative integer")
     if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr < 8000:
@@ -472,13 +473,6 @@ def _require_music21() -> ModuleType:
             "the chorale dataset needs the optional dependency music21; install it with "
             f"{_INSTALL_HINT}"
         ) from error
-
-
-def _check_optional_count(name: str, value: object, *, allow_none: bool = True) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ParameterError(f"{name}={value!r} must be a positive integer")
 
 
 def _check_n_jobs(n_jobs: object) -> None:

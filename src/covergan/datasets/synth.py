@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from covergan._checks import check_count
 from covergan.errors import ParameterError
 
 __all__ = ["Note", "Timbre", "as_generator", "midi_to_hz", "render"]
@@ -256,8 +257,7 @@ def render(
     >>> y.shape, y.dtype
     ((23814,), dtype('float32'))
     """
-    if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0:
-        raise ParameterError(f"sr={sr!r} must be a positive integer sample rate")
+    check_count("sr", sr, 1)
     tims = [timbres] if isinstance(timbres, Timbre) else list(timbres)
     if not tims or not all(isinstance(t, Timbre) for t in tims):
         raise ParameterError(f"timbres={timbres!r} must be a Timbre or a non-empty list of them")

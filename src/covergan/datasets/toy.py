@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from covergan._checks import check_count
 from covergan._io import atomic_write
 from covergan.cqt import CQTExtractor
 from covergan.data import CQTDataset
@@ -86,8 +87,7 @@ class CoverSet:
                 f"CoverSet got {n} recordings, {len(self.song_ids)} song ids and "
                 f"{len(self.names)} names; they must match"
             )
-        if isinstance(self.sr, bool) or not isinstance(self.sr, (int, np.integer)) or self.sr <= 0:
-            raise ParameterError(f"CoverSet.sr={self.sr!r} must be a positive integer")
+        check_count("CoverSet.sr", self.sr, 1)
         for i, y in enumerate(self.audio):
             if not isinstance(y, np.ndarray) or y.ndim != 1 or y.dtype != np.float32:
                 got = f"{y.dtype} {y.shape}" if isinstance(y, np.ndarray) else type(y).__name__

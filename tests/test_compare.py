@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from covergan.compare import (
+    CONDITIONS,
+    DEFAULT_CONDITIONS,
+    GAN_POOL,
     RESULTS_FILE,
     CompareSettings,
     Comparison,
+    _GanSwapIn,
     compare,
     split_rare_songs,
     split_unseen_works,
@@ -20,7 +26,7 @@ from covergan.compare import (
 from covergan.csi import CSINet, gallery_metrics
 from covergan.data import CQTDataset
 from covergan.errors import DatasetError, ParameterError
-from tests.test_references import TINY_VERSIONS, works
+from tests.test_references import TINY_GAN, TINY_VERSIONS, works
 
 FAST = CompareSettings(
     window=16,
@@ -65,6 +71,54 @@ def test_every_condition_protocol_and_seed_runs_once(run: tuple[Path, Comparison
     assert sorted(p.name for p in (out / "models").iterdir()) == [
         "rare-songs-s0.aug", "rare-songs-s1.aug", "unseen-works-s0.aug", "unseen-works-s1.aug",
     ]  # fmt: skip
+
+
+def test_the_class_gan_conditions_fit_it_once_and_only_on_request(
+    data: CQTDataset, tmp_path: Path
+) -> None:
+    assert CONDITIONS[:4] == DEFAULT_CONDITIONS and "gan" not in DEFAULT_CONDITIONS
+    settings = dataclasses.replace(FAST, augmenter={"versions": TINY_VERSIONS, "gan": TINY_GAN})
+    result = compare(data, conditions=["gan", "classic+gan"], protocols=["rare-songs"],
+                     seeds=[0], settings=settings, out=tmp_path, progress=False)  # fmt: skip
+    assert result.conditions() == ["none", "gan", "classic+gan"]
+    assert all(np.isfinite(r["map"]) for r in result.rows)
+    assert sum("gan_fit_seconds" in r for r in result.rows) == 1
+    assert not any("version_fit_seconds" in r for r in result.rows)
+    assert result.timings()["gan_fit"] > 0 and result.timings()["version_fit"] == 0
+    assert [p.name for p in (tmp_path / "models").iterdir()] == ["rare-songs-s0-gan.aug"]
+
+
+class _PoolStub:
+    """sample_many's answer for every song: GAN_POOL windows of its class index + 100."""
+
+    def __init__(self, data: CQTDataset, width: int) -> None:
+        self.shape, self.ids = (GAN_POOL, 1, data.n_bins, width), data.index.ids
+
+    def sample_many(self, counts: dict[Any, int], **kwargs: Any) -> dict[Any, torch.Tensor]:
+        assert kwargs["method"] == "gan" and set(counts) == set(self.ids)
+        return {s: torch.full(self.shape, 100.0 + self.ids.index(s)) for s in counts}
+
+
+def test_gan_swap_in_replaces_a_seeded_share_with_samples_of_the_items_song(
+    data: CQTDataset,
+) -> None:
+    view = data.windows(16, crop="random", seed=0)
+    stub: Any = _PoolStub(data, 16)
+    none, every = _GanSwapIn(view, stub, 0.0, seed=1), _GanSwapIn(view, stub, 1.0, seed=1)
+    for i in range(len(view)):
+        x, y = view[i]
+        assert torch.equal(none[i][0], x) and none[i][1] == y
+        assert float(every[i][0].max()) == 100.0 + y and every[i][1] == y  # its own song
+    half = _GanSwapIn(view, stub, 0.5, seed=1)
+    half.set_epoch(0)
+    first = [float(half[i][0].max()) >= 100 for i in range(len(view))]
+    assert first == [float(half[i][0].max()) >= 100 for i in range(len(view))]  # seeded
+    swapped = sum(first)
+    for epoch in range(1, 20):
+        half.set_epoch(epoch)
+        swapped += sum(float(half[i][0].max()) >= 100 for i in range(len(view)))
+    assert 0.4 < swapped / (20 * len(view)) < 0.6  # the share asked for
+    assert view.epoch == 19  # the real crops move with the epochs too
 
 
 def test_conditions_share_the_split_init_and_batch_order(data: CQTDataset) -> None:
@@ -165,7 +219,7 @@ def test_budget_stops_new_runs(data: CQTDataset) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"conditions": ["gan"]}, "unknown conditions"),
+        ({"conditions": ["gans"]}, "unknown conditions"),
         ({"protocols": ["seen"]}, "unknown protocols"),
         ({"seeds": 0}, "at least 1"),
         ({"seeds": [-1]}, "list of seeds"),

@@ -683,7 +683,7 @@ def _add_listen(sub: Any) -> None:
 
 
 def _add_compare(sub: Any) -> None:
-    from covergan.compare import CONDITIONS, PROTOCOLS
+    from covergan.compare import CONDITIONS, DEFAULT_CONDITIONS, PROTOCOLS
 
     compare = sub.add_parser(
         "compare",
@@ -717,9 +717,10 @@ def _add_compare(sub: Any) -> None:
     compare.add_argument(
         "--conditions",
         type=_names(CONDITIONS),
-        default=list(CONDITIONS),
+        default=list(DEFAULT_CONDITIONS),
         metavar="NAMES",
-        help=f"comma-separated (default: {','.join(CONDITIONS)})",
+        help=f"comma-separated, from {','.join(CONDITIONS)} (default: "
+        f"{','.join(DEFAULT_CONDITIONS)}; the class GAN's conditions fit a class GAN too)",
     )
     compare.add_argument(
         "--protocols",

@@ -1,8 +1,9 @@
 """Does augmentation help a CSI model on this data, by how much, and how sure are we?
 
 :func:`compare` trains the reference CSI model (:mod:`covergan.csi`) once per condition
-(``"none"``, ``"classic"``, ``"versions"``, ``"classic+versions"``), protocol and seed, and
-reports paired differences against a baseline with 95% intervals::
+(by default ``"none"``, ``"classic"``, ``"versions"``, ``"classic+versions"``; on request
+``"gan"`` and ``"classic+gan"``), protocol and seed, and reports paired differences against a
+baseline with 95% intervals::
 
     result = compare(dataset, seeds=3, out="compare-run")
     report = result.to_markdown()   # means per condition, paired differences, verdicts
@@ -19,7 +20,11 @@ Conditions
     The CSI model's batch augmentation: none; classic
     (:func:`~covergan.augment.classic.csi_augment`); the version model as a transform
     (:meth:`covergan.Augmenter.version_augment`, ``p=0.2``, fitted on the training side);
-    or both (versions first).
+    or both (versions first). The class GAN's conditions swap in, for the same share of
+    training windows, one of :data:`GAN_POOL` class-GAN samples of the window's own song
+    (the GAN fitted on the training side, its samples drawn once per protocol and seed),
+    alone or before the classic augmentation: the library's other model, measured on the
+    same footing.
 
 Honesty by construction: within a protocol and seed every condition gets the same split,
 the same CSI initialisation and the same batch order (the augmentations draw from their
@@ -67,6 +72,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONDITIONS",
+    "DEFAULT_CONDITIONS",
+    "GAN_POOL",
     "METRICS",
     "MIN_WORKS",
     "PROTOCOLS",
@@ -78,8 +85,13 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: The augmentation conditions, the first the default baseline.
-CONDITIONS = ("none", "classic", "versions", "classic+versions")
+#: Every augmentation condition, the first the default baseline.
+CONDITIONS = ("none", "classic", "versions", "classic+versions", "gan", "classic+gan")
+#: The conditions :func:`compare` runs unless told otherwise; the class GAN's two cost a
+#: class-GAN fit per protocol and seed and are asked for by name.
+DEFAULT_CONDITIONS = CONDITIONS[:4]
+#: Class-GAN samples drawn per training song for the ``"gan"`` conditions' swap-in.
+GAN_POOL = 16
 #: The evaluation protocols.
 PROTOCOLS = ("unseen-works", "rare-songs")
 #: The metrics each protocol reports (``mr1`` is lower-is-better, the others higher).
@@ -94,7 +106,7 @@ AUTO_SEEDS, MAX_AUTO_SEEDS = 3, 10
 RESULTS_FILE = "results.jsonl"
 SETTINGS_FILE = "settings.json"
 
-_STREAM_INIT, _STREAM_CLASSIC, _STREAM_VERSIONS = 31, 32, 33
+_STREAM_INIT, _STREAM_CLASSIC, _STREAM_VERSIONS, _STREAM_GAN = 31, 32, 33, 34
 
 
 @dataclass(frozen=True)
@@ -115,9 +127,10 @@ class CompareSettings:
     csi : mapping
         Other :class:`~covergan.csi.CSIConfig` fields (e.g. ``{"channels": [16, 32, 64, 128]}``).
     version_steps : int
-        Adversarial steps of each version model (one per protocol and seed).
+        Adversarial steps of each version model (one per protocol and seed), and of each
+        class GAN when a ``"gan"`` condition runs.
     version_p : float
-        Share of windows the version transform replaces.
+        Share of windows the version transform replaces (and the class GAN's swap-in).
     augmenter : mapping
         Other :class:`~covergan.Augmenter` arguments (e.g. ``{"versions": {...}}``).
     device : str
@@ -196,9 +209,10 @@ class Comparison:
 
     def timings(self) -> dict[str, float]:
         """Where the time went, in seconds summed over the runs: ``version_fit``,
-        ``csi_train``, ``evaluate``."""
+        ``gan_fit`` (both models' fits), ``csi_train``, ``evaluate``."""
         return {
             "version_fit": sum(r.get("version_fit_seconds", 0.0) for r in self.rows),
+            "gan_fit": sum(r.get("gan_fit_seconds", 0.0) for r in self.rows),
             "csi_train": sum(r.get("seconds", 0.0) for r in self.rows),
             "evaluate": sum(r.get("eval_seconds", 0.0) for r in self.rows),
         }
@@ -330,7 +344,7 @@ class Comparison:
 def compare(
     dataset: CQTDataset,
     *,
-    conditions: Sequence[str] = CONDITIONS,
+    conditions: Sequence[str] = DEFAULT_CONDITIONS,
     protocols: Sequence[str] = PROTOCOLS,
     seeds: int | Sequence[int] | Literal["auto"] = 3,
     budget: float | None = None,
@@ -360,7 +374,7 @@ def compare(
     settings : CompareSettings, optional
     out : str or PathLike, optional
         Folder for ``settings.json``, ``results.jsonl`` (one line per finished run) and
-        the fitted version models; a folder holding a run with other settings or other data
+        the fitted models; a folder holding a run with other settings or other data
         is refused (the error names what differs), one with the same continues.
     progress : bool
         Progress bars (whole lines when the output is not a terminal).
@@ -455,32 +469,41 @@ class _Runner:
             return True
         train, evaluate = _SPLITS[protocol](self.data, seed)
         window = self.settings.window or train.default_window()
-        aug = None
+        models: dict[str, Augmenter] = {}
         for condition in todo:
             if deadline is not None and time.monotonic() > deadline:
                 return False
             row: dict[str, Any] = {"protocol": protocol, "seed": seed, "condition": condition}
-            if "versions" in condition and aug is None:
+            kind = condition.rpartition("+")[2]
+            if kind in ("versions", "gan") and kind not in models:
                 t0 = time.perf_counter()
-                aug = self._augmenter(train, protocol, seed, window)
-                row["version_fit_seconds"] = time.perf_counter() - t0
+                models[kind] = self._augmenter(train, protocol, seed, window, kind)
+                row[f"{kind.rstrip('s')}_fit_seconds"] = time.perf_counter() - t0
             logger.info("compare: %s, seed %d, %s", protocol, seed, condition)
-            row.update(self._csi_run(train, evaluate, seed, window, condition, aug))
+            row.update(self._csi_run(train, evaluate, seed, window, condition, models.get(kind)))
             self._append(row)
         return True
 
-    def _augmenter(self, train: CQTDataset, protocol: str, seed: int, window: int) -> Augmenter:
-        """The version model of one protocol and seed (fitted once; kept in ``out``)."""
+    def _augmenter(
+        self, train: CQTDataset, protocol: str, seed: int, window: int, kind: str
+    ) -> Augmenter:
+        """The version model or class GAN (``kind``) of one protocol and seed (fitted once;
+        kept in ``out``)."""
         from covergan.augmenter import Augmenter
 
-        path = None if self.folder is None else self.folder / "models" / f"{protocol}-s{seed}.aug"
+        name = f"{protocol}-s{seed}{'' if kind == 'versions' else '-gan'}.aug"
+        path = None if self.folder is None else self.folder / "models" / name
         if path is not None and path.is_file():
             aug = Augmenter.load(path, device=self.settings.device)
             aug.progress = self.progress
             return aug
-        kwargs = {"steps": self.settings.version_steps, **dict(self.settings.augmenter)}
+        other = "gan" if kind == "versions" else "versions"  # the other model's settings
+        kwargs = {
+            "steps": self.settings.version_steps,
+            **{k: v for k, v in self.settings.augmenter.items() if k != other},
+        }
         aug = Augmenter(
-            model="versions",
+            model=kind,
             window=window,
             seed=seed,
             device=self.settings.device,
@@ -508,9 +531,14 @@ class _Runner:
             **dict(s.csi),
         )
         steps = s.csi_steps or int(np.clip(math.ceil(60 * len(train) / s.csi_batch), 200, 3000))
+        data: Any = train.windows(window, crop="random", seed=seed)
+        if "gan" in condition:
+            if aug is None:
+                raise ParameterError(f"condition {condition!r} needs a fitted class GAN")
+            data = _GanSwapIn(data, aug, s.version_p, derive_seed(seed, _STREAM_GAN) % 2**62)
         history = train_csi(
             model,
-            train.windows(window, crop="random", seed=seed),
+            data,
             steps=steps,
             batch_size=min(s.csi_batch, len(train)),
             lr=s.csi_lr,
@@ -546,7 +574,7 @@ def _augmentation(
 ) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """The batch transform of a condition, on its own seeded stream."""
     bps = train.config.bins_per_semitone if train.config is not None else 1
-    parts: list[Any] = []
+    parts: list[Any] = []  # the class GAN's swap-in is in the data (_GanSwapIn)
     if "versions" in condition:
         if aug is None:
             raise ParameterError(f"condition {condition!r} needs a fitted version model")
@@ -559,6 +587,32 @@ def _augmentation(
     if not parts:
         return None
     return parts[0] if len(parts) == 1 else Compose(parts)
+
+
+class _GanSwapIn:
+    """A window view whose item ``i`` is, with probability ``p``, one of the class GAN's
+    :data:`GAN_POOL` samples of its own song instead (the choice seeded by ``seed``, the
+    epoch and ``i``; the real crop is read either way, so the other items match the view's)."""
+
+    def __init__(self, view: Any, aug: Augmenter, p: float, seed: int) -> None:
+        self.view, self.p, self.seed, self.epoch = view, float(p), int(seed), 0
+        songs = view.index.ids
+        drawn = aug.sample_many({s: GAN_POOL for s in songs}, method="gan", seed=seed)
+        self.pools = [drawn[s] for s in songs]  # by class index, [GAN_POOL, 1, n_bins, W]
+
+    def __len__(self) -> int:
+        return len(self.view)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        self.view.set_epoch(epoch)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        x, y = self.view[i][:2]
+        rng = np.random.default_rng((self.seed, self.epoch, int(i)))
+        if rng.random() < self.p:
+            x = self.pools[int(y)][int(rng.integers(GAN_POOL))]
+        return x, y
 
 
 # ----------------------------------------------------------------------------------- protocols

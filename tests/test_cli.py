@@ -149,7 +149,7 @@ def test_help_documents_every_option(capsys: pytest.CaptureFixture[str]) -> None
         (["fit", "d", "o.pt", "--gan-config", "{"], "not valid JSON"),
         (["demo", "--minutes", "0"], "expected a positive number"),
         (["sample", "a.pt", "--balance", "most", "-o", "x"], "expected 'max', 'median'"),
-        (["compare", "d", "--out", "o", "--conditions", "gan"], "choose comma-separated names"),
+        (["compare", "d", "--out", "o", "--conditions", "gans"], "choose comma-separated names"),
         (["nope"], "invalid choice"),
     ],
 )

@@ -360,6 +360,36 @@ def test_evaluate_writes_a_report(
     assert (subset in page) == bool(cap)
 
 
+def test_fit_sample_and_evaluate_the_default_model(
+    features: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # no --model and no --method: the version model is what is fitted, sampled and graded
+    out = tmp_path / "aug.pt"
+    fit = ["fit", features, out, "--steps", "2", "--window", "16", "--device", "cpu"]
+    fit += ["--version-config", json.dumps(TINY_VERSIONS), "--seed", "0", "--no-progress"]
+    code, _, err = run(fit, capsys)
+    assert code == 0, err
+    aug = Augmenter.load(out, device="cpu")
+    assert aug.models == ("versions",) and list(aug.steps_done) == ["versions"]
+    code, _, err = run(["sample", out, "song-0", "-n", "2", "-o", tmp_path / "synth"], capsys)
+    assert code == 0, err
+    expected = aug.sample("song-0", 2, method="versions", seed=0)  # a single recording's song
+    first = np.load(tmp_path / "synth" / "song-0" / "synthetic-s0-0000.npy")
+    np.testing.assert_array_equal(first, expected[0, 0].numpy())
+    heldout = write_folder(tmp_path / "heldout", seed=3)
+    argv = ["evaluate", out, features, heldout, "-o", tmp_path / "r", "--n-per-song", "4"]
+    code, stdout, err = run(
+        [*argv, "--embedding-steps", "5", "--device", "cpu", "--no-progress"], capsys
+    )
+    assert code == 0, err
+    assert "versions: identity " in stdout and "gan: " not in stdout
+    assert "versions: spectral artefacts " in stdout
+    page = (tmp_path / "r" / "report.md").read_text()
+    assert "Of the default model (versions)" in page and "\n| versions | " in page
+    assert "### versions" in page and "### gan" not in page
+    assert (tmp_path / "r" / "figures" / "grid.png").is_file()
+
+
 def fake_report(calls: list[dict[str, Any]]) -> Callable[..., Any]:
     """A stand-in for ``quality_report`` that records its arguments."""
 

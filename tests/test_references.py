@@ -228,10 +228,11 @@ def test_fit_takes_every_dataset_form(data: CQTDataset, extractor: CQTExtractor)
         make().fit([np.zeros((N_BINS, 20))])
 
 
-def test_nan_features_are_refused(data: CQTDataset) -> None:
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_non_finite_features_are_refused(data: CQTDataset, value: float) -> None:
     bad = [x.copy() for x in data.features]
-    bad[2][3, 4] = np.nan
-    with pytest.raises(ParameterError, match="NaN"):
+    bad[2][3, 4] = value
+    with pytest.raises(ParameterError, match="NaN or inf"):
         make(extractor=CQTExtractor(CFG)).fit(list(zip(bad, data.song_ids, strict=True)))
 
 

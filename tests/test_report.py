@@ -1,4 +1,4 @@
-"""The quality report's song cap (the report itself runs end to end in test_cli)."""
+"""The quality report's song cap and its refusals (the report runs end to end in test_cli)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from covergan.data import CQTDataset
+from covergan.data import CQTDataset, split_recordings
 from covergan.errors import ParameterError
 from covergan.report import MAX_REPORT_RECORDINGS, _evaluated_songs, quality_report
+from tests.test_references import make, works
 
 
 def catalogue(n_songs: int, per_song: int) -> CQTDataset:
@@ -60,4 +62,26 @@ def test_bad_max_songs_is_refused_before_anything_is_written(bad: object, tmp_pa
     train, held = catalogue(2, 2), catalogue(2, 1)
     with pytest.raises(ParameterError, match="max_songs"):
         quality_report(None, train, held, tmp_path / "r", max_songs=bad)  # type: ignore[arg-type]
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    "embed",
+    [
+        lambda x: torch.zeros(x.shape[0]),  # one number per window, not a vector
+        lambda x: torch.zeros(x.shape[0] + 1, 4),  # a row too many
+        lambda x: torch.full((x.shape[0], 4), float("nan")),
+    ],
+    ids=["1-d", "rows", "nan"],
+)
+def test_an_embedding_of_the_wrong_shape_is_refused_before_anything_is_written(
+    embed: object, tmp_path: Path
+) -> None:
+    data = works((3, 3, 3, 2), frames=40)
+    train, held = split_recordings(data, holdout=1, min_recordings=3, seed=0)
+    aug = make(steps=1, pretrain_steps=0).fit(train)
+    with pytest.raises(
+        ParameterError, match=r"feature function (must return a \(b, d\)|returned NaN)"
+    ):
+        quality_report(aug, train, held, tmp_path / "r", embed=embed)  # type: ignore[arg-type]
     assert not (tmp_path / "r").exists()

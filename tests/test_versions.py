@@ -649,6 +649,11 @@ def test_augmenter_sample_like_any_song(aug: Augmenter, data: CQTDataset) -> Non
         aug.sample_like(new_song, 0)
     with pytest.raises(ParameterError, match="bins"):
         aug.sample_like(np.zeros((12, 30), np.float32), 2)
+    for bad in (np.nan, np.inf, -np.inf):
+        broken = new_song.copy()
+        broken[3, 4] = bad
+        with pytest.raises(ParameterError, match="NaN or inf"):
+            aug.sample_like(broken, 2)
 
 
 def test_augmenter_without_version_model(data: CQTDataset, tmp_path: Path) -> None:

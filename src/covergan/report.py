@@ -216,9 +216,8 @@ def quality_report(
     songs = [s for s in heldout.index.ids if s in aug.songs_]
     if not songs:
         raise ParameterError("the held-out set shares no song with the augmenter")
-    out = Path(out_dir).expanduser()
+    out = Path(out_dir).expanduser()  # created once every number is in (nothing half-written)
     fig_dir = out / "figures"
-    fig_dir.mkdir(parents=True, exist_ok=True)
 
     n_known = len(songs)
     songs, real_set, held_set = _evaluated_songs(train, heldout, songs, max_songs, seed)
@@ -265,6 +264,7 @@ def quality_report(
     overall = frechet_with_floor(real_eval, fake, heldout=held, shrinkage="ledoit-wolf", seed=seed)
     memo = memorization_check(fake, real, held)
 
+    fig_dir.mkdir(parents=True, exist_ok=True)
     paths = _figures(aug, fig_dir, songs, real, real_songs, held, fake, fakes, grid_songs, seed)
 
     markdown = out / "report.md"

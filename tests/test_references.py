@@ -125,6 +125,21 @@ def test_bank_pads_short_recordings_and_skips_tiny_ones() -> None:
         bank.draw("tiny", 2, rng=np.random.default_rng(0))
     with pytest.raises(ParameterError, match="per_song=0"):
         ReferenceBank.build(data, width=20, per_song=0)
+    # a dataset that tiles its short training windows tiles its references the same way
+    ramp = np.tile(np.arange(10, dtype=np.float32), (N_BINS, 1))
+    wrapped = CQTDataset.from_arrays([ramp], ["short"], config=CFG).windows(None, pad_mode="wrap")
+    tiled = ReferenceBank.build(wrapped, width=25, per_song=2).windows["short"][0].float()
+    assert torch.equal(tiled[0], torch.from_numpy(np.arange(25) % 10).float())
+
+
+def test_sampling_a_song_without_references_says_what_to_do(data: CQTDataset) -> None:
+    feats = [*data.features, np.ones((N_BINS, 1), np.float32)]
+    aug = make(references=3).fit(
+        CQTDataset.from_arrays(feats, [*data.song_ids, "tiny"], config=CFG)
+    )
+    assert aug.references_.skipped == ["tiny"]
+    with pytest.raises(DatasetError, match="'tiny' has no reference windows.*method='gan'"):
+        aug.sample("tiny", 2)
 
 
 def test_bank_draws_every_window_in_turn(data: CQTDataset) -> None:

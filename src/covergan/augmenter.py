@@ -128,8 +128,9 @@ class Augmenter(AugmenterSampling):
         Adversarial steps of the version model; default ``steps``.
     references : int
         Windows of each song's recordings kept as the version model's references (at most;
-        float16, :class:`~covergan.references.ReferenceBank` states the bytes; the whole bank
-        stays within 1 GiB, so a catalogue of 10,000 songs keeps fewer per song). Default 8.
+        float16, :class:`~covergan.references.ReferenceBank` states the bytes; past 1 GiB in
+        all the bank keeps fewer per song, 2 each at 10,000 songs, but never fewer than one).
+        Default 8.
     batch_size : int, optional
         Class-GAN batch; default the GAN config's.
     device : str or torch.device

@@ -17,6 +17,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from covergan._checks import check_count
 from covergan.balancing import Target, balance, plan_counts
 from covergan.cqt import CQTConfig, CQTNormalizer
 from covergan.data import CQTDataset, SongId, SongIndex
@@ -262,8 +263,7 @@ class AugmenterSampling:
         ParameterError
             ``n <= 0`` or not an int, or an unknown ``space`` or ``method``.
         """
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
-            raise ParameterError(f"n={n!r} must be a positive integer")
+        check_count("n", n, 1)
         samples = self.sample_many(
             {song_id: n}, method=method, space=space, seed=seed, truncation=truncation
         )

@@ -105,9 +105,7 @@ class CQTConfig:
 
     def __post_init__(self) -> None:
         for name in ("sr", "hop_length", "n_bins", "bins_per_octave", "pool"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-                raise ParameterError(f"CQTConfig.{name}={value!r} must be a positive integer")
+            check_count(f"CQTConfig.{name}", getattr(self, name), 1)
         if self.bins_per_octave % 12:
             raise ParameterError(
                 f"CQTConfig.bins_per_octave={self.bins_per_octave} must be a multiple of 12 "
@@ -934,8 +932,7 @@ def center_crop_or_pad(
 
 
 def _check_width(width: int) -> None:
-    if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width <= 0:
-        raise ParameterError(f"window width={width!r} must be a positive integer")
+    check_count("window width", width, 1)
 
 
 def _pad_end(x: ArrayT, width: int, pad_mode: str, pad_value: float) -> ArrayT:

@@ -14,7 +14,8 @@ the whole bank: a catalogue of 10,000 such songs keeps 2 windows per song (844 M
 Window choice: a song's windows go round-robin over its recordings (in a seeded order), and
 the windows of one recording are spread evenly over it, so a song with one recording gets
 ``per_song`` windows from different parts of it. A recording shorter than ``width`` gives one
-window, padded at the end with silence as training windows are; a recording shorter than
+window, padded at the end as the dataset pads its training windows (``pad_mode``: silence by
+default, the recording tiled with ``"wrap"``); a recording shorter than
 ``min_frames`` gives none, and a song with no recording that long has no references.
 """
 
@@ -28,8 +29,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from covergan._checks import is_int
-from covergan.cqt import center_crop_or_pad
+from covergan._checks import check_count
+from covergan.cqt import PadMode, center_crop_or_pad
 from covergan.data import CQTDataset, SongId
 from covergan.errors import CheckpointError, DatasetError, ParameterError
 
@@ -108,8 +109,7 @@ class ReferenceBank:
         for name, value in zip(
             ("width", "per_song", "min_frames", "max_bytes"), checked, strict=True
         ):
-            if not is_int(value) or value < 1:
-                raise ParameterError(f"{name}={value!r} must be a positive integer")
+            check_count(name, value, 1)
         by_song: dict[SongId, list[int]] = {}
         lengths = data.lengths()  # a store's come from its index: no track is read here
         for i, song in enumerate(data.song_ids):
@@ -136,7 +136,7 @@ class ReferenceBank:
             for rank, k in enumerate(order[:per_song]):  # later ones would get no window
                 track = data.features[items[int(k)]]
                 share = per_song // len(items) + (rank < per_song % len(items))
-                picked += _spread(track, width, share, data.silence_value)
+                picked += _spread(track, width, share, data.pad_mode, data.silence_value)
             windows[song] = torch.from_numpy(np.stack(picked).astype(np.float16))
         skipped = [s for s in data.index.ids if s not in windows]
         return cls(windows, skipped=skipped)
@@ -184,8 +184,9 @@ class ReferenceBank:
         if w is None:
             raise DatasetError(
                 f"song {song!r} has no reference windows: every one of its training recordings "
-                "was shorter than a quarter window (see covergan.references); fit on a longer "
-                "recording of it, or sample it with method='gan' or sample_like(features)"
+                "was shorter than a quarter window (see covergan.references); fit with a longer "
+                "recording of it, pass one to sample_like(features), or fit the class GAN too "
+                "(model=('versions', 'gan')) and sample it with method='gan'"
             )
         k = int(w.shape[0])
         order = np.concatenate([rng.permutation(k) for _ in range(-(-n // k))])[:n]
@@ -219,12 +220,15 @@ class ReferenceBank:
             raise CheckpointError(f"{source}: the reference bank is damaged: {error}") from error
 
 
-def _spread(track: np.ndarray, width: int, share: int, silence: float) -> list[np.ndarray]:
-    """``share`` windows spread evenly over ``track`` (one padded window if it is short)."""
+def _spread(
+    track: np.ndarray, width: int, share: int, pad_mode: PadMode, silence: float
+) -> list[np.ndarray]:
+    """``share`` windows spread evenly over ``track`` (one padded window if it is short, as
+    the dataset pads: silence, or the track tiled)."""
     n = track.shape[1]
     if share <= 0:
         return []
     if n <= width:
-        return [center_crop_or_pad(track, width, pad_value=silence)]
+        return [center_crop_or_pad(track, width, pad_mode=pad_mode, pad_value=silence)]
     starts = np.unique(np.round(np.linspace(0, n - width, share + 2)[1:-1]).astype(int))
     return [track[:, s : s + width] for s in starts]

@@ -1159,8 +1159,7 @@ def sample_versions(
         negative where the normaliser takes a log, or are shorter than ``max(2, W // 4)``
         frames.
     """
-    if not _is_int(n) or n <= 0:
-        raise ParameterError(f"n={n!r} must be a positive integer")
+    check_count("n", n, 1)
     if space not in ("features", "model"):
         raise ParameterError(f"space={space!r} must be 'features' or 'model'")
     if crop not in ("random", "center"):

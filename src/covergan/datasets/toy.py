@@ -231,8 +231,7 @@ def toy_covers(
     >>> dataset = covers.to_dataset()
     """
     for name, value in (("n_songs", n_songs), ("versions", versions)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-            raise ParameterError(f"{name}={value!r} must be a positive integer")
+        check_count(name, value, 1)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ParameterError(f"seed={seed!r} must be a non-negative integer")
     if (

@@ -107,7 +107,10 @@ def load_augmenter(
     except CheckpointError:
         raise
     except (KeyError, TypeError, ValueError) as error:
-        raise CheckpointError(f"{source} is an incomplete augmenter file: {error!r}") from error
+        raise CheckpointError(
+            f"{source} is an incomplete augmenter file: {error!r}; fit an Augmenter on the "
+            "training data again and save it"
+        ) from error
     if not names or any(m not in REGISTRY for m in names):
         raise CheckpointError(f"{source}: unknown models {names!r}")
     if not fitted:

@@ -831,7 +831,8 @@ def _from_state(
         raise
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(
-            f"{source} is an incomplete or inconsistent version-model checkpoint: {exc}"
+            f"{source} is an incomplete or inconsistent version-model checkpoint: {exc}; fit "
+            "the model again (Augmenter.fit, or VersionGAN.fit) and save it"
         ) from exc
     return model
 

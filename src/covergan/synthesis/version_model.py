@@ -68,7 +68,8 @@ class VersionModel(SynthesisModel):
         self, network: VersionGAN, references: ReferenceBank | None, silence: float
     ) -> None:
         self.network: VersionGAN = network
-        #: ``None`` only for a model loaded from a covergan 0.1 file (no bank then).
+        #: ``None`` only for a model loaded from a format-2 augmenter file (written before
+        #: reference banks).
         self.references = references
         #: Feature value of silence: reference frames at it stay silent in the versions.
         self.silence = float(silence)
@@ -150,8 +151,9 @@ class VersionModel(SynthesisModel):
         order), each song from its own seed."""
         if self.references is None:
             raise NotFittedError(
-                "this augmenter's version model has no reference bank (saved by covergan 0.1): "
-                "call aug.fit_versions(dataset) on its training data, or sample_like(features)"
+                "this augmenter's version model has no reference bank (a file written before "
+                "reference banks, augmenter format 2): call aug.fit_versions(dataset) on its "
+                "training data, or sample_like(features)"
             )
         out: dict[SongId, torch.Tensor] = {}
         for song, n in counts.items():

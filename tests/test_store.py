@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from covergan.cqt import CQTConfig, CQTExtractor
 from covergan.data import CQTDataset
@@ -300,6 +301,11 @@ def test_fit_sample_and_balance_from_a_store(tmp_path: Path) -> None:
     aug = make(references=2).fit(tmp_path)  # the store's own recipe (24 bins), no extractor
     assert aug.config_ == data.config
     assert aug.sample("work-3", 2).shape[0] == 2
+    # the store itself goes in as its folder does, and gets the same augmenter
+    same = make(references=2).fit(FeatureStore.open(tmp_path))
+    assert torch.equal(same.sample("work-3", 2, seed=0), aug.sample("work-3", 2, seed=0))
+    with pytest.raises(ParameterError, match="another recipe"):
+        make(extractor=CQTExtractor(CQTConfig(n_bins=12))).fit(FeatureStore.open(tmp_path))
     mixed = aug.balance(opened.windows(16, crop="center"), target="max")
     counts = mixed.class_counts()
     assert len(mixed) > len(opened) and len(set(counts.values())) == 1

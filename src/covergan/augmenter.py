@@ -285,7 +285,8 @@ class Augmenter(AugmenterSampling):
         ----------
         dataset : DatasetLike
             A :class:`~covergan.data.CQTDataset` (e.g. :func:`~covergan.datasets.chorale_covers`),
-            a :class:`~covergan.datasets.CoverSet` (audio, e.g.
+            a :class:`~covergan.store.FeatureStore` (or its folder), a
+            :class:`~covergan.datasets.CoverSet` (audio, e.g.
             :func:`~covergan.datasets.toy_covers`; extracted with ``extractor``), an iterable
             of ``(features, song_id)`` pairs, a mapping ``song_id -> [features, ...]``, or a
             folder ``ROOT/<song_id>/<recording>.<npy|wav|flac|ogg|mp3>``. Features are

@@ -633,10 +633,14 @@ def _from_store(
     root: Path, extractor: CQTExtractor | None, on_error: Literal["raise", "skip"], **kwargs: Any
 ) -> CQTDataset:
     """:meth:`CQTDataset.from_folder` of a feature store: lazy, with the store's recipe."""
-    store = FeatureStore.open(root, on_error=on_error)
+    return store_dataset(FeatureStore.open(root, on_error=on_error), extractor, **kwargs)
+
+
+def store_dataset(store: FeatureStore, extractor: CQTExtractor | None, **kwargs: Any) -> CQTDataset:
+    """``store.dataset(**kwargs)``, once ``extractor`` (when given) has the store's recipe."""
     if extractor is not None and store.config is not None and extractor.config != store.config:
         raise ParameterError(
-            f"{root} is a feature store made with another recipe than the extractor's "
+            f"{store.root} is a feature store made with another recipe than the extractor's "
             f"({store.config} vs {extractor.config}); leave extractor= out to use its own"
         )
     return store.dataset(**kwargs)

@@ -10,14 +10,15 @@ from typing import Any
 import numpy as np
 
 from covergan.cqt import CQTExtractor
-from covergan.data import CQTDataset
+from covergan.data import CQTDataset, store_dataset
 from covergan.errors import ParameterError
+from covergan.store import FeatureStore
 
 __all__ = ["DatasetLike", "as_dataset"]
 
 #: What :func:`as_dataset` (and so :meth:`covergan.Augmenter.fit`) accepts.
 DatasetLike = (
-    "CQTDataset | CoverSet | Iterable[tuple[np.ndarray, SongId]] | "
+    "CQTDataset | CoverSet | FeatureStore | Iterable[tuple[np.ndarray, SongId]] | "
     "Mapping[SongId, Sequence[np.ndarray]] | str | os.PathLike[str]"
 )
 
@@ -35,7 +36,8 @@ def as_dataset(
     Parameters
     ----------
     dataset : DatasetLike
-        A ``CQTDataset`` (returned as it is); a :class:`~covergan.datasets.CoverSet`
+        A ``CQTDataset`` (returned as it is); a :class:`~covergan.store.FeatureStore` (read
+        lazily, with its own recipe); a :class:`~covergan.datasets.CoverSet`
         (audio, extracted with ``extractor``); a folder
         ``ROOT/<song_id>/<recording>.<npy|wav|flac|ogg|mp3>``; a mapping
         ``song_id -> [features, ...]``; or an iterable of ``(features, song_id)`` pairs.
@@ -60,6 +62,8 @@ def as_dataset(
 
     if isinstance(dataset, CQTDataset):
         return dataset
+    if isinstance(dataset, FeatureStore):
+        return store_dataset(dataset, extractor)
     if isinstance(dataset, (str, os.PathLike)):
         return CQTDataset.from_folder(
             dataset, extractor=extractor, n_jobs=n_jobs, cache_dir=cache_dir, progress=progress
@@ -78,7 +82,8 @@ def as_dataset(
             raise ParameterError("an iterable dataset must yield (features, song_id) pairs")
         return CQTDataset.from_arrays([p[0] for p in pairs], [p[1] for p in pairs], config=config)
     raise ParameterError(
-        "dataset must be a CQTDataset, a CoverSet, an iterable of (features, song_id) "
+        "dataset must be a CQTDataset, a FeatureStore, a CoverSet, an iterable of "
+        "(features, song_id) "
         "pairs, a mapping song_id -> list of feature arrays, or a folder path; got "
         f"{type(dataset).__name__}"
     )

@@ -88,28 +88,18 @@ def test_the_class_gan_conditions_fit_it_once_and_only_on_request(
     assert [p.name for p in (tmp_path / "models").iterdir()] == ["rare-songs-s0-gan.aug"]
 
 
-class _PoolStub:
-    """sample_many's answer for every song: GAN_POOL windows of its class index + 100."""
-
-    def __init__(self, data: CQTDataset, width: int) -> None:
-        self.shape, self.ids = (GAN_POOL, 1, data.n_bins, width), data.index.ids
-
-    def sample_many(self, counts: dict[Any, int], **kwargs: Any) -> dict[Any, torch.Tensor]:
-        assert kwargs["method"] == "gan" and set(counts) == set(self.ids)
-        return {s: torch.full(self.shape, 100.0 + self.ids.index(s)) for s in counts}
-
-
 def test_gan_swap_in_replaces_a_seeded_share_with_samples_of_the_items_song(
     data: CQTDataset,
 ) -> None:
     view = data.windows(16, crop="random", seed=0)
-    stub: Any = _PoolStub(data, 16)
-    none, every = _GanSwapIn(view, stub, 0.0, seed=1), _GanSwapIn(view, stub, 1.0, seed=1)
+    # stand-in samples: every song's are its class index + 100
+    pools = [torch.full((GAN_POOL, 1, data.n_bins, 16), 100.0 + k) for k in range(data.n_songs)]
+    none, every = _GanSwapIn(view, pools, 0.0, seed=1), _GanSwapIn(view, pools, 1.0, seed=1)
     for i in range(len(view)):
         x, y = view[i]
         assert torch.equal(none[i][0], x) and none[i][1] == y
         assert float(every[i][0].max()) == 100.0 + y and every[i][1] == y  # its own song
-    half = _GanSwapIn(view, stub, 0.5, seed=1)
+    half = _GanSwapIn(view, pools, 0.5, seed=1)
     half.set_epoch(0)
     first = [float(half[i][0].max()) >= 100 for i in range(len(view))]
     assert first == [float(half[i][0].max()) >= 100 for i in range(len(view))]  # seeded

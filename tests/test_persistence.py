@@ -15,6 +15,7 @@ from covergan.data import CQTDataset
 from covergan.errors import CheckpointError, NotFittedError
 
 DATA = Path(__file__).parent / "data"
+TOL = {"rtol": 1e-5, "atol": 1e-6}
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +35,10 @@ def test_a_format_2_file_samples_what_it_sampled_and_learns_a_bank(
     aug = Augmenter.load(DATA / "augmenter-format2.pt", device="cpu")
     assert aug.models == ("gan", "versions") and aug.references_ is None
     # the class GAN was that release's sample, and still is for this file, sample for sample
-    np.testing.assert_array_equal(aug.sample("work-4", 2, seed=0).numpy(), old["gan_sample"])
+    # (to float rounding: another CPU or torch build may differ in the last bits)
+    np.testing.assert_allclose(aug.sample("work-4", 2, seed=0).numpy(), old["gan_sample"], **TOL)
     like = aug.sample_like(old["features"][0], 2, seed=0).numpy()
-    np.testing.assert_array_equal(like, old["version_sample"])  # its version model, unchanged
+    np.testing.assert_allclose(like, old["version_sample"], **TOL)  # its version model
     with pytest.raises(NotFittedError, match=r"no reference bank .*fit_versions\(dataset\)"):
         aug.sample("work-4", 2, method="versions")
     aug.fit_versions(old_dataset(old), steps=1)
@@ -47,7 +49,9 @@ def test_a_format_2_file_samples_what_it_sampled_and_learns_a_bank(
 def test_a_format_1_file_is_a_class_gan(old: dict[str, np.ndarray], tmp_path: Path) -> None:
     aug = Augmenter.load(DATA / "augmenter-format1.pt", device="cpu")
     assert aug.models == ("gan",) and aug.versions_ is None
-    assert aug.sample("work-0", 3, seed=0).shape == (3, 1, 24, 16)
+    np.testing.assert_allclose(
+        aug.sample("work-0", 3, seed=0).numpy(), old["gan_only_sample"], **TOL
+    )
     with pytest.raises(NotFittedError, match="fit_versions"):
         aug.sample_like(old["features"][0], 2)
     # saved again it stays readable by that release (format 1 for a class GAN alone)

@@ -85,3 +85,15 @@ def test_an_embedding_of_the_wrong_shape_is_refused_before_anything_is_written(
     ):
         quality_report(aug, train, held, tmp_path / "r", embed=embed)  # type: ignore[arg-type]
     assert not (tmp_path / "r").exists()
+
+
+def test_an_output_path_that_is_a_file_is_refused_before_the_work(tmp_path: Path) -> None:
+    train, held = catalogue(2, 2), catalogue(2, 1)
+    (tmp_path / "r").write_text("keep me")
+
+    class Fitted:  # refused before anything of the augmenter is used beyond its songs
+        songs_ = train.index
+
+    with pytest.raises(ParameterError, match="is not a folder"):
+        quality_report(Fitted(), train, held, tmp_path / "r")  # type: ignore[arg-type]
+    assert (tmp_path / "r").read_text() == "keep me"

@@ -100,10 +100,7 @@ def check_image_size(config: Any, minimum: int) -> None:
 def check_ints(config: Any, fields: Iterable[str], minimum: int = 1) -> None:
     """Each field is an integer >= ``minimum``."""
     for field in fields:
-        value = getattr(config, field)
-        if not is_int(value) or value < minimum:
-            what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-            raise ParameterError(f"{_name(config, field)}={value!r} must be {what}")
+        check_count(_name(config, field), getattr(config, field), minimum)
 
 
 def check_reals(config: Any, fields: Iterable[str], *, positive: bool) -> None:

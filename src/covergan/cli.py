@@ -743,7 +743,8 @@ def _add_compare(sub: Any) -> None:
         metavar="N",
         type=_positive_int,
         default=400,
-        help="steps of each version model (default: %(default)s)",
+        help="steps of each version model, and of each class GAN for the gan conditions "
+        "(default: %(default)s)",
     )
     compare.add_argument(
         "--window", metavar="FRAMES", type=_positive_int, default=None, help="(default: adapts)"

@@ -299,8 +299,7 @@ class CQTExtractor:
         """
         cfg = self.config
         y = _as_mono(y)
-        if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0:
-            raise ParameterError(f"sr={sr!r} must be a positive integer sample rate")
+        check_count("sr", sr, 1)
         if sr != cfg.sr and y.size:
             import librosa
 

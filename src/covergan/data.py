@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from covergan._checks import check_count
 from covergan._io import atomic_torch_save, check_header, header, read_checkpoint
 from covergan.cqt import CQTConfig, CQTExtractor, PadMode, center_crop_or_pad, random_crop
 from covergan.errors import (
@@ -617,10 +618,7 @@ def _checked_tracks(features: Sequence[Any], config: CQTConfig | None) -> TrackL
 
 def _check_view(window: object, crop: object, pad_mode: object, transform: object) -> None:
     """Window settings of a dataset view are valid."""
-    if window is not None and (
-        isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window <= 0
-    ):
-        raise ParameterError(f"window={window!r} must be a positive integer or None")
+    check_count("window", window, 1, optional=True)
     if crop not in ("random", "center"):
         raise ParameterError(f"crop={crop!r} must be 'random' or 'center'")
     if pad_mode not in ("constant", "wrap"):

@@ -213,10 +213,7 @@ class GANConfig:
         check_ints(
             self, ("z_dim", "embed_dim", "g_width", "d_width", "max_width", "batch_size", "d_steps")
         )
-        if self.n_stages is not None and (not _is_int(self.n_stages) or self.n_stages < 1):
-            raise ParameterError(
-                f"GANConfig.n_stages={self.n_stages!r} must be a positive integer or None"
-            )
+        check_count("GANConfig.n_stages", self.n_stages, 1, optional=True)
         if self.n_stages is not None and 2**self.n_stages > 4 * max(self.image_size):
             raise ParameterError(
                 f"GANConfig.n_stages={self.n_stages} is too many for image_size={self.image_size}"

@@ -7,9 +7,10 @@ windows per song, each ``width`` frames (the version model's source width, what 
 tempo reads), stored as float16 in the feature format. The bank's size is therefore bounded
 by ``n_songs * per_song * n_bins * width * 2`` bytes whatever the recordings' lengths: for
 CQTNet's 84 bins, 200-frame windows (``width`` 251) and the default 8 windows per song,
-337 kB per song, 3.4 MB per 10 songs. A second bound, ``max_bytes`` (1 GiB by default), caps
-the whole bank: a catalogue of 10,000 such songs keeps 2 windows per song (844 MB), not 8
-(3.4 GB).
+337 kB per song, 3.4 MB per 10 songs. A second bound, ``max_bytes`` (1 GiB by default), sets
+how many windows a song keeps in a large catalogue: 10,000 such songs keep 2 windows each
+(844 MB), not 8 (3.4 GB). Every song keeps at least one, so above about 25,000 such songs the
+bank is one window a song and passes ``max_bytes`` (42 kB a song).
 
 Window choice: a song's windows go round-robin over its recordings (in a seeded order), and
 the windows of one recording are spread evenly over it, so a song with one recording gets

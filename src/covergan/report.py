@@ -204,7 +204,8 @@ def quality_report(
     ------
     ParameterError
         ``n_per_song`` or ``crops`` < 2, ``max_songs`` < 1, ``heldout`` shares no song with
-        the augmenter, or ``embed`` returns something other than a finite ``(b, d)`` tensor.
+        the augmenter, ``out_dir`` (or its ``figures``) is a file, or ``embed`` returns
+        something other than a finite ``(b, d)`` tensor (nothing is written then).
     NotFittedError
         ``aug`` is not fitted.
     """
@@ -218,6 +219,9 @@ def quality_report(
         raise ParameterError("the held-out set shares no song with the augmenter")
     out = Path(out_dir).expanduser()  # created once every number is in (nothing half-written)
     fig_dir = out / "figures"
+    for path in (out, fig_dir):
+        if path.exists() and not path.is_dir():
+            raise ParameterError(f"{path} exists and is not a folder: the report needs one there")
 
     n_known = len(songs)
     songs, real_set, held_set = _evaluated_songs(train, heldout, songs, max_songs, seed)

@@ -263,10 +263,7 @@ class VersionConfig:
                 f"VersionConfig.g_stages={self.g_stages} is too many for "
                 f"image_size={self.image_size}"
             )
-        if self.d_stages is not None and (not _is_int(self.d_stages) or self.d_stages < 1):
-            raise ParameterError(
-                f"VersionConfig.d_stages={self.d_stages!r} must be a positive integer or None"
-            )
+        check_count("VersionConfig.d_stages", self.d_stages, 1, optional=True)
         tempo = self.tempo_range
         if (
             not isinstance(tempo, (tuple, list))
@@ -334,6 +331,7 @@ class VersionConfig:
         rates : torch.Tensor [shape=(n,)]
             Log-uniform in ``tempo_range``.
         """
+        n = check_count("n", n, 0)
         device = generator.device if device is None else device
         k = self.max_semitones
         u = torch.rand(n, generator=generator, device=device)

@@ -49,4 +49,5 @@ np.savez_compressed(
     songs=np.array(songs),
     gan_sample=both.sample("work-4", 2, seed=0).numpy(),  # what that release's sample gave
     version_sample=both.sample_like(feats[0], 2, seed=0).numpy(),
+    gan_only_sample=gan.sample("work-0", 3, seed=0).numpy(),
 )

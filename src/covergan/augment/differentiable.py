@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from covergan._checks import check_count
 from covergan.errors import ParameterError
 
 __all__ = [
@@ -320,14 +321,7 @@ class DiffAugment:
             raise ParameterError(f"augmentation strength={self.strength!r} must be >= 0")
         if not (0.0 <= self.p <= 1.0):
             raise ParameterError(f"augmentation p={self.p!r} must be in [0, 1]")
-        if (
-            isinstance(self.bins_per_semitone, bool)
-            or not isinstance(self.bins_per_semitone, int)
-            or self.bins_per_semitone < 1
-        ):
-            raise ParameterError(
-                f"bins_per_semitone={self.bins_per_semitone!r} must be a positive integer"
-            )
+        check_count("bins_per_semitone", self.bins_per_semitone, 1)
 
     @property
     def is_identity(self) -> bool:

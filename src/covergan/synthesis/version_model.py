@@ -117,7 +117,8 @@ class VersionModel(SynthesisModel):
         if bank.skipped:
             logger.warning(
                 "%d songs have no recording of %d frames or more, so no reference windows "
-                "(sample them with method='gan' or sample_like): %s",
+                "(sample_like a longer recording of them, or fit the class GAN too and sample "
+                "them with method='gan'): %s",
                 len(bank.skipped),
                 min_frames,
                 bank.skipped[:5],

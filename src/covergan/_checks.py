@@ -1,8 +1,10 @@
-"""Field checks and dict round trips shared by the frozen config dataclasses (``GANConfig``,
-``VersionConfig``, ``CSIConfig``, ``CQTConfig``).
+"""Argument checks shared by the whole library (:func:`check_count` for every integer with a
+lower bound, :func:`check_choice` for ``Literal`` choices), and the field checks and dict round
+trips of the frozen config dataclasses (``GANConfig``, ``VersionConfig``, ``CSIConfig``,
+``CQTConfig``).
 
-Each check raises :class:`~covergan.errors.ParameterError` naming ``<Class>.<field>``, its value and
-what is allowed.
+Each check raises :class:`~covergan.errors.ParameterError` naming the argument (or
+``<Class>.<field>``), its value and what is allowed.
 """
 
 from __future__ import annotations

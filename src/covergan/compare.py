@@ -486,7 +486,7 @@ class _Runner:
                 row["version_fit_seconds"] = time.perf_counter() - t0
             if "gan" in condition and pool is None:
                 gan = self._augmenter(train, protocol, seed, window, "gan")
-                pool = _gan_pool(gan, train, derive_seed(seed, _STREAM_GAN) % 2**62)
+                pool = _gan_pool(gan, train, _stream(seed, _STREAM_GAN))
                 row["gan_fit_seconds"] = time.perf_counter() - t0
             logger.info("compare: %s, seed %d, %s", protocol, seed, condition)
             row.update(self._csi_run(train, evaluate, seed, window, condition, aug, pool))
@@ -543,7 +543,7 @@ class _Runner:
         steps = s.csi_steps or int(np.clip(math.ceil(60 * len(train) / s.csi_batch), 200, 3000))
         data: Any = train.windows(window, crop="random", seed=seed)
         if pool is not None and "gan" in condition:
-            data = _GanSwapIn(data, pool, s.version_p, derive_seed(seed, _STREAM_GAN) % 2**62)
+            data = _GanSwapIn(data, pool, s.version_p, _stream(seed, _STREAM_GAN))
         history = train_csi(
             model,
             data,
@@ -577,6 +577,12 @@ class _Runner:
                 os.fsync(f.fileno())
 
 
+def _stream(seed: int, stream: int) -> int:
+    """The seed of one of a run's random streams (the class GAN's pool and swap-in share
+    theirs)."""
+    return derive_seed(seed, stream) % 2**62
+
+
 def _augmentation(
     condition: str, train: CQTDataset, seed: int, aug: Augmenter | None, p: float
 ) -> Callable[[torch.Tensor], torch.Tensor] | None:
@@ -586,9 +592,9 @@ def _augmentation(
     if "versions" in condition:
         if aug is None:
             raise ParameterError(f"condition {condition!r} needs a fitted version model")
-        parts.append(aug.version_augment(p, seed=derive_seed(seed, _STREAM_VERSIONS) % 2**62))
+        parts.append(aug.version_augment(p, seed=_stream(seed, _STREAM_VERSIONS)))
     if "classic" in condition:
-        classic_seed = derive_seed(seed, _STREAM_CLASSIC) % 2**62
+        classic_seed = _stream(seed, _STREAM_CLASSIC)
         parts.append(
             csi_augment(bins_per_semitone=bps, silence=train.silence_value, seed=classic_seed)
         )

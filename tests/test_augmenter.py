@@ -153,6 +153,19 @@ def test_fit_rejects_bad_datasets(data: object, error: type, match: str) -> None
         make(extractor=__import__("covergan").CQTExtractor(CFG)).fit(data)
 
 
+def test_fit_refuses_versions_of_recordings_all_shorter_than_a_quarter_window(
+    dataset: CQTDataset,
+) -> None:
+    tiny = {"z_dim": 8, "g_width": 4, "d_width": 4}
+    aug = make(model="versions", gan=None, window=160, versions=tiny)
+    longest = int(dataset.lengths().max())  # under 40 frames
+    with pytest.raises(
+        DatasetError, match=rf"shorter than 40 frames \(the longest has {longest}\)"
+    ):
+        aug.fit(dataset)
+    assert aug.steps_done == {}  # refused before any training
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [

@@ -632,3 +632,20 @@ def test_compare_refuses_too_few_works(
     assert_one_line_error(code, err, 1, "at least 4 works with two or more recordings")
     code, _, err = run(["compare", features, "--out", tmp_path, "--seeds", "x"], capsys)
     assert code == 2 and "number of seeds or 'auto'" in err
+
+
+def test_warnings_print_one_line_each(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import warnings
+
+    from covergan.errors import CoverGANWarning
+
+    def warns(args: argparse.Namespace) -> int:
+        warnings.warn("few samples: read the floors", CoverGANWarning, stacklevel=1)
+        return 0
+
+    monkeypatch.setitem(cli._COMMANDS, "listen", warns)
+    assert cli.main(["listen", "some.pt"]) == 0
+    assert capsys.readouterr().err == "covergan: warning: few samples: read the floors\n"
+    assert warnings.showwarning is not cli._show_warning  # restored for the caller

@@ -494,3 +494,9 @@ def test_chorale_work_is_frozen() -> None:
     work = ChoraleWork(song_id="x", title=None, harmonisations=("x",), paths=(Path("x.mxl"),))
     with pytest.raises(AttributeError):
         work.song_id = "y"  # type: ignore[misc]
+
+
+def test_a_cover_set_prints_its_size_not_its_audio() -> None:
+    audio = [np.zeros(22050, dtype=np.float32)] * 3
+    covers = CoverSet(audio, ["a", "a", "b"], ["x", "y", "z"], 22050)
+    assert repr(covers) == "CoverSet(3 recordings of 2 songs, 3 s at 22050 Hz)"

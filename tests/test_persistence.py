@@ -30,9 +30,10 @@ def old_dataset(old: dict[str, np.ndarray]) -> CQTDataset:
 
 
 def test_a_format_2_file_samples_what_it_sampled_and_learns_a_bank(
-    old: dict[str, np.ndarray],
+    old: dict[str, np.ndarray], caplog: pytest.LogCaptureFixture
 ) -> None:
     aug = Augmenter.load(DATA / "augmenter-format2.pt", device="cpu")
+    assert "earlier release (format 2): sample() draws its class GAN" in caplog.text
     assert aug.models == ("gan", "versions") and aug.references_ is None
     # the class GAN was that release's sample, and still is for this file, sample for sample
     # (to float rounding: another CPU or torch build may differ in the last bits)
@@ -65,3 +66,18 @@ def test_a_damaged_old_file_says_what_is_missing(tmp_path: Path) -> None:
     torch.save(state, tmp_path / "broken.pt")
     with pytest.raises(CheckpointError, match="incomplete augmenter file.*normalizer.*fit an"):
         Augmenter.load(tmp_path / "broken.pt", device="cpu")
+
+
+def test_a_format_2_file_is_refused_by_the_report_before_any_work(
+    old: dict[str, np.ndarray], tmp_path: Path
+) -> None:
+    from covergan.data import split_recordings
+    from covergan.report import quality_report
+
+    aug = Augmenter.load(DATA / "augmenter-format2.pt", device="cpu")
+    train, heldout = split_recordings(old_dataset(old), holdout=1, min_recordings=2, seed=0)
+    out = tmp_path / "report"
+    # the CLI's evaluate calls this: the message must say how to refit there too
+    with pytest.raises(NotFittedError, match=r"no reference bank.*covergan fit DATA OUT"):
+        quality_report(aug, train, heldout, out, embedding_steps=1)
+    assert not out.exists()

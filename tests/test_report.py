@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from covergan.data import CQTDataset, split_recordings
-from covergan.errors import ParameterError
+from covergan.errors import DatasetError, ParameterError
 from covergan.report import MAX_REPORT_RECORDINGS, _evaluated_songs, quality_report
 from tests.test_references import make, works
 
@@ -97,3 +97,43 @@ def test_an_output_path_that_is_a_file_is_refused_before_the_work(tmp_path: Path
     with pytest.raises(ParameterError, match="is not a folder"):
         quality_report(Fitted(), train, held, tmp_path / "r")  # type: ignore[arg-type]
     assert (tmp_path / "r").read_text() == "keep me"
+
+
+def with_short_song(data: CQTDataset, train_frames: int) -> tuple[CQTDataset, CQTDataset]:
+    """``data``'s split, plus a song whose training recordings have ``train_frames`` frames
+    and whose held-out recording is long."""
+    train, held = split_recordings(data, holdout=1, min_recordings=3, seed=0)
+    short = [np.full((train.n_bins, train_frames), 0.5, dtype=np.float32)] * 2
+    long = [np.full((train.n_bins, 40), 0.5, dtype=np.float32)]
+    return (
+        CQTDataset.from_arrays(
+            [*train.features, *short], [*train.song_ids, "short", "short"], config=train.config
+        ),
+        CQTDataset.from_arrays(
+            [*held.features, *long], [*held.song_ids, "short"], config=held.config
+        ),
+    )
+
+
+@pytest.mark.filterwarnings("ignore:.*n <= d:covergan.errors.CoverGANWarning")
+def test_held_out_songs_without_reference_windows_are_left_out_and_said_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    train, held = with_short_song(works((3, 3, 3, 2), frames=40), train_frames=3)
+    aug = make(steps=1, pretrain_steps=0).fit(train)
+    assert aug.references_ is not None and "short" not in aug.references_
+    report = quality_report(aug, train, held, tmp_path / "r", embed=lambda x: x.mean(-1).flatten(1))
+    assert "short" not in [row.song for row in report.per_song.rows]
+    assert "1 held-out songs without reference windows left out" in report.markdown.read_text()
+    assert "not evaluated: 1 of 4: ['short']" in caplog.text
+
+
+def test_held_out_songs_none_of_which_has_reference_windows_are_refused(tmp_path: Path) -> None:
+    train, _ = with_short_song(works((3, 3, 3, 2), frames=40), train_frames=3)
+    aug = make(steps=1, pretrain_steps=0).fit(train)
+    held = CQTDataset.from_arrays(
+        [np.full((train.n_bins, 40), 0.5, dtype=np.float32)], ["short"], config=train.config
+    )
+    with pytest.raises(DatasetError, match="none of the 1 held-out songs has reference windows"):
+        quality_report(aug, train, held, tmp_path / "r", embed=lambda x: x.mean(-1).flatten(1))
+    assert not (tmp_path / "r").exists()

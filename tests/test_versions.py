@@ -588,15 +588,19 @@ def test_version_augment_needs_the_models_window(
         VersionAugment(object(), normalizer)  # type: ignore[arg-type]
     with pytest.raises(ParameterError, match="fitted CQTNormalizer"):
         VersionAugment(model, CQTNormalizer())
-    augment = VersionAugment(model, normalizer, p=1.0)
-    with pytest.raises(ParameterError, match=r"\(B, 1, 24, 16\)"):
-        augment(torch.rand(2, 1, N_BINS, WINDOW + 1))
-    bad = torch.rand(2, 1, N_BINS, WINDOW)
-    bad[1, 0, 3, 4] = float("nan")
-    with pytest.raises(ParameterError, match="NaN"):
-        augment(bad)
-    with pytest.raises(ParameterError, match="non-negative"):
-        augment(-torch.rand(2, 1, N_BINS, WINDOW))
+    # bad input fails on every call, whether or not a window is drawn (p=0: none is)
+    for p in (1.0, 0.0):
+        augment = VersionAugment(model, normalizer, p=p)
+        with pytest.raises(ParameterError, match=r"\(B, 1, 24, 16\)"):
+            augment(torch.rand(2, 1, N_BINS, WINDOW + 1))
+        with pytest.raises(ParameterError, match=r"\(B, 1, 24, 16\)"):
+            augment(torch.rand(4, N_BINS, WINDOW))  # (C, H, W): one item of 4 channels
+        bad = torch.rand(2, 1, N_BINS, WINDOW)
+        bad[1, 0, 3, 4] = float("nan")
+        with pytest.raises(ParameterError, match="NaN"):
+            augment(bad)
+        with pytest.raises(ParameterError, match="non-negative"):
+            augment(-torch.rand(2, 1, N_BINS, WINDOW))
 
 
 # ----------------------------------------------------------------------------------- Augmenter
@@ -712,6 +716,23 @@ def test_balance_with_versions_reaches_unseen_songs(aug: Augmenter, data: CQTDat
     assert x.shape == (1, N_BINS, WINDOW) and label == 1 and synthetic
     with pytest.raises(ParameterError, match="method"):
         aug.balance(new, method="magic")  # type: ignore[arg-type]
+
+
+def test_balance_with_versions_uses_recordings_long_enough_and_names_a_song_without(
+    aug: Augmenter,
+) -> None:
+    new = toy_works(seed=9, counts=(4, 1))
+    tiny = np.full((N_BINS, 2), 0.5, dtype=np.float32)  # under a quarter window (4 frames)
+    songs = [*new.song_ids, "work-1"]
+    both = CQTDataset.from_arrays([*new.features, tiny], songs, config=CFG)
+    mixed = aug.balance(both, target="max", method="versions", seed=0)
+    assert mixed.class_counts(synthetic=True)["work-1"] == 2  # from its long recording
+    songs = [*new.song_ids, "short"]
+    only_short = CQTDataset.from_arrays([*new.features, tiny], songs, config=CFG)
+    with pytest.raises(
+        DatasetError, match=r"song 'short' needs .* shorter than 4 frames \(the longest has 2\)"
+    ):
+        aug.balance(only_short, target="max", method="versions")
 
 
 def test_balance_with_versions_into_a_bank(

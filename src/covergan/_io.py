@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -13,6 +13,32 @@ from typing import IO, Any
 import torch
 
 from covergan.errors import CheckpointError
+
+
+def temp_file(folder: str | os.PathLike[str], prefix: str) -> tuple[int, str]:
+    """A new empty file ``<prefix><random>.tmp`` in ``folder``, opened for reading and
+    writing: ``(descriptor, path)``, as :func:`tempfile.mkstemp` gives, but created with the
+    mode a plain ``open`` gives (``0o666`` less the umask), not 0600, so a file renamed into
+    place from it is as readable to others as any other file the user writes."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    return _create_new(folder, prefix, lambda path: os.open(path, flags, 0o666))
+
+
+def temp_dir(folder: str | os.PathLike[str], prefix: str) -> Path:
+    """A new empty folder ``<prefix><random>.tmp`` in ``folder``, with the mode a plain
+    ``mkdir`` gives (:func:`tempfile.mkdtemp`'s is 0700), to be renamed into place."""
+    return Path(_create_new(folder, prefix, lambda path: os.mkdir(path, 0o777))[1])
+
+
+def _create_new(folder: str | os.PathLike[str], prefix: str, create: Any) -> tuple[Any, str]:
+    """``(create(path), path)`` for the first free random ``path`` in ``folder``."""
+    for _ in range(100):
+        path = os.path.join(folder, f"{prefix}{secrets.token_hex(6)}.tmp")
+        try:
+            return create(path), path
+        except FileExistsError:  # a name another writer holds: draw again
+            continue
+    raise FileExistsError(f"no free temporary name {prefix}*.tmp in {folder}")
 
 
 @contextlib.contextmanager
@@ -43,8 +69,13 @@ def atomic_write(
     """
     target = Path(path).expanduser()
     if make_parents:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError as exc:  # a file where a folder of the path should be
+            raise NotADirectoryError(
+                f"cannot write {target}: {exc.filename} is a file, not a folder"
+            ) from exc
+    fd, tmp = temp_file(target.parent, f".{target.name}.")
     try:
         fh: IO[Any] = os.fdopen(fd, "w", encoding="utf-8") if text else os.fdopen(fd, "wb")
         with fh:
@@ -98,7 +129,7 @@ def npy_beside(target: Path, array: Any, tag: str = "") -> str:
 
     target.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{target.stem}.{tag}"
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=prefix, suffix=".tmp")
+    fd, tmp = temp_file(target.parent, prefix)
     try:
         with os.fdopen(fd, "wb") as fh:
             np.save(fh, array, allow_pickle=False)

@@ -309,7 +309,8 @@ class Augmenter(AugmenterSampling):
         ------
         DatasetError
             Empty dataset, fewer than two songs, or (``"versions"``) fewer than
-            :data:`MIN_VERSION_WORKS` works with two or more recordings; with ``resume``, a
+            :data:`MIN_VERSION_WORKS` works with two or more recordings or every recording
+            shorter than a quarter window (no reference windows); with ``resume``, a
             dataset other than the one fitted on.
         ParameterError
             Bad constructor arguments or malformed items.
@@ -381,7 +382,8 @@ class Augmenter(AugmenterSampling):
         NotFittedError
             Before :meth:`fit`.
         DatasetError
-            Fewer than :data:`MIN_VERSION_WORKS` works with two or more recordings.
+            Fewer than :data:`MIN_VERSION_WORKS` works with two or more recordings, or
+            every recording shorter than a quarter window.
         ParameterError
             Bad ``versions``/``steps``/``pretrain_steps``, or bins that differ from the
             augmenter's.

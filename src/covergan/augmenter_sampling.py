@@ -403,6 +403,10 @@ class AugmenterSampling:
         UnknownSongError
             A song of ``dataset`` that needs samples is unknown to the augmenter (``"gan"``,
             or ``bank_dir``).
+        DatasetError
+            ``"versions"``: a song that needs samples has no recording of a quarter window
+            or more (in ``dataset``; with ``bank_dir``, in the fitted data), nothing to make
+            versions of (nothing is kept then).
         """
         return balance(
             self,

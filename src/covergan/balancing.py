@@ -12,10 +12,11 @@ import numpy as np
 import torch
 
 from covergan.data import CQTDataset, SongId
-from covergan.errors import ParameterError
+from covergan.errors import DatasetError, ParameterError
 from covergan.sampling import AugmentedDataset, SyntheticBank
 from covergan.synthesis.base import Space
 from covergan.training import derive_seed
+from covergan.versions import min_reference_frames
 
 if TYPE_CHECKING:
     from covergan.augmenter_sampling import AugmenterSampling
@@ -122,13 +123,25 @@ def _versions_of_recordings(
     aug: AugmenterSampling, dataset: CQTDataset, counts: Mapping[SongId, int], seed: int | None
 ) -> dict[SongId, torch.Tensor]:
     """``counts[song]`` versions of each song, spread evenly over its recordings in
-    ``dataset`` (so songs the augmenter never saw can be balanced too)."""
+    ``dataset`` that are long enough to be references (so songs the augmenter never saw can
+    be balanced too); a DatasetError, before any sampling, for a song with none."""
+    min_frames = min_reference_frames(aug.window_)
+    lengths = dataset.lengths()
     items: dict[SongId, list[int]] = {}
     for i, song in enumerate(dataset.song_ids):
         items.setdefault(song, []).append(i)
+    for song in counts:
+        longest = int(lengths[items[song]].max())
+        if longest < min_frames:
+            raise DatasetError(
+                f"song {song!r} needs synthetic versions but every recording of it is shorter "
+                f"than {min_frames} frames (the longest has {longest}), a quarter of the "
+                f"{aug.window_}-frame window, so it has no reference to make them of: leave it "
+                "out of the dataset, or balance it with method='gan'"
+            )
     out: dict[SongId, torch.Tensor] = {}
     for song, n in counts.items():
-        recordings = items[song]
+        recordings = [i for i in items[song] if lengths[i] >= min_frames]
         share = [n // len(recordings) + (k < n % len(recordings)) for k in range(len(recordings))]
         parts = [
             aug.sample_like(

@@ -20,6 +20,7 @@ versions) from :meth:`~covergan.Augmenter.fit_versions`.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     from covergan.augmenter import Augmenter
 
 __all__ = ["AUGMENTER_FORMAT", "AUGMENTER_FORMAT_VERSION", "load_augmenter", "save_augmenter"]
+
+logger = logging.getLogger(__name__)
 
 AUGMENTER_FORMAT = "covergan.augmenter"
 #: Newest layout read and written (see the module doc for 1 and 2).
@@ -117,6 +120,15 @@ def load_augmenter(
         raise CheckpointError(f"{source} holds no model")
     if not normalizer.is_fitted:
         raise CheckpointError(f"{source}: the normaliser statistics are missing")
+    if names == ("gan", "versions") and state["format_version"] < 3:  # format 1 is still
+        logger.warning(  # written for a class GAN alone: only format 2 is an old default
+            "%s is an augmenter file of an earlier release (format 2): sample() draws its "
+            "class GAN, as it did then. Today's default, new versions of a song "
+            "(method='versions'), needs a version model with a reference bank: refit on the "
+            "training data (Python: aug.fit_versions(dataset); command line: covergan fit "
+            "DATA OUT)",
+            source,
+        )
     gan, versions = fitted.get("gan"), fitted.get("versions")
     aug = cls(
         model=names,

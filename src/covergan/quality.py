@@ -73,6 +73,9 @@ IDENTITY_MIN_RATIO = 0.8
 IDENTITY_MIN_FLOOR_OVER_CHANCE = 2.0
 #: Diversity passes when ``spread / floor`` is at least this (the target of issue 18).
 DIVERSITY_MIN_RATIO = 0.8
+#: A song's mean pairwise cosine distance at or below this is float rounding of identical
+#: windows, and counts as 0.
+SPREAD_ROUNDING = 1e-9
 #: Realism passes when ``frechet / floor`` is at most this.
 REALISM_MAX_RATIO = 1.5
 #: Memorisation passes when the median nearest-training distance over its floor is at
@@ -406,7 +409,8 @@ def _suite(
     for k in keys:
         fs = emb["synthetic"][song["synthetic"] == k]
         n = fs.shape[0]
-        spread.append(max(0.0, float((n * n - (fs @ fs.T).sum()) / (n * (n - 1)))))
+        pairs = float((n * n - (fs @ fs.T).sum()) / (n * (n - 1)))
+        spread.append(pairs if pairs > SPREAD_ROUNDING else 0.0)  # identical: 0, not 1e-16
         fh, ft = emb["heldout"][song["heldout"] == k], emb["train"][song["train"] == k]
         real_spread.append(float(1.0 - (fh @ ft.T).mean()))
     diversity = _result(

@@ -27,7 +27,7 @@ import torch
 from covergan._checks import check_count
 from covergan.artefacts import MIN_REFERENCE_WINDOWS, ArtefactCheck, artefact_check, low_comb
 from covergan.data import CQTDataset, SongId
-from covergan.errors import ParameterError
+from covergan.errors import DatasetError, NotFittedError, ParameterError
 from covergan.metrics import (
     FloorComparison,
     MemorizationReport,
@@ -47,6 +47,7 @@ from covergan.quality import (
     shuffle_bins,
     train_embedding,
 )
+from covergan.synthesis.version_model import NO_REFERENCE_BANK
 
 if TYPE_CHECKING:
     from covergan.augmenter import Augmenter
@@ -203,11 +204,18 @@ def quality_report(
     Raises
     ------
     ParameterError
-        ``n_per_song`` or ``crops`` < 2, ``max_songs`` < 1, ``heldout`` shares no song with
-        the augmenter, ``out_dir`` (or its ``figures``) is a file, or ``embed`` returns
+        ``n_per_song`` < 2, ``crops`` < 1, ``max_songs`` < 1, ``heldout`` shares no song
+        with the augmenter, ``out_dir`` (or its ``figures``) is a file, or ``embed`` returns
         something other than a finite ``(b, d)`` tensor (nothing is written then).
     NotFittedError
-        ``aug`` is not fitted.
+        ``aug`` is not fitted, or its version model has no reference bank (a file of
+        augmenter format 2; refit it).
+    DatasetError
+        None of the held-out songs has reference windows (held-out songs without them, whose
+        training recordings are all shorter than a quarter window, are left out with a
+        warning when others have them).
+
+    All of these are raised before any training or sampling.
     """
 
     t0 = time.perf_counter()
@@ -222,6 +230,8 @@ def quality_report(
     for path in (out, fig_dir):
         if path.exists() and not path.is_dir():
             raise ParameterError(f"{path} exists and is not a folder: the report needs one there")
+    n_shared = len(songs)
+    songs = _songs_with_references(aug, songs)
 
     n_known = len(songs)
     songs, real_set, held_set = _evaluated_songs(train, heldout, songs, max_songs, seed)
@@ -290,8 +300,39 @@ def quality_report(
             f"{max_songs}; real windows of {len(real_set)} training recordings of "
             f"{real_set.n_songs} songs, at most {MAX_REPORT_RECORDINGS} per song)"
         )
+    if n_known < n_shared:
+        evaluation += (
+            f"; {n_shared - n_known} held-out songs without reference windows left out (every "
+            "training recording shorter than a quarter window)"
+        )
     markdown.write_text(_markdown(report, aug, train, heldout, title, notes, evaluation, crops))
     return report
+
+
+def _songs_with_references(aug: Augmenter, songs: list[SongId]) -> list[SongId]:
+    """``songs`` less those the version model (when fitted) has no reference windows of."""
+    if "versions" not in aug.steps_done:
+        return songs
+    bank = aug.references_
+    if bank is None:
+        raise NotFittedError(NO_REFERENCE_BANK)
+    kept = [s for s in songs if s in bank]
+    if not kept:
+        raise DatasetError(
+            f"none of the {len(songs)} held-out songs has reference windows (every training "
+            "recording of each is shorter than a quarter window): the version model cannot "
+            "sample them; see covergan.references"
+        )
+    if len(kept) < len(songs):
+        missing = [s for s in songs if s not in bank]
+        logger.warning(
+            "held-out songs with no reference windows (every training recording shorter than "
+            "a quarter window), not evaluated: %d of %d: %s",
+            len(missing),
+            len(songs),
+            missing[:10],
+        )
+    return kept
 
 
 def _evaluated_songs(
@@ -519,11 +560,13 @@ def _markdown(
         "",
         "## Quality in a CSI embedding",
         "",
-        "Each number is measured for the synthetic windows and, the same way, for held-out "
-        "real windows of the same songs (the floor); the ratio is synthetic / floor. "
+        "Each number is measured for the synthetic windows and for real windows of the same "
+        "songs (the floor); the ratio is synthetic / floor. "
         "*identity*: share of windows whose nearest song (centroid of its training windows) "
-        "is their own. *diversity*: mean pairwise distance of a song's windows. *realism*: "
-        "Frechet distance to the held-out windows (floor: the training windows'). "
+        "is their own (floor: the held-out windows' share). *diversity*: mean pairwise "
+        "distance of a song's synthetic windows (floor: mean distance between a held-out and "
+        "a training window of the song, two recordings). *realism*: Frechet distance to the "
+        "held-out windows (floor: the training windows'). "
         "*memorisation*: median distance to the nearest training window, and the share of "
         "windows closer to the training set than any held-out window (copies). The negative "
         "controls below must fail: if one passes, do not trust the suite on this data.",

@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol, cast
@@ -25,7 +24,7 @@ import torch.distributed as dist
 from torch.utils.data import Dataset, Sampler
 
 from covergan._checks import check_count
-from covergan._io import header
+from covergan._io import header, temp_dir
 from covergan.data import SongId, SongIndex, Transform
 from covergan.errors import DatasetError, ParameterError
 
@@ -255,7 +254,7 @@ def _write_bank(
         raise ParameterError(f"samples of different shapes cannot share a bank: {shapes}")
     total = sum(counts.values())
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    staging = temp_dir(target.parent, f".{target.name}.")
     try:
         data = np.lib.format.open_memmap(
             staging / "samples.npy", mode="w+", dtype=np.float32, shape=(total, *shapes.pop())

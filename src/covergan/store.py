@@ -35,7 +35,6 @@ import json
 import os
 import re
 import socket
-import tempfile
 import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -46,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import numpy as np
 
 from covergan._checks import check_count
-from covergan._io import drop_cut_line, npy_beside
+from covergan._io import drop_cut_line, npy_beside, temp_file
 from covergan.cqt import CQTConfig, CQTExtractor, ExtractionFailure
 from covergan.errors import DatasetError, ParameterError, StoreError
 
@@ -822,7 +821,7 @@ def _create_or_match(path: Path, content: dict[str, Any], *, what: str) -> None:
     """Write ``content`` to ``path`` unless it exists (atomically: the first writer wins), then
     check that the file holds ``content``."""
     text = json.dumps(content, indent=2, sort_keys=True) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = temp_file(path.parent, f".{path.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)

@@ -106,6 +106,7 @@ __all__ = [
     "VersionParams",
     "check_versions",
     "generate_versions",
+    "min_reference_frames",
     "sample_versions",
 ]
 
@@ -1090,6 +1091,12 @@ def _reference_track(features: Any, n_bins: int) -> np.ndarray:
     return np.asarray(arr, dtype=np.float32)
 
 
+def min_reference_frames(window: int) -> int:
+    """Frames a recording needs at least to be a version's reference: a quarter of the
+    ``window`` (at least 2); a shorter one would be mostly padding."""
+    return max(2, window // 4)
+
+
 def _check_values(x: np.ndarray | Tensor, normalizer: CQTNormalizer, what: str) -> None:
     """``x`` is finite, and non-negative where ``normalizer`` takes a log."""
     values = torch.as_tensor(x)
@@ -1169,7 +1176,7 @@ def sample_versions(
         raise ParameterError(f"seed={seed!r} must be a non-negative integer or None")
     height, width = model.image_size
     track = _reference_track(features, height)
-    min_frames = max(2, width // 4)
+    min_frames = min_reference_frames(width)
     if track.shape[1] < min_frames:
         raise ParameterError(
             f"the reference has {track.shape[1]} frames; a reference needs at least "
@@ -1305,9 +1312,9 @@ class VersionAugment(Transform[VersionParams]):
     ------
     ParameterError
         A model that is not a VersionGAN, an unfitted normaliser, a bad ``p``, ``pad_mode``,
-        ``truncation`` or ``seed``; at call time, windows that are not ``(B, 1, n_bins, W)``
-        with the model's ``image_size``, or chosen windows with NaN, inf or (magnitude
-        formats) negative values.
+        ``truncation`` or ``seed``; at call time (whether or not a window is drawn),
+        windows that are not ``(B, 1, n_bins, W)`` with the model's ``image_size``, or
+        windows with NaN, inf or (magnitude formats) negative values.
 
     Examples
     --------
@@ -1351,16 +1358,18 @@ class VersionAugment(Transform[VersionParams]):
         seeds = torch.randint(0, 2**62, (batch,), generator=gen, device=device).cpu()
         return VersionParams(applied=applied, seeds=seeds)
 
-    def _apply(self, x: Tensor, params: VersionParams) -> Tensor:
+    def _check_input(self, x: Tensor) -> None:
         height, width = self.model.image_size
         if x.shape[1] != 1 or tuple(x.shape[2:]) != (height, width):
             raise ParameterError(
                 f"VersionAugment: windows must be (B, 1, {height}, {width}) for this model, "
                 f"got {tuple(x.shape)}"
             )
+        _check_values(x.detach(), self.normalizer, "VersionAugment: windows")
+
+    def _apply(self, x: Tensor, params: VersionParams) -> Tensor:
         chosen = params.applied.nonzero().reshape(-1)  # never empty: apply() skips that
         src = x[chosen.to(x.device), 0].detach().float().cpu()  # [k, H, W]
-        _check_values(src, self.normalizer, "VersionAugment: windows")
         src = center_crop_or_pad(
             src, self.model.config.source_width, pad_mode=self.pad_mode, pad_value=self.silence
         )  # W < source_width: tiled or padded at the end

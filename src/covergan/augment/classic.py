@@ -291,12 +291,18 @@ class Transform(ABC, Generic[P]):
                 f"{name}: parameters were drawn for {params.batch_size} items, "
                 f"the input has {batch}"
             )
-        if not bool(params.applied.any()):
-            return x
         squeeze = x.ndim == 3
         x4 = x.unsqueeze(0) if squeeze else x
+        self._check_input(x4)
+        if not bool(params.applied.any()):
+            return x
         y = _select(params.applied, self._apply(x4, params), x4)
         return y.squeeze(0) if squeeze else y
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        """Checks of the whole batch ``x [shape=(B, C, n_bins, n_frames)]`` that hold whether
+        or not any item is transformed (a transform with stricter input than the layout's
+        overrides it, so bad input fails on every call, not only when an item is drawn)."""
 
     @abstractmethod
     def _draw(self, batch: int, applied: torch.Tensor, gen: torch.Generator | None) -> P:

@@ -106,6 +106,11 @@ class CoverSet:
     def __len__(self) -> int:
         return len(self.audio)
 
+    def __repr__(self) -> str:
+        songs = len(set(self.song_ids))
+        seconds = sum(len(y) for y in self.audio) / self.sr
+        return f"CoverSet({len(self)} recordings of {songs} songs, {seconds:.0f} s at {self.sr} Hz)"
+
     def write(self, root: str | os.PathLike[str], *, format: AudioFormat = "wav") -> list[Path]:
         """Write every recording to ``root/<song_id>/<name>.<format>``.
 

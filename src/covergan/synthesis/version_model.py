@@ -23,14 +23,26 @@ from covergan.errors import CheckpointError, DatasetError, NotFittedError
 from covergan.references import ReferenceBank
 from covergan.synthesis.base import FitContext, Space, SynthesisModel
 from covergan.training import derive_seed
-from covergan.versions import VersionConfig, VersionGAN, generate_versions
+from covergan.versions import (
+    VersionConfig,
+    VersionGAN,
+    generate_versions,
+    min_reference_frames,
+)
 
-__all__ = ["MIN_VERSION_WORKS", "VersionModel", "check_version_data"]
+__all__ = ["MIN_VERSION_WORKS", "NO_REFERENCE_BANK", "VersionModel", "check_version_data"]
 
 logger = logging.getLogger(__name__)
 
 #: Works with two or more recordings the version model needs to learn from.
 MIN_VERSION_WORKS = 2
+#: What sampling a version model without a reference bank says (a file of augmenter format 2).
+NO_REFERENCE_BANK = (
+    "this augmenter's version model has no reference bank (a file written before reference "
+    "banks, augmenter format 2), so it cannot draw versions of a song by its id: refit it on "
+    "its training data (Python: aug.fit_versions(dataset); command line: covergan fit DATA "
+    "OUT), or make versions of given windows with sample_like(features)"
+)
 
 
 def check_version_data(data: CQTDataset) -> None:
@@ -47,8 +59,8 @@ def check_version_data(data: CQTDataset) -> None:
     if multi < MIN_VERSION_WORKS:
         raise DatasetError(
             f"the version model learns how versions differ from works with two or more "
-            f"recordings and needs at least {MIN_VERSION_WORKS}; this dataset has {multi} such "
-            f"works among its {len(counts)} songs ({len(data)} recordings). Add recordings of "
+            f"recordings and needs at least {MIN_VERSION_WORKS}; this dataset has {multi} "
+            f"among its {len(counts)} songs ({len(data)} recordings). Add recordings of "
             "more works, or fit the class-conditional GAN: Augmenter(model='gan')"
         )
 
@@ -98,6 +110,15 @@ class VersionModel(SynthesisModel):
     ) -> None:
         check_version_data(data)
         cls.config(params, data.n_bins, window, config)
+        min_frames = min_reference_frames(window)
+        longest = int(data.lengths().max())
+        if longest < min_frames:
+            raise DatasetError(
+                f"every recording is shorter than {min_frames} frames (the longest has "
+                f"{longest}), a quarter of the {window}-frame window, so the version model "
+                "would keep no reference windows to make versions of: fit with a window of at "
+                f"most {4 * longest} frames (window=...), or with longer recordings"
+            )
 
     @classmethod
     def build(cls, params: Mapping[str, Any], ctx: FitContext) -> VersionModel:
@@ -106,7 +127,7 @@ class VersionModel(SynthesisModel):
             device=ctx.device,
             seed=ctx.seed,
         )
-        min_frames = max(2, ctx.window // 4)
+        min_frames = min_reference_frames(ctx.window)
         bank = ReferenceBank.build(
             ctx.data,
             width=network.config.source_width,
@@ -116,11 +137,11 @@ class VersionModel(SynthesisModel):
         )
         if bank.skipped:
             logger.warning(
-                "%d songs have no recording of %d frames or more, so no reference windows "
+                "songs with no recording of %d frames or more, so no reference windows: %d "
                 "(sample_like a longer recording of them, or fit the class GAN too and sample "
                 "them with method='gan'): %s",
-                len(bank.skipped),
                 min_frames,
+                len(bank.skipped),
                 bank.skipped[:5],
             )
         return cls(network, bank, ctx.config.silence_value)
@@ -151,11 +172,7 @@ class VersionModel(SynthesisModel):
         """Versions of each song's reference windows (used in turn, in a seeded shuffled
         order), each song from its own seed."""
         if self.references is None:
-            raise NotFittedError(
-                "this augmenter's version model has no reference bank (a file written before "
-                "reference banks, augmenter format 2): call aug.fit_versions(dataset) on its "
-                "training data, or sample_like(features)"
-            )
+            raise NotFittedError(NO_REFERENCE_BANK)
         out: dict[SongId, torch.Tensor] = {}
         for song, n in counts.items():
             song_seed = None if seed is None else int(derive_seed(seed, labels[song]))

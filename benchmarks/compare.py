@@ -39,21 +39,40 @@ from covergan.compare import CONDITIONS, PROTOCOLS, CompareSettings, compare
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="chorales", help="chorales, toy, toy300, .pt, folder")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=CONDITIONS)
-    parser.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=PROTOCOLS)
+    parser.add_argument(
+        "--data",
+        default="chorales",
+        help="chorales, toy, toy300, .pt, folder (default: %(default)s)",
+    )
+    parser.add_argument("--seeds", type=int, default=3, help="(default: %(default)s)")
+    parser.add_argument(
+        "--conditions",
+        nargs="+",
+        default=list(CONDITIONS),
+        choices=CONDITIONS,
+        help="(default: all)",
+    )
+    parser.add_argument(
+        "--protocols", nargs="+", default=list(PROTOCOLS), choices=PROTOCOLS, help="(default: both)"
+    )
     parser.add_argument("--window", type=int, default=None, help="CSI window (default: auto)")
     parser.add_argument("--csi-steps", type=int, default=None, help="(default: auto)")
-    parser.add_argument("--version-steps", type=int, default=CompareSettings.version_steps)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--version-steps",
+        type=int,
+        default=CompareSettings.version_steps,
+        help="(default: %(default)s)",
+    )
+    parser.add_argument("--device", default="cpu", help="(default: %(default)s)")
     parser.add_argument(
         "--augmenter",
         type=json.loads,
         default={},
         help='Augmenter arguments (JSON), e.g. \'{"versions": {"diversity_weight": 0.01}}\'',
     )
-    parser.add_argument("--workdir", type=Path, default=Path("compare-bench"))
+    parser.add_argument(
+        "--workdir", type=Path, default=Path("compare-bench"), help="(default: %(default)s)"
+    )
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     threads = torch.get_num_threads()

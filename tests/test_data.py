@@ -132,7 +132,13 @@ def test_db_features_pad_with_their_floor() -> None:
         (make_tracks([5, 5]), ["a"], {}, ParameterError, "2 feature arrays but 1 song"),
         ([np.zeros(84)], ["a"], {}, ParameterError, "shape"),
         ([np.zeros((84, 0))], ["a"], {}, ParameterError, "0 frames"),
-        ([np.full((84, 3), np.nan)], ["a"], {}, ParameterError, "NaN"),
+        (
+            [*make_tracks([5]), np.full((84, 3), np.nan)],
+            ["a", "b"],
+            {},
+            ParameterError,
+            r"track 1 \(song 'b'\): features contain NaN",
+        ),
         (make_tracks([5], n_bins=12), ["a"], {"config": CQTConfig()}, ParameterError, "n_bins=84"),
         (
             make_tracks([5, 5], n_bins=12) + make_tracks([5]),

@@ -98,7 +98,7 @@ def test_float16_halves_the_files_and_reads_back(tmp_path: Path) -> None:
     [
         (np.zeros((BINS + 1, 5)), "bins"),
         (np.zeros((BINS, 2)), "min_frames"),
-        (np.full((BINS, 5), np.nan), "NaN"),
+        (np.full((BINS, 5), np.nan), "bad: features contain NaN"),
         (np.zeros((2, BINS, 5)), "expected features"),
     ],
 )

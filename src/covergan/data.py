@@ -245,7 +245,7 @@ class CQTDataset(Dataset[tuple[torch.Tensor, int]]):
             raise ParameterError(f"got {len(features)} feature arrays but {len(song_ids)} song ids")
         if names is not None and len(names) != len(features):
             raise ParameterError(f"got {len(features)} feature arrays but {len(names)} names")
-        self.features: TrackList | StoredTracks = _checked_tracks(features, config)
+        self.features: TrackList | StoredTracks = _checked_tracks(features, config, song_ids)
         self.song_ids: list[SongId] = [_check_song_id(s) for s in song_ids]
         self.names: list[str] = (
             [str(n) for n in names]
@@ -597,9 +597,12 @@ class TrackList(list[np.ndarray]):
         return TrackList(self[int(i)] for i in indices)
 
 
-def _checked_tracks(features: Sequence[Any], config: CQTConfig | None) -> TrackList | StoredTracks:
+def _checked_tracks(
+    features: Sequence[Any], config: CQTConfig | None, song_ids: Sequence[SongId]
+) -> TrackList | StoredTracks:
     """The dataset's tracks: a store's as they are (validated when written, nothing is read),
-    others checked and made float32, all with one bin count (``config``'s when given)."""
+    others checked and made float32, all with one bin count (``config``'s when given); a
+    message names the track by its position and song."""
     if isinstance(features, (StoredTracks, TrackList)):  # checked when written or first given
         if config is not None and features.n_bins != config.n_bins:
             what = "the store has" if isinstance(features, StoredTracks) else "the tracks have"
@@ -608,7 +611,8 @@ def _checked_tracks(features: Sequence[Any], config: CQTConfig | None) -> TrackL
             )
         return features
     tracks = TrackList(
-        _check_track(x, i, config.n_bins if config else None) for i, x in enumerate(features)
+        _check_track(x, f"track {i} (song {song_ids[i]!r})", config.n_bins if config else None)
+        for i, x in enumerate(features)
     )
     n_bins = {x.shape[0] for x in tracks}
     if len(n_bins) > 1:
@@ -814,28 +818,27 @@ def _hidden(p: Path) -> bool:
     return p.name.startswith(".")
 
 
-def _check_track(x: object, i: int, n_bins: int | None) -> np.ndarray:
+def _check_track(x: object, what: str, n_bins: int | None) -> np.ndarray:
+    """``x`` as checked float32 features ``[n_bins, n_frames]``; ``what`` names it in errors."""
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().numpy()
     arr = np.asarray(x)
     if arr.ndim == 3 and arr.shape[0] == 1:
         arr = arr[0]
     if arr.ndim != 2:
-        raise ParameterError(
-            f"track {i}: expected features [n_bins, n_frames], got shape {arr.shape}"
-        )
+        raise ParameterError(f"{what}: expected features [n_bins, n_frames], got shape {arr.shape}")
     if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
-        raise ParameterError(f"track {i}: features must be real numbers, got dtype {arr.dtype}")
+        raise ParameterError(f"{what}: features must be real numbers, got dtype {arr.dtype}")
     if n_bins is not None and arr.shape[0] != n_bins:
         raise ParameterError(
-            f"track {i}: {arr.shape[0]} bins, but the CQT config has n_bins={n_bins} "
+            f"{what}: {arr.shape[0]} bins, but the CQT config has n_bins={n_bins} "
             f"(features must be [n_bins, n_frames]; transpose [n_frames, n_bins] arrays)"
         )
     if arr.shape[1] == 0:
-        raise ParameterError(f"track {i}: has 0 frames")
+        raise ParameterError(f"{what}: has 0 frames")
     arr = np.ascontiguousarray(arr, dtype=np.float32)
     if not np.all(np.isfinite(arr)):
-        raise ParameterError(f"track {i}: features contain NaN or inf")
+        raise ParameterError(f"{what}: features contain NaN or inf")
     return arr
 
 
@@ -845,9 +848,9 @@ def _load_npy(path: Path, n_bins: int) -> np.ndarray:
     except (OSError, ValueError, EOFError) as error:
         raise DatasetError(f"cannot read feature file {path}: {error}") from error
     try:
-        return _check_track(arr, 0, n_bins)
+        return _check_track(arr, str(path), n_bins)
     except ParameterError as error:
-        raise DatasetError(f"{path}: {str(error).removeprefix('track 0: ')}") from error
+        raise DatasetError(str(error)) from error
 
 
 def split_by_song(

@@ -409,7 +409,7 @@ class FeatureStore:
         name = str(name)
         if name in self._by_name:
             return self.records[self._by_name[name]]
-        arr = _check_track(features, 0, self.n_bins)
+        arr = _check_track(features, name, self.n_bins)
         if arr.shape[1] < self.min_frames:
             raise ParameterError(
                 f"{name}: {arr.shape[1]} frames, fewer than the store's min_frames="

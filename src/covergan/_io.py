@@ -6,13 +6,15 @@ import contextlib
 import os
 import pickle
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import torch
 
 from covergan.errors import CheckpointError
+
+_T = TypeVar("_T")
 
 
 def temp_file(folder: str | os.PathLike[str], prefix: str) -> tuple[int, str]:
@@ -30,7 +32,9 @@ def temp_dir(folder: str | os.PathLike[str], prefix: str) -> Path:
     return Path(_create_new(folder, prefix, lambda path: os.mkdir(path, 0o777))[1])
 
 
-def _create_new(folder: str | os.PathLike[str], prefix: str, create: Any) -> tuple[Any, str]:
+def _create_new(
+    folder: str | os.PathLike[str], prefix: str, create: Callable[[str], _T]
+) -> tuple[_T, str]:
     """``(create(path), path)`` for the first free random ``path`` in ``folder``."""
     for _ in range(100):
         path = os.path.join(folder, f"{prefix}{secrets.token_hex(6)}.tmp")

@@ -514,6 +514,21 @@ def test_demo_fits_its_budget_on_stand_in_data(
     assert aug.steps_done == {"versions": cli.DEMO_MIN_STEPS, "gan": cli.DEMO_MIN_STEPS}
     assert (tmp_path / "versions.png").is_file() and len(calls) == 1
 
+    # a rerun with the same settings reuses the finished fit: no training
+    def no_training(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the rerun trained")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Augmenter, "fit", no_training)
+        code, out, err = run([*argv, *tiny], capsys)
+        assert code == 0, err
+        assert "2/4 reusing the finished fit of an earlier run" in out and len(calls) == 2
+        # other settings, or --refit, train again
+        for other in (["--max-works", "3"], ["--steps", "11"], ["--refit"]):
+            with pytest.raises(AssertionError, match="the rerun trained"):
+                cli.main([*map(str, argv), *tiny, *other])
+    assert not (tmp_path / cli.DEMO_RUN_FILE).exists()  # removed before a new fit starts
+
 
 # ----------------------------------------------------------------------------- extract
 

@@ -56,6 +56,9 @@ DEMO_PROBE_STEPS = 8
 intervals between them, so one slow step on a busy machine does not set the budget)."""
 DEMO_MIN_STEPS = 10
 """``demo``: the fewest steps (of each model) the budget may choose."""
+DEMO_RUN_FILE = "demo-fit.json"
+"""``demo``: written beside ``augmenter.pt`` once it is saved: the settings it was fitted with.
+A rerun with the same settings reuses that finished fit (``--refit`` trains again)."""
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -354,6 +357,12 @@ def _add_demo(sub: Any) -> None:
     _add_gan_config(demo)
     _add_version_config(demo)
     _add_embedding_steps(demo)
+    demo.add_argument(
+        "--refit",
+        action="store_true",
+        help="train again even where OUT holds a finished fit of an earlier run with the same "
+        "--seed, --max-works, model configs (and --steps, if given), which a rerun reuses",
+    )
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -1335,6 +1344,73 @@ def _plot_two_versions(data: CQTDataset, path: Path) -> None:
     )
 
 
+def _demo_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """What a demo fit depends on, as :data:`DEMO_RUN_FILE` records it (JSON values)."""
+    settings = {
+        "seed": args.seed,
+        "max_works": args.max_works,
+        "gan_config": args.gan_config,
+        "version_config": args.version_config,
+    }
+    loaded: dict[str, Any] = json.loads(json.dumps(settings))
+    return loaded
+
+
+def _finished_demo_fit(out: Path, args: argparse.Namespace) -> Augmenter | None:
+    """The augmenter an earlier demo run saved in ``out``, when it finished training with
+    ``args``' settings (and ``--steps``, if given); None otherwise or with ``--refit``."""
+    from covergan.augmenter import Augmenter
+    from covergan.errors import CheckpointError
+
+    record, saved = out / DEMO_RUN_FILE, out / "augmenter.pt"
+    if args.refit or not record.is_file() or not saved.is_file():
+        return None
+    try:
+        run = json.loads(record.read_text(encoding="utf-8"))
+        aug = Augmenter.load(saved, device=args.device)
+    except (OSError, ValueError, CheckpointError):
+        return None
+    if not isinstance(run, dict) or run.get("settings") != _demo_settings(args):
+        return None
+    if args.steps is not None and run.get("steps") != args.steps:
+        return None
+    return aug if aug.steps_done == aug.steps_planned else None
+
+
+def _fit_demo(
+    train: CQTDataset, out: Path, args: argparse.Namespace, left: float, progress: bool
+) -> Augmenter:
+    """Fit the demo's augmenter in ``left`` seconds of the budget (less the report's
+    reserve) or ``--steps``, save it with its :data:`DEMO_RUN_FILE`, and return it."""
+    from covergan._io import atomic_write
+
+    what = "the version model (the default) and the class GAN beside it"
+    (out / DEMO_RUN_FILE).unlink(missing_ok=True)  # never a record beside another fit
+    if args.steps is not None:
+        steps = args.steps
+        print(f"2/4 fitting {what}: {len(train)} training recordings, {steps} steps each")
+    else:
+        t0 = time.perf_counter()
+        setup, per_step = _probe(train, args)
+        left -= time.perf_counter() - t0 + setup + DEMO_RESERVE_S
+        steps = _demo_steps(left, per_step)
+        print(
+            f"2/4 fitting {what}: {len(train)} training recordings; a probe took "
+            f"{per_step:.2f} s per step of both, so {steps} steps each (+ {steps // 5} "
+            f"pretraining) fit the {args.minutes:g}-minute budget (--steps N to choose)"
+        )
+        if left < DEMO_MIN_STEPS * 1.2 * per_step:
+            print(
+                f"note: the budget is spent; training the minimum {DEMO_MIN_STEPS} steps",
+                file=sys.stderr,
+            )
+    aug = _demo_augmenter(args, steps, progress=progress).fit(train)
+    aug.save(out / "augmenter.pt")
+    with atomic_write(out / DEMO_RUN_FILE, text=True) as fh:
+        json.dump({"settings": _demo_settings(args), "steps": steps}, fh)
+    return aug
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -1359,26 +1435,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     _plot_two_versions(data, out / "versions.png")
 
     train, heldout = split_recordings(data, holdout=1, min_recordings=3, seed=args.seed)
-    what = "the version model (the default) and the class GAN beside it"
-    if args.steps is not None:
-        steps = args.steps
-        print(f"2/4 fitting {what}: {len(train)} training recordings, {steps} steps each")
-    else:
-        setup, per_step = _probe(train, args)
-        left = budget - (time.perf_counter() - t0) - setup - DEMO_RESERVE_S
-        steps = _demo_steps(left, per_step)
+    aug = _finished_demo_fit(out, args)
+    if aug is not None:
         print(
-            f"2/4 fitting {what}: {len(train)} training recordings; a probe took "
-            f"{per_step:.2f} s per step of both, so {steps} steps each (+ {steps // 5} "
-            f"pretraining) fit the {args.minutes:g}-minute budget (--steps N to choose)"
+            f"2/4 reusing the finished fit of an earlier run with these settings, "
+            f"{out / 'augmenter.pt'} ({_steps_text(aug)}; --refit trains again)"
         )
-        if left < DEMO_MIN_STEPS * 1.2 * per_step:
-            print(
-                f"note: the budget is spent; training the minimum {DEMO_MIN_STEPS} steps",
-                file=sys.stderr,
-            )
-    aug = _demo_augmenter(args, steps, progress=progress).fit(train)
-    aug.save(out / "augmenter.pt")
+        aug.progress = progress
+    else:
+        aug = _fit_demo(train, out, args, budget - (time.perf_counter() - t0), progress)
 
     print("3/4 sampling new versions of the rarest works")
     train_counts = list(aug.songs_.class_counts().values())

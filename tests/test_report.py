@@ -10,7 +10,7 @@ import torch
 
 from covergan.data import CQTDataset, split_recordings
 from covergan.errors import DatasetError, ParameterError
-from covergan.report import MAX_REPORT_RECORDINGS, _evaluated_songs, quality_report
+from covergan.report import MAX_REPORT_RECORDINGS, _distinct, _evaluated_songs, quality_report
 from tests.test_references import make, works
 
 
@@ -137,3 +137,9 @@ def test_held_out_songs_none_of_which_has_reference_windows_are_refused(tmp_path
     with pytest.raises(DatasetError, match="none of the 1 held-out songs has reference windows"):
         quality_report(aug, train, held, tmp_path / "r", embed=lambda x: x.mean(-1).flatten(1))
     assert not (tmp_path / "r").exists()
+
+
+def test_the_grid_shows_each_distinct_real_window_once() -> None:
+    a, b = torch.zeros(1, 2, 3), torch.ones(1, 2, 3)
+    x = torch.cat([a, b, a, b, 2 * b, a])  # crops of short recordings repeat
+    assert torch.equal(_distinct(x), torch.cat([a, b, 2 * b]))

@@ -405,7 +405,9 @@ def _figures(
 
     counts = aug.songs_.class_counts()
     rarest = sorted(songs, key=lambda s: (counts[s], str(s)))[:grid_songs]
-    real_by_song = {s: real[[i for i, r in enumerate(real_songs) if r == s]] for s in rarest}
+    real_by_song = {
+        s: _distinct(real[[i for i, r in enumerate(real_songs) if r == s]]) for s in rarest
+    }
     sources = _comparison(aug, real_by_song, fakes, seed)
     paths = {
         "grid": fig_dir / "grid.png",
@@ -421,6 +423,16 @@ def _figures(
         paths["losses"] = fig_dir / "losses.png"
         plots.plot_losses(aug.history_, smooth=25, path=paths["losses"])
     return paths
+
+
+def _distinct(x: torch.Tensor) -> torch.Tensor:
+    """The rows of ``x [shape=(n, ...)]`` without repeats, in order: every crop of a recording
+    shorter than the window is the same padded window, which the grid shows once."""
+    keep: list[int] = []
+    for i in range(x.shape[0]):
+        if not any(torch.equal(x[i], x[j]) for j in keep):
+            keep.append(i)
+    return x[keep]
 
 
 def _label(name: str) -> str:

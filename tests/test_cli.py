@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -523,10 +524,29 @@ def test_demo_fits_its_budget_on_stand_in_data(
         code, out, err = run([*argv, *tiny], capsys)
         assert code == 0, err
         assert "2/4 reusing the finished fit of an earlier run" in out and len(calls) == 2
-        # other settings, or --refit, train again
-        for other in (["--max-works", "3"], ["--steps", "11"], ["--refit"]):
-            with pytest.raises(AssertionError, match="the rerun trained"):
-                cli.main([*map(str, argv), *tiny, *other])
+
+    def reused(*other: str) -> bool:
+        args = cli.build_parser().parse_args([*map(str, argv), *tiny, *other])
+        return cli._finished_demo_fit(tmp_path, args) is not None
+
+    assert reused() and reused("--embedding-steps", "7")  # the report's settings are free
+    for other in (
+        ["--max-works", "3"],
+        ["--seed", "1"],
+        ["--minutes", "60"],  # a longer budget trains longer
+        ["--steps", str(cli.DEMO_MIN_STEPS)],  # the same count, but the other setting
+        ["--version-config", "{}"],
+        ["--refit"],
+    ):
+        assert not reused(*other), other
+    saved = tmp_path / "augmenter.pt"
+    stamp = saved.stat()
+    os.utime(saved, ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 10**9))  # replaced since
+    assert not reused()
+    with monkeypatch.context() as patch:
+        patch.setattr(Augmenter, "fit", no_training)
+        with pytest.raises(AssertionError, match="the rerun trained"):
+            cli.main([*map(str, argv), *tiny])
     assert not (tmp_path / cli.DEMO_RUN_FILE).exists()  # removed before a new fit starts
 
 
@@ -657,10 +677,13 @@ def test_warnings_print_one_line_each(
     from covergan.errors import CoverGANWarning
 
     def warns(args: argparse.Namespace) -> int:
-        warnings.warn("few samples: read the floors", CoverGANWarning, stacklevel=1)
+        warnings.warn("few samples:\n  read the floors", CoverGANWarning, stacklevel=1)
+        warnings.warn("another library's", UserWarning, stacklevel=1)
         return 0
 
+    before = warnings.showwarning
     monkeypatch.setitem(cli._COMMANDS, "listen", warns)
-    assert cli.main(["listen", "some.pt"]) == 0
+    with pytest.warns(UserWarning, match="another library's"):  # others go on as they were
+        assert cli.main(["listen", "some.pt"]) == 0
     assert capsys.readouterr().err == "covergan: warning: few samples: read the floors\n"
-    assert warnings.showwarning is not cli._show_warning  # restored for the caller
+    assert warnings.showwarning is before  # restored for the caller

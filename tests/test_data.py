@@ -134,7 +134,7 @@ def test_db_features_pad_with_their_floor() -> None:
         ([np.zeros((84, 0))], ["a"], {}, ParameterError, "0 frames"),
         (
             [*make_tracks([5]), np.full((84, 3), np.nan)],
-            ["a", "b"],
+            np.array(["a", "b"]),  # numpy ids are named as the str they are
             {},
             ParameterError,
             r"track 1 \(song 'b'\): features contain NaN",

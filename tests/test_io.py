@@ -34,8 +34,12 @@ def test_atomic_write_replaces_whole_or_not_at_all(tmp_path: Path) -> None:
 def test_a_parent_that_is_a_file_is_named(tmp_path: Path) -> None:
     (tmp_path / "x.pt").write_text("keep me")
     match = r"x\.pt is a file, not a folder"
-    with pytest.raises(NotADirectoryError, match=match), atomic_write(tmp_path / "x.pt" / "z.pt"):
-        pass
+    for inside in ("z.pt", "a/b/z.pt"):
+        with (
+            pytest.raises(NotADirectoryError, match=match),
+            atomic_write(tmp_path / "x.pt" / inside),
+        ):
+            pass
     assert (tmp_path / "x.pt").read_text() == "keep me"
 
 

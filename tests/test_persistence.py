@@ -33,7 +33,7 @@ def test_a_format_2_file_samples_what_it_sampled_and_learns_a_bank(
     old: dict[str, np.ndarray], caplog: pytest.LogCaptureFixture
 ) -> None:
     aug = Augmenter.load(DATA / "augmenter-format2.pt", device="cpu")
-    assert "earlier release (format 2): sample() draws its class GAN" in caplog.text
+    assert "without a reference bank (augmenter format 2" in caplog.text
     assert aug.models == ("gan", "versions") and aug.references_ is None
     # the class GAN was that release's sample, and still is for this file, sample for sample
     # (to float rounding: another CPU or torch build may differ in the last bits)
@@ -69,15 +69,31 @@ def test_a_damaged_old_file_says_what_is_missing(tmp_path: Path) -> None:
 
 
 def test_a_format_2_file_is_refused_by_the_report_before_any_work(
-    old: dict[str, np.ndarray], tmp_path: Path
+    old: dict[str, np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import covergan.report
+    from covergan import cli
     from covergan.data import split_recordings
-    from covergan.report import quality_report
 
+    def work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the report started working")
+
+    for step in ("model_space_windows", "train_embedding"):
+        monkeypatch.setattr(covergan.report, step, work)
+    monkeypatch.setattr(cli, "_read_dataset", work)
     aug = Augmenter.load(DATA / "augmenter-format2.pt", device="cpu")
     train, heldout = split_recordings(old_dataset(old), holdout=1, min_recordings=2, seed=0)
-    out = tmp_path / "report"
-    # the CLI's evaluate calls this: the message must say how to refit there too
+    # the CLI's evaluate refuses it too: the message must say how to refit there
     with pytest.raises(NotFittedError, match=r"no reference bank.*covergan fit DATA OUT"):
-        quality_report(aug, train, heldout, out, embedding_steps=1)
-    assert not out.exists()
+        covergan.report.quality_report(aug, train, heldout, tmp_path / "report")
+    argv = ["evaluate", str(DATA / "augmenter-format2.pt"), str(tmp_path), "-o", str(tmp_path)]
+    assert cli.main(argv) == cli.EXIT_ERROR
+
+
+def test_a_format_2_file_saved_again_still_says_it_has_no_bank(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    aug = Augmenter.load(DATA / "augmenter-format2.pt", device="cpu")
+    caplog.clear()
+    Augmenter.load(aug.save(tmp_path / "again.pt"), device="cpu")
+    assert "holds a version model without a reference bank" in caplog.text

@@ -124,13 +124,23 @@ def test_held_out_songs_without_reference_windows_are_left_out_and_said_so(
     assert aug.references_ is not None and "short" not in aug.references_
     report = quality_report(aug, train, held, tmp_path / "r", embed=lambda x: x.mean(-1).flatten(1))
     assert "short" not in [row.song for row in report.per_song.rows]
-    assert "1 held-out songs without reference windows left out" in report.markdown.read_text()
+    left_out = "left out for want of reference windows (every training recording shorter"
+    assert f"{left_out} than a quarter window): 1" in report.markdown.read_text()
     assert "not evaluated: 1 of 4: ['short']" in caplog.text
 
 
-def test_held_out_songs_none_of_which_has_reference_windows_are_refused(tmp_path: Path) -> None:
+def test_held_out_songs_none_of_which_has_reference_windows_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import covergan.report
+
     train, _ = with_short_song(works((3, 3, 3, 2), frames=40), train_frames=3)
     aug = make(steps=1, pretrain_steps=0).fit(train)
+
+    def work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the report started working")
+
+    monkeypatch.setattr(covergan.report, "model_space_windows", work)
     held = CQTDataset.from_arrays(
         [np.full((train.n_bins, 40), 0.5, dtype=np.float32)], ["short"], config=train.config
     )

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from covergan.augment.classic import Compose, SemitoneRoll
+from covergan.augment.classic import Compose, OneOf, SemitoneRoll
 from covergan.augmenter import Augmenter
 from covergan.cqt import CQTConfig, CQTNormalizer
 from covergan.csi import CSINet, train_csi
@@ -588,9 +588,15 @@ def test_version_augment_needs_the_models_window(
         VersionAugment(object(), normalizer)  # type: ignore[arg-type]
     with pytest.raises(ParameterError, match="fitted CQTNormalizer"):
         VersionAugment(model, CQTNormalizer())
-    # bad input fails on every call, whether or not a window is drawn (p=0: none is)
-    for p in (1.0, 0.0):
-        augment = VersionAugment(model, normalizer, p=p)
+    # bad input fails on every call, whether or not a window is drawn (p=0: none is), also
+    # inside a chain that draws none
+    chains = [
+        VersionAugment(model, normalizer, p=1.0),
+        VersionAugment(model, normalizer, p=0.0),
+        Compose([VersionAugment(model, normalizer)], p=0.0),
+        OneOf([SemitoneRoll(2), VersionAugment(model, normalizer)], p=0.0),
+    ]
+    for augment in chains:
         with pytest.raises(ParameterError, match=r"\(B, 1, 24, 16\)"):
             augment(torch.rand(2, 1, N_BINS, WINDOW + 1))
         with pytest.raises(ParameterError, match=r"\(B, 1, 24, 16\)"):

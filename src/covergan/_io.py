@@ -75,9 +75,12 @@ def atomic_write(
     if make_parents:
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-        except FileExistsError as exc:  # a file where a folder of the path should be
+        except (FileExistsError, NotADirectoryError) as exc:
+            blocker = next((p for p in target.parents if p.is_file()), None)
+            if blocker is None:
+                raise
             raise NotADirectoryError(
-                f"cannot write {target}: {exc.filename} is a file, not a folder"
+                f"cannot write {target}: {blocker} is a file, not a folder"
             ) from exc
     fd, tmp = temp_file(target.parent, f".{target.name}.")
     try:

@@ -360,8 +360,9 @@ def _add_demo(sub: Any) -> None:
     demo.add_argument(
         "--refit",
         action="store_true",
-        help="train again even where OUT holds a finished fit of an earlier run with the same "
-        "--seed, --max-works, model configs (and --steps, if given), which a rerun reuses",
+        help="train again even where OUT holds the finished fit of an earlier run with the "
+        "same release, --seed, --max-works, model configs and --steps (or, without it, "
+        "--minutes), which a rerun reuses",
     )
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
@@ -1181,11 +1182,12 @@ def _read_dataset(folder: Path, aug: Augmenter, args: argparse.Namespace) -> CQT
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from covergan.data import split_recordings
-    from covergan.report import quality_report
+    from covergan.report import check_reportable, quality_report
 
     if args.n_per_song < 2:
         raise _CLIError(f"--n-per-song {args.n_per_song} must be at least 2")
     aug = _load_augmenter(args.augmenter, args.device)
+    check_reportable(aug)  # before the data is read (or extracted)
     train = _read_dataset(args.train, aug, args)
     notes = [f"augmenter: {args.augmenter} ({_steps_text(aug)})", f"data: {args.train}"]
     if args.heldout is not None:
@@ -1345,20 +1347,33 @@ def _plot_two_versions(data: CQTDataset, path: Path) -> None:
 
 
 def _demo_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """What a demo fit depends on, as :data:`DEMO_RUN_FILE` records it (JSON values)."""
+    """What a demo fit depends on, as :data:`DEMO_RUN_FILE` records it (JSON values): the
+    release, the data, the models, and ``--steps`` or, without it, the budget."""
+    from covergan import __version__
+
     settings = {
+        "covergan": __version__,
         "seed": args.seed,
         "max_works": args.max_works,
         "gan_config": args.gan_config,
         "version_config": args.version_config,
+        "steps": args.steps,
+        "minutes": args.minutes if args.steps is None else None,
     }
     loaded: dict[str, Any] = json.loads(json.dumps(settings))
     return loaded
 
 
+def _file_stamp(path: Path) -> list[int]:
+    """Size and modification time (ns) of ``path``: which file a record belongs to."""
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns]
+
+
 def _finished_demo_fit(out: Path, args: argparse.Namespace) -> Augmenter | None:
-    """The augmenter an earlier demo run saved in ``out``, when it finished training with
-    ``args``' settings (and ``--steps``, if given); None otherwise or with ``--refit``."""
+    """The augmenter an earlier demo run saved in ``out``, when its :data:`DEMO_RUN_FILE`
+    has ``args``' settings and belongs to that very file, and it finished training; None
+    otherwise, and with ``--refit``."""
     from covergan.augmenter import Augmenter
     from covergan.errors import CheckpointError
 
@@ -1367,12 +1382,15 @@ def _finished_demo_fit(out: Path, args: argparse.Namespace) -> Augmenter | None:
         return None
     try:
         run = json.loads(record.read_text(encoding="utf-8"))
+        if not isinstance(run, dict) or run.get("settings") != _demo_settings(args):
+            return None
+        if run.get("augmenter") != _file_stamp(saved):  # replaced since the record
+            return None
         aug = Augmenter.load(saved, device=args.device)
     except (OSError, ValueError, CheckpointError):
         return None
-    if not isinstance(run, dict) or run.get("settings") != _demo_settings(args):
-        return None
-    if args.steps is not None and run.get("steps") != args.steps:
+    fitted = set(aug.steps_done.values()) == {run.get("steps")}
+    if aug.models != ("versions", "gan") or aug.seed_ != args.seed or not fitted:
         return None
     return aug if aug.steps_done == aug.steps_planned else None
 
@@ -1405,9 +1423,10 @@ def _fit_demo(
                 file=sys.stderr,
             )
     aug = _demo_augmenter(args, steps, progress=progress).fit(train)
-    aug.save(out / "augmenter.pt")
+    saved = aug.save(out / "augmenter.pt")
+    record = {"settings": _demo_settings(args), "steps": steps, "augmenter": _file_stamp(saved)}
     with atomic_write(out / DEMO_RUN_FILE, text=True) as fh:
-        json.dump({"settings": _demo_settings(args), "steps": steps}, fh)
+        json.dump(record, fh)
     return aug
 
 
@@ -1490,16 +1509,26 @@ _COMMANDS = {
 }
 
 
-def _show_warning(
-    message: Warning | str,
-    category: type[Warning],
-    filename: str,
-    lineno: int,
-    file: Any = None,
-    line: str | None = None,
-) -> None:
-    """``warnings.showwarning`` for the command line: ``covergan: warning: <message>``."""
-    print(f"covergan: warning: {message}", file=sys.stderr if file is None else file)
+def _warning_printer(default: Callable[..., None]) -> Callable[..., None]:
+    """A ``warnings.showwarning`` that prints covergan's own warnings as one line,
+    ``covergan: warning: <message>``, and hands any other to ``default``."""
+    from covergan.errors import CoverGANWarning
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
+        if not issubclass(category, CoverGANWarning):
+            default(message, category, filename, lineno, file, line)
+            return
+        text = " ".join(str(message).split())
+        print(f"covergan: warning: {text}", file=sys.stderr if file is None else file)
+
+    return show
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1529,8 +1558,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
-        with warnings.catch_warnings():  # one line each, without the library's source line
-            warnings.showwarning = _show_warning
+        with warnings.catch_warnings():  # ours one line each, without the source line
+            warnings.showwarning = _warning_printer(warnings.showwarning)
             return _COMMANDS[args.command](args)
     except (CoverGANError, _CLIError, OSError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__

@@ -60,6 +60,8 @@ Transform = Callable[[torch.Tensor], torch.Tensor]
 def _check_song_id(song_id: object) -> SongId:
     if isinstance(song_id, np.integer):
         return int(song_id)
+    if isinstance(song_id, np.str_):
+        return str(song_id)
     if isinstance(song_id, bool) or not isinstance(song_id, (str, int)):
         raise ParameterError(
             f"song ids must be str or int, got {song_id!r} ({type(song_id).__name__})"
@@ -245,8 +247,9 @@ class CQTDataset(Dataset[tuple[torch.Tensor, int]]):
             raise ParameterError(f"got {len(features)} feature arrays but {len(song_ids)} song ids")
         if names is not None and len(names) != len(features):
             raise ParameterError(f"got {len(features)} feature arrays but {len(names)} names")
-        self.features: TrackList | StoredTracks = _checked_tracks(features, config, song_ids)
-        self.song_ids: list[SongId] = [_check_song_id(s) for s in song_ids]
+        songs = [_check_song_id(s) for s in song_ids]
+        self.features: TrackList | StoredTracks = _checked_tracks(features, config, songs)
+        self.song_ids: list[SongId] = songs
         self.names: list[str] = (
             [str(n) for n in names]
             if names is not None

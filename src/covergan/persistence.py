@@ -33,7 +33,7 @@ from covergan.data import SongIndex
 from covergan.errors import CheckpointError
 from covergan.gan import CHECKPOINT_FORMAT
 from covergan.references import DEFAULT_REFERENCES
-from covergan.synthesis import REGISTRY, SynthesisModel
+from covergan.synthesis import REGISTRY, SynthesisModel, VersionModel
 
 if TYPE_CHECKING:
     from covergan.augmenter import Augmenter
@@ -120,16 +120,16 @@ def load_augmenter(
         raise CheckpointError(f"{source} holds no model")
     if not normalizer.is_fitted:
         raise CheckpointError(f"{source}: the normaliser statistics are missing")
-    if names == ("gan", "versions") and state["format_version"] < 3:  # format 1 is still
-        logger.warning(  # written for a class GAN alone: only format 2 is an old default
-            "%s is an augmenter file of an earlier release (format 2): sample() draws its "
-            "class GAN, as it did then. Today's default, new versions of a song "
-            "(method='versions'), needs a version model with a reference bank: refit on the "
-            "training data (Python: aug.fit_versions(dataset); command line: covergan fit "
-            "DATA OUT)",
+    gan, versions = fitted.get("gan"), fitted.get("versions")
+    if isinstance(versions, VersionModel) and versions.references is None:
+        logger.warning(  # format 2, or a file saved from one without fit_versions
+            "%s holds a version model without a reference bank (augmenter format 2, of an "
+            "earlier release, or saved from one): sample() draws its class GAN, as it did "
+            "then. Today's default, new versions of a song (method='versions'), needs the "
+            "bank: refit on the training data (Python: aug.fit_versions(dataset); command "
+            "line: covergan fit DATA OUT)",
             source,
         )
-    gan, versions = fitted.get("gan"), fitted.get("versions")
     aug = cls(
         model=names,
         extractor=CQTExtractor(config),

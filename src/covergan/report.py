@@ -56,6 +56,7 @@ __all__ = [
     "MAX_REPORT_RECORDINGS",
     "MAX_REPORT_SONGS",
     "QualityReport",
+    "check_reportable",
     "model_space_windows",
     "quality_report",
 ]
@@ -209,30 +210,20 @@ def quality_report(
         something other than a finite ``(b, d)`` tensor (nothing is written then).
     NotFittedError
         ``aug`` is not fitted, or its version model has no reference bank (a file of
-        augmenter format 2; refit it).
+        augmenter format 2; refit it): :func:`check_reportable`.
     DatasetError
         None of the held-out songs has reference windows (held-out songs without them, whose
         training recordings are all shorter than a quarter window, are left out with a
         warning when others have them).
 
-    All of these are raised before any training or sampling.
+    All but the ``embed`` check are raised before any training or sampling.
     """
 
     t0 = time.perf_counter()
-    if n_per_song < 2 or crops < 1:
-        raise ParameterError(f"need n_per_song >= 2 and crops >= 1, got {n_per_song}, {crops}")
-    max_songs = check_count("max_songs", max_songs, 1, optional=True)
-    songs = [s for s in heldout.index.ids if s in aug.songs_]
-    if not songs:
-        raise ParameterError("the held-out set shares no song with the augmenter")
-    out = Path(out_dir).expanduser()  # created once every number is in (nothing half-written)
-    fig_dir = out / "figures"
-    for path in (out, fig_dir):
-        if path.exists() and not path.is_dir():
-            raise ParameterError(f"{path} exists and is not a folder: the report needs one there")
-    n_shared = len(songs)
-    songs = _songs_with_references(aug, songs)
-
+    out, max_songs = _check_report_args(aug, heldout, out_dir, n_per_song, crops, max_songs)
+    fig_dir = out / "figures"  # created once every number is in (nothing half-written)
+    shared = [s for s in heldout.index.ids if s in aug.songs_]
+    songs = _songs_with_references(aug, shared)
     n_known = len(songs)
     songs, real_set, held_set = _evaluated_songs(train, heldout, songs, max_songs, seed)
     real, real_songs = model_space_windows(aug, real_set, crops=crops, seed=seed)
@@ -300,22 +291,57 @@ def quality_report(
             f"{max_songs}; real windows of {len(real_set)} training recordings of "
             f"{real_set.n_songs} songs, at most {MAX_REPORT_RECORDINGS} per song)"
         )
-    if n_known < n_shared:
+    if n_known < len(shared):
         evaluation += (
-            f"; {n_shared - n_known} held-out songs without reference windows left out (every "
-            "training recording shorter than a quarter window)"
+            "; held-out songs left out for want of reference windows (every training "
+            f"recording shorter than a quarter window): {len(shared) - n_known}"
         )
     markdown.write_text(_markdown(report, aug, train, heldout, title, notes, evaluation, crops))
     return report
 
 
+def check_reportable(aug: Augmenter) -> None:
+    """Raise, before any work, what :func:`quality_report` would raise about ``aug`` itself.
+
+    Raises
+    ------
+    NotFittedError
+        ``aug`` is not fitted, or its version model has no reference bank (a file of
+        augmenter format 2, or one saved from it: refit it), so it cannot sample by song.
+    """
+    if not aug.steps_done:
+        raise NotFittedError("this Augmenter is not fitted yet; call fit(dataset) or load one")
+    if "versions" in aug.steps_done and aug.references_ is None:
+        raise NotFittedError(NO_REFERENCE_BANK)
+
+
+def _check_report_args(
+    aug: Augmenter,
+    heldout: CQTDataset,
+    out_dir: str | os.PathLike[str],
+    n_per_song: int,
+    crops: int,
+    max_songs: int | None,
+) -> tuple[Path, int | None]:
+    """:func:`quality_report`'s checks of its arguments: the report folder and ``max_songs``."""
+    if n_per_song < 2 or crops < 1:
+        raise ParameterError(f"need n_per_song >= 2 and crops >= 1, got {n_per_song}, {crops}")
+    max_songs = check_count("max_songs", max_songs, 1, optional=True)
+    if not any(s in aug.songs_ for s in heldout.index.ids):
+        raise ParameterError("the held-out set shares no song with the augmenter")
+    out = Path(out_dir).expanduser()
+    for path in (out, out / "figures"):
+        if path.exists() and not path.is_dir():
+            raise ParameterError(f"{path} exists and is not a folder: the report needs one there")
+    check_reportable(aug)
+    return out, max_songs
+
+
 def _songs_with_references(aug: Augmenter, songs: list[SongId]) -> list[SongId]:
     """``songs`` less those the version model (when fitted) has no reference windows of."""
-    if "versions" not in aug.steps_done:
-        return songs
     bank = aug.references_
-    if bank is None:
-        raise NotFittedError(NO_REFERENCE_BANK)
+    if "versions" not in aug.steps_done or bank is None:  # no bank: check_reportable refused
+        return songs
     kept = [s for s in songs if s in bank]
     if not kept:
         raise DatasetError(

@@ -761,6 +761,9 @@ class Compose(Transform[ComposeParams]):
             x = t.apply(x, child)
         return x
 
+    def _check_input(self, x: torch.Tensor) -> None:
+        _check_children(self.transforms, x)
+
 
 class OneOf(Transform[OneOfParams]):
     """Apply one transform chosen at random (per item), with optional weights.
@@ -826,6 +829,9 @@ class OneOf(Transform[OneOfParams]):
         for t, child in zip(self.transforms, params.children, strict=True):
             x = t.apply(x, child)
         return x
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        _check_children(self.transforms, x)
 
 
 # --------------------------------------------------------------------------------------
@@ -955,6 +961,13 @@ def _check_choice(name: str, value: object, allowed: Sequence[str]) -> str:
     if value not in allowed:
         raise ParameterError(f"{name}={value!r} must be one of {list(allowed)}")
     return str(value)
+
+
+def _check_children(transforms: Sequence[Transform[Any]], x: torch.Tensor) -> None:
+    """Each child's input checks on the chain's input ``x``, so a chain that draws no item
+    (``p < 1``) still refuses what a child would."""
+    for t in transforms:
+        t._check_input(x)
 
 
 def _check_transforms(transforms: object, name: str) -> list[Transform[Any]]:

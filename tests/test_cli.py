@@ -149,6 +149,7 @@ def test_help_documents_every_option(capsys: pytest.CaptureFixture[str]) -> None
         (["fit", "d", "o.pt", "--model", "versions,magic"], "give versions, gan, or both"),
         (["fit", "d", "o.pt", "--gan-config", "{"], "not valid JSON"),
         (["demo", "--minutes", "0"], "expected a positive number"),
+        (["fit", "d", "o.pt", "--checkpoint-minutes", "-1"], "expected a number >= 0"),
         (["sample", "a.pt", "--balance", "most", "-o", "x"], "expected 'max', 'median'"),
         (["compare", "d", "--out", "o", "--conditions", "gans"], "choose comma-separated names"),
         (["nope"], "invalid choice"),
@@ -219,6 +220,31 @@ def test_second_ctrl_c_quits_keeping_the_periodic_checkpoint(
     code, _, err = run(argv, capsys)
     assert code == 130 and "nothing saved" in err and "unchanged" in err
     assert Augmenter.load(checkpoint).gan_.step == 2
+
+
+def test_checkpoints_by_steps_and_by_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [0.0]
+    monkeypatch.setattr(cli.time, "monotonic", lambda: now[0])
+    saves: list[int] = []
+
+    class Saving:  # stands in for the augmenter: records the step of each save
+        step = 0
+
+        def save(self, path: Path) -> Path:
+            saves.append(self.step)
+            return path
+
+    aug = Saving()
+    every = cli._SaveEvery(aug, tmp_path / "c", steps=4, minutes=10)  # type: ignore[arg-type]
+    for step, minute in [(1, 1), (2, 9), (3, 10.5), (4, 11), (5, 15), (6, 21), (7, 21.5)]:
+        now[0], aug.step = 60.0 * minute, step
+        every.on_step_end(None, step, {})
+    assert saves == [3, 4, 6]  # 10 min after the start, step 4, 10 min after step 4
+    saves.clear()
+    off = cli._SaveEvery(aug, tmp_path / "c", steps=None, minutes=None)  # type: ignore[arg-type]
+    now[0] = 1e6
+    off.on_step_end(None, 8, {})
+    assert saves == []
 
 
 def test_ctrl_c_during_pretraining_saves_nothing(

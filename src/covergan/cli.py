@@ -48,6 +48,9 @@ CONFIG_FILE = "cqt_config.json"
 folders: the :class:`~covergan.cqt.CQTConfig` of the features, as JSON. ``fit`` and
 ``listen`` read it, so a features folder describes its own format."""
 
+DEFAULT_CHECKPOINT_MINUTES = 10.0
+"""``fit``: minutes of training between the resumable checkpoints saved by time
+(``--checkpoint-minutes``)."""
 DEMO_RESERVE_S = 180.0
 """``demo``: seconds kept back from the budget for sampling, saving and the report (whose
 CSI embedding trains for about a minute on the chorales)."""
@@ -111,6 +114,16 @@ def _non_negative_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
     return value
 
 
@@ -518,6 +531,15 @@ def _add_checkpoint_options(fit: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N",
         help="also save a resumable checkpoint every N training steps (of each model)",
+    )
+    group.add_argument(
+        "--checkpoint-minutes",
+        type=_non_negative_float,
+        default=DEFAULT_CHECKPOINT_MINUTES,
+        metavar="M",
+        help="also save a resumable checkpoint, at the end of a step, once M minutes have passed "
+        "since the last one, so a killed run (kill -9, a lost machine) loses at most about M "
+        "minutes; 0 turns it off (default: %(default)s)",
     )
     group.add_argument(
         "--checkpoint",
@@ -964,15 +986,22 @@ class _GracefulStop:
 
 
 class _SaveEvery:
-    """Save the whole augmenter every ``every`` training steps (a :class:`Callback`)."""
+    """Save the whole augmenter every ``steps`` training steps and, when ``minutes`` is set,
+    whenever that long has passed since the last save (a :class:`Callback`)."""
 
-    def __init__(self, aug: Augmenter, path: Path, every: int) -> None:
-        self.aug, self.path, self.every = aug, path, every
+    def __init__(
+        self, aug: Augmenter, path: Path, *, steps: int | None, minutes: float | None
+    ) -> None:
+        self.aug, self.path, self.steps = aug, path, steps
+        self.seconds = None if minutes is None else 60.0 * minutes
+        self.last = time.monotonic()
 
     def on_step_end(self, gan: Any, step: int, logs: dict[str, float]) -> None:
-        """Save when ``step`` is a multiple of ``every``."""
-        if step % self.every == 0:
+        """Save at a multiple of ``steps`` or once ``minutes`` have passed."""
+        due = self.steps is not None and step % self.steps == 0
+        if due or (self.seconds is not None and time.monotonic() - self.last >= self.seconds):
             self.aug.save(self.path)
+            self.last = time.monotonic()
 
 
 # ----------------------------------------------------------------------------- commands
@@ -1094,8 +1123,10 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         print(f"fitting an Augmenter on {args.data}: {planned} steps")
     stop = _GracefulStop()
     callbacks: list[Any] = [stop]
-    if args.checkpoint_every is not None:
-        callbacks.insert(0, _SaveEvery(aug, checkpoint, args.checkpoint_every))
+    if args.checkpoint_every is not None or args.checkpoint_minutes > 0:
+        minutes = args.checkpoint_minutes if args.checkpoint_minutes > 0 else None
+        every = _SaveEvery(aug, checkpoint, steps=args.checkpoint_every, minutes=minutes)
+        callbacks.insert(0, every)
     t0 = time.perf_counter()
     try:
         with stop:

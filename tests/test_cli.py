@@ -540,6 +540,13 @@ def test_demo_fits_its_budget_on_stand_in_data(
     assert aug.models == ("versions", "gan")  # the default first, the class GAN to compare
     assert aug.steps_done == {"versions": cli.DEMO_MIN_STEPS, "gan": cli.DEMO_MIN_STEPS}
     assert (tmp_path / "versions.png").is_file() and len(calls) == 1
+    # the rarest works' new versions, in the feature format a training loop reads
+    config = json.loads((tmp_path / "synthetic" / cli.CONFIG_FILE).read_text())
+    assert CQTConfig.from_dict(config) == aug.config_
+    synthetic = CQTDataset.from_folder(tmp_path / "synthetic", extractor=CQTExtractor(aug.config_))
+    assert len(synthetic) > 0
+    assert set(synthetic.song_ids) <= set(aug.songs_.ids)
+    assert all(x.shape == (aug.config_.n_bins, aug.window_) for x in synthetic.features)
 
     # a rerun with the same settings reuses the finished fit: no training
     def no_training(*args: Any, **kwargs: Any) -> None:

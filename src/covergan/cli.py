@@ -35,6 +35,8 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
+    import torch
+
     from covergan.augmenter import Augmenter
     from covergan.cqt import CQTConfig
     from covergan.data import CQTDataset, SongId
@@ -1156,9 +1158,23 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_sample(args: argparse.Namespace) -> int:
+def _write_samples(
+    out: Path, samples: dict[SongId, torch.Tensor], seed: int, config: CQTConfig | None
+) -> None:
+    """``samples[song]`` ``[k, 1, n_bins, W]`` as ``out/<song>/synthetic-s<seed>-<k>.npy``
+    float32 ``[n_bins, W]`` files, and ``config`` (features space) as :data:`CONFIG_FILE`."""
     import numpy as np
 
+    for song, x in samples.items():
+        folder = out / _safe_name(song)
+        folder.mkdir(parents=True, exist_ok=True)
+        for k, item in enumerate(x.numpy()):
+            np.save(folder / f"synthetic-s{seed}-{k:04d}.npy", item[0].astype(np.float32))
+    if config is not None:
+        _write_config(out, config)
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
     from covergan.errors import ParameterError
 
     if bool(args.songs) == (args.balance is not None):
@@ -1183,13 +1199,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         counts, method=args.method, space=args.space, seed=args.seed, truncation=args.truncation
     )
     out: Path = args.out
-    for song, x in samples.items():
-        folder = out / _safe_name(song)
-        folder.mkdir(parents=True, exist_ok=True)
-        for k, item in enumerate(x.numpy()):
-            np.save(folder / f"synthetic-s{args.seed}-{k:04d}.npy", item[0].astype(np.float32))
-    if args.space == "features":
-        _write_config(out, aug.config_)
+    _write_samples(out, samples, args.seed, aug.config_ if args.space == "features" else None)
     total = sum(counts.values())
     height, width = aug.config_.n_bins, aug.window_
     print(
@@ -1503,7 +1513,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     needed = {s: n for s, n in plan.items() if n > 0}
     samples = aug.sample_many(needed, seed=args.seed)
     n_synth = sum(len(x) for x in samples.values())
-    print(f"    {n_synth} synthetic versions for {len(needed)} works below {target} recordings")
+    _write_samples(out / "synthetic", samples, args.seed, aug.config_)
+    print(
+        f"    {n_synth} synthetic versions for {len(needed)} works below {target} recordings, "
+        f"in {out / 'synthetic'} (.npy files in the feature format, as 'covergan sample' writes)"
+    )
 
     print("4/4 measuring quality against held-out recordings")
     report = quality_report(

@@ -23,6 +23,7 @@ import itertools
 import json
 import logging
 import math
+import os
 import signal
 import statistics
 import sys
@@ -869,9 +870,11 @@ def _read_config(path: Path) -> CQTConfig:
 
 
 def _write_config(folder: Path, config: CQTConfig) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
+    from covergan._io import atomic_write
+
     path = folder / CONFIG_FILE
-    path.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
+    with atomic_write(path, text=True) as fh:
+        fh.write(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
     return path
 
 
@@ -1162,14 +1165,16 @@ def _write_samples(
     out: Path, samples: dict[SongId, torch.Tensor], seed: int, config: CQTConfig | None
 ) -> None:
     """``samples[song]`` ``[k, 1, n_bins, W]`` as ``out/<song>/synthetic-s<seed>-<k>.npy``
-    float32 ``[n_bins, W]`` files, and ``config`` (features space) as :data:`CONFIG_FILE`."""
+    float32 ``[n_bins, W]`` files (each whole or absent, even if the run is killed), and
+    ``config`` (features space) as :data:`CONFIG_FILE`."""
     import numpy as np
 
+    from covergan._io import npy_beside
+
     for song, x in samples.items():
-        folder = out / _safe_name(song)
-        folder.mkdir(parents=True, exist_ok=True)
         for k, item in enumerate(x.numpy()):
-            np.save(folder / f"synthetic-s{seed}-{k:04d}.npy", item[0].astype(np.float32))
+            target = out / _safe_name(song) / f"synthetic-s{seed}-{k:04d}.npy"
+            os.replace(npy_beside(target, item[0].astype(np.float32)), target)
     if config is not None:
         _write_config(out, config)
 

@@ -35,6 +35,8 @@ class _Lines:
         self._pending: str | None = None
 
     def write(self, text: str) -> int:
+        if not text:  # tqdm's empty flush between a refresh and its close: not a clear
+            return 0
         line = text.replace("\r", "").strip()
         now = time.monotonic()
         if line and now - self._last >= self.interval:

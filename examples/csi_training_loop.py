@@ -16,7 +16,7 @@ Run it on toy covers (a long-tailed set of synthetic songs, no downloads)::
     python examples/csi_training_loop.py --no-covergan   # the same loop without it
 
 It prints the accuracy on held-out recordings of the training songs. With the defaults it
-takes a few minutes on a laptop CPU; the toy data and the short GAN run make it a usage
+takes a few minutes on a laptop CPU; the toy data and the short version-model fit make it a usage
 example, not a benchmark (``covergan compare`` measures the effect on your data).
 """
 
@@ -60,10 +60,10 @@ def main(argv: Sequence[str] | None = None) -> float:
     parser.add_argument("--songs", type=int, default=12, help="toy songs (default: %(default)s)")
     parser.add_argument("--window", type=int, default=16, help="frames per training window")
     parser.add_argument("--epochs", type=int, default=30, help="classifier epochs")
-    parser.add_argument("--gan-steps", type=int, default=300, help="Augmenter training steps")
+    parser.add_argument("--steps", type=int, default=300, help="Augmenter (version model) steps")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-covergan", action="store_true", help="the loop without covergan")
-    parser.add_argument("--tiny", action="store_true", help="tiny GAN and data (for tests)")
+    parser.add_argument("--tiny", action="store_true", help="a tiny version model (for tests)")
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
 
@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> float:
 
     sampler = None
     if not args.no_covergan:
-        options = {"steps": args.gan_steps, "window": args.window, "seed": args.seed}
+        options = {"steps": args.steps, "window": args.window, "seed": args.seed}
         if args.tiny:  # a small version model for the tests
             options["versions"] = {"g_width": 4, "d_width": 4, "z_dim": 8}
         aug = Augmenter(**options).fit(train)  # covergan

@@ -16,7 +16,7 @@ Run it on toy covers (a long-tailed set of synthetic songs, no downloads)::
     python examples/csi_training_loop.py --no-covergan   # the same loop without it
 
 It prints the accuracy on held-out recordings of the training songs. With the defaults it
-takes a few minutes on a laptop CPU; the toy data and the short version-model fit make it a usage
+takes about 15 s on a 2-core CPU; the toy data and the short version-model fit make it a usage
 example, not a benchmark (``covergan compare`` measures the effect on your data).
 """
 

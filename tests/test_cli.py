@@ -515,9 +515,12 @@ def test_demo_step_budget() -> None:
     assert cli._demo_steps(10.0, 0.0) == cli.DEMO_MIN_STEPS
 
 
-def test_demo_fits_its_budget_on_stand_in_data(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+TINY_DEMO = ["--gan-config", json.dumps(TINY_GAN), "--version-config", json.dumps(TINY_VERSIONS)]
+
+
+def stand_in_demo(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The demo on toy features instead of the chorales, with a report that only records its
+    calls (returned)."""
     import covergan.datasets
     import covergan.report
 
@@ -529,8 +532,15 @@ def test_demo_fits_its_budget_on_stand_in_data(
     monkeypatch.setattr(covergan.datasets, "chorale_covers", chorales)
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(covergan.report, "quality_report", fake_report(calls))
+    return calls
+
+
+def test_demo_fits_its_budget_on_stand_in_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls = stand_in_demo(monkeypatch)
     argv = ["demo", "--out", tmp_path, "--minutes", "0.01", "--device", "cpu", "--no-progress"]
-    tiny = ["--gan-config", json.dumps(TINY_GAN), "--version-config", json.dumps(TINY_VERSIONS)]
+    tiny = TINY_DEMO
     code, out, err = run([*argv, *tiny], capsys)
     assert code == 0, err
     assert f"so {cli.DEMO_MIN_STEPS} steps each (+ 2 pretraining)" in out
@@ -581,6 +591,48 @@ def test_demo_fits_its_budget_on_stand_in_data(
         with pytest.raises(AssertionError, match="the rerun trained"):
             cli.main([*map(str, argv), *tiny])
     assert not (tmp_path / cli.DEMO_RUN_FILE).exists()  # removed before a new fit starts
+
+
+def test_an_interrupted_demo_continues_its_fit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls = stand_in_demo(monkeypatch)
+    argv = ["demo", "--out", tmp_path, "--steps", "3", "--device", "cpu", "--no-progress"]
+    with monkeypatch.context() as patch:
+        sigint_during_steps(patch, {2})  # the class GAN's step 2, after the version model's 3
+        code, _, err = run([*argv, *TINY_DEMO], capsys)
+    partial = tmp_path / cli.DEMO_PARTIAL
+    assert code == 130 and str(partial) in err and "(continue: the same command)" in err
+    assert Augmenter.load(partial).steps_done == {"versions": 3, "gan": 2}
+    assert not (tmp_path / "augmenter.pt").exists() and calls == []
+    record = json.loads((tmp_path / cli.DEMO_RUN_FILE).read_text())
+    assert record["steps"] == 3 and record["augmenter"] is None  # started, not finished
+
+    from covergan import versions
+
+    def no_versions_training(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the version model trained again")
+
+    with monkeypatch.context() as patch:  # finished work is not redone
+        patch.setattr(versions.VersionGAN, "fit", no_versions_training)
+        patch.setattr(versions.VersionGAN, "pretrain_autoencoder", no_versions_training)
+        code, out, err = run([*argv, *TINY_DEMO], capsys)
+    assert code == 0, err
+    assert "2/4 continuing the interrupted fit" in out and "gan step 2 of 3" in out
+    aug = Augmenter.load(tmp_path / "augmenter.pt")
+    assert aug.steps_done == {"versions": 3, "gan": 3} and not partial.exists()
+    assert len(calls) == 1
+    code, out, _ = run([*argv, *TINY_DEMO], capsys)  # and then it is a finished fit
+    assert code == 0 and "2/4 reusing the finished fit" in out
+
+    # other settings, or --refit, start afresh and drop the checkpoint
+    with monkeypatch.context() as patch:
+        sigint_during_steps(patch, {2})
+        assert run([*argv, *TINY_DEMO], capsys)[0] == 0  # finished: nothing to interrupt
+        assert run([*argv, *TINY_DEMO, "--refit"], capsys)[0] == 130
+    assert partial.is_file()
+    code, out, _ = run([*argv, *TINY_DEMO, "--seed", "1"], capsys)
+    assert code == 0 and "continuing" not in out and not partial.exists()
 
 
 # ----------------------------------------------------------------------------- extract

@@ -63,8 +63,15 @@ intervals between them, so one slow step on a busy machine does not set the budg
 DEMO_MIN_STEPS = 10
 """``demo``: the fewest steps (of each model) the budget may choose."""
 DEMO_RUN_FILE = "demo-fit.json"
-"""``demo``: written beside ``augmenter.pt`` once it is saved: the settings it was fitted with.
-A rerun with the same settings reuses that finished fit (``--refit`` trains again)."""
+"""``demo``: the settings and steps of its fit, written beside ``augmenter.pt`` when training
+starts and again once the augmenter is saved. A rerun with the same settings reuses that
+finished fit, or continues an interrupted one from ``augmenter.pt.partial`` (``--refit``
+trains afresh)."""
+
+DEMO_PARTIAL = "augmenter.pt.partial"
+"""``demo``: the resumable checkpoint of its fit, saved on a Ctrl-C (at the end of the step
+under way) and every :data:`DEFAULT_CHECKPOINT_MINUTES` minutes; removed once the fit is
+saved."""
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -332,7 +339,8 @@ def _add_demo(sub: Any) -> None:
         "synthetic versions of the rarest works and write a quality report (Markdown + PNG). "
         "Finishes within --minutes (default 9) on a 2-core CPU, first data build included: a "
         "short probe times a training step and the number of steps is chosen to fit what is "
-        "left of the budget. --steps N fixes the number instead (reproducible run for run).",
+        "left of the budget. --steps N fixes the number instead (reproducible run for run). "
+        "Ctrl-C during training saves a checkpoint; the same command continues it.",
     )
     demo.add_argument(
         "--out",
@@ -376,9 +384,10 @@ def _add_demo(sub: Any) -> None:
     demo.add_argument(
         "--refit",
         action="store_true",
-        help="train again even where OUT holds the finished fit of an earlier run with the "
+        help="train afresh even where OUT holds the finished fit of an earlier run with the "
         "same release, --seed, --max-works, model configs and --steps (or, without it, "
-        "--minutes), which a rerun reuses",
+        "--minutes), which a rerun reuses, or its interrupted fit (augmenter.pt.partial, saved "
+        "on Ctrl-C and every 10 minutes), which a rerun continues",
     )
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
@@ -1009,6 +1018,46 @@ class _SaveEvery:
             self.last = time.monotonic()
 
 
+def _fit_interruptibly(
+    aug: Augmenter,
+    data: Any,
+    checkpoint: Path,
+    *,
+    resume: bool,
+    every: int | None,
+    minutes: float,
+    again: str,
+) -> bool:
+    """``aug.fit(data, resume=resume)`` saving a resumable ``checkpoint`` every ``every``
+    steps and ``minutes`` (0: not by time), and on a Ctrl-C, at the end of the step under way.
+    True once trained; False after an interruption, reported on stderr with ``again``, the
+    way to continue."""
+    stop = _GracefulStop()
+    callbacks: list[Any] = [stop]
+    if every is not None or minutes > 0:
+        save = _SaveEvery(aug, checkpoint, steps=every, minutes=minutes if minutes > 0 else None)
+        callbacks.insert(0, save)
+    try:
+        with stop:
+            aug.fit(data, callbacks=callbacks, resume=resume)
+    except KeyboardInterrupt:
+        if stop.stopped_at is not None and aug.is_fitted:
+            aug.save(checkpoint)
+            print(
+                f"covergan: interrupted at {_steps_text(aug)}; saved a resumable checkpoint to "
+                f"{checkpoint} (continue: {again})",
+                file=sys.stderr,
+            )
+        else:
+            kept = f"; {checkpoint} is unchanged" if checkpoint.is_file() else ""
+            print(
+                f"covergan: interrupted before the end of a training step; nothing saved{kept}",
+                file=sys.stderr,
+            )
+        return False
+    return True
+
+
 # ----------------------------------------------------------------------------- commands
 
 
@@ -1126,30 +1175,17 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             )
         planned = ", ".join(f"{n}: {k}" for n, k in aug.steps_planned.items())
         print(f"fitting an Augmenter on {args.data}: {planned} steps")
-    stop = _GracefulStop()
-    callbacks: list[Any] = [stop]
-    if args.checkpoint_every is not None or args.checkpoint_minutes > 0:
-        minutes = args.checkpoint_minutes if args.checkpoint_minutes > 0 else None
-        every = _SaveEvery(aug, checkpoint, steps=args.checkpoint_every, minutes=minutes)
-        callbacks.insert(0, every)
     t0 = time.perf_counter()
-    try:
-        with stop:
-            aug.fit(args.data, callbacks=callbacks, resume=args.resume)
-    except KeyboardInterrupt:
-        if stop.stopped_at is not None and aug.is_fitted:
-            aug.save(checkpoint)
-            print(
-                f"covergan: interrupted at {_steps_text(aug)}; saved a resumable checkpoint to "
-                f"{checkpoint} (continue: the same command with --resume)",
-                file=sys.stderr,
-            )
-        else:
-            kept = f"; {checkpoint} is unchanged" if checkpoint.is_file() else ""
-            print(
-                f"covergan: interrupted before the end of a training step; nothing saved{kept}",
-                file=sys.stderr,
-            )
+    fitted = _fit_interruptibly(
+        aug,
+        args.data,
+        checkpoint,
+        resume=args.resume,
+        every=args.checkpoint_every,
+        minutes=args.checkpoint_minutes,
+        again="the same command with --resume",
+    )
+    if not fitted:
         return EXIT_INTERRUPTED
     aug.save(out)
     if checkpoint.resolve() != out.resolve():
@@ -1441,15 +1477,76 @@ def _finished_demo_fit(out: Path, args: argparse.Namespace) -> Augmenter | None:
     return aug if aug.steps_done == aug.steps_planned else None
 
 
+def _interrupted_demo_fit(out: Path, args: argparse.Namespace) -> Augmenter | None:
+    """The resumable checkpoint an interrupted demo run with ``args``' settings left in
+    ``out`` (its :data:`DEMO_RUN_FILE` started that fit); None otherwise, and with
+    ``--refit``."""
+    from covergan.augmenter import Augmenter
+    from covergan.errors import CheckpointError
+
+    record, partial = out / DEMO_RUN_FILE, out / DEMO_PARTIAL
+    if args.refit or not record.is_file() or not partial.is_file():
+        return None
+    try:
+        run = json.loads(record.read_text(encoding="utf-8"))
+        if not isinstance(run, dict) or run.get("settings") != _demo_settings(args):
+            return None
+        aug = Augmenter.load(partial, device=args.device)
+    except (OSError, ValueError, CheckpointError):
+        return None
+    planned = set(aug.steps_planned.values()) == {run.get("steps")}
+    if aug.models != ("versions", "gan") or aug.seed_ != args.seed or not planned:
+        return None
+    return aug
+
+
 def _fit_demo(
     train: CQTDataset, out: Path, args: argparse.Namespace, left: float, progress: bool
-) -> Augmenter:
+) -> Augmenter | None:
     """Fit the demo's augmenter in ``left`` seconds of the budget (less the report's
-    reserve) or ``--steps``, save it with its :data:`DEMO_RUN_FILE`, and return it."""
+    reserve) or ``--steps``, or continue an interrupted fit with the same settings; save it
+    with its :data:`DEMO_RUN_FILE` and return it. None when interrupted (Ctrl-C)."""
+    from covergan._io import atomic_write
+
+    record = out / DEMO_RUN_FILE
+    aug = _interrupted_demo_fit(out, args)
+    if aug is not None:
+        print(
+            f"2/4 continuing the interrupted fit of an earlier run with these settings at "
+            f"{_steps_text(aug)} ({out / DEMO_PARTIAL}; --refit trains afresh)"
+        )
+        aug.progress = progress
+    else:
+        aug = _new_demo_fit(train, out, args, left, progress)
+    if not _fit_interruptibly(
+        aug,
+        train,
+        out / DEMO_PARTIAL,
+        resume=aug.is_fitted,
+        every=None,
+        minutes=DEFAULT_CHECKPOINT_MINUTES,
+        again="the same command",
+    ):
+        return None
+    saved = aug.save(out / "augmenter.pt")
+    steps = next(iter(aug.steps_planned.values()))
+    stamp = {"settings": _demo_settings(args), "steps": steps, "augmenter": _file_stamp(saved)}
+    with atomic_write(record, text=True) as fh:
+        json.dump(stamp, fh)
+    (out / DEMO_PARTIAL).unlink(missing_ok=True)
+    return aug
+
+
+def _new_demo_fit(
+    train: CQTDataset, out: Path, args: argparse.Namespace, left: float, progress: bool
+) -> Augmenter:
+    """The demo's untrained augmenter, of ``--steps`` or as many steps as ``left`` seconds
+    fit, recorded in :data:`DEMO_RUN_FILE` as started (no finished file yet)."""
     from covergan._io import atomic_write
 
     what = "the version model (the default) and the class GAN beside it"
     (out / DEMO_RUN_FILE).unlink(missing_ok=True)  # never a record beside another fit
+    (out / DEMO_PARTIAL).unlink(missing_ok=True)
     if args.steps is not None:
         steps = args.steps
         print(f"2/4 fitting {what}: {len(train)} training recordings, {steps} steps each")
@@ -1468,12 +1565,10 @@ def _fit_demo(
                 f"note: the budget is spent; training the minimum {DEMO_MIN_STEPS} steps",
                 file=sys.stderr,
             )
-    aug = _demo_augmenter(args, steps, progress=progress).fit(train)
-    saved = aug.save(out / "augmenter.pt")
-    record = {"settings": _demo_settings(args), "steps": steps, "augmenter": _file_stamp(saved)}
+    started = {"settings": _demo_settings(args), "steps": steps, "augmenter": None}
     with atomic_write(out / DEMO_RUN_FILE, text=True) as fh:
-        json.dump(record, fh)
-    return aug
+        json.dump(started, fh)
+    return _demo_augmenter(args, steps, progress=progress)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -1508,7 +1603,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         )
         aug.progress = progress
     else:
-        aug = _fit_demo(train, out, args, budget - (time.perf_counter() - t0), progress)
+        fitted = _fit_demo(train, out, args, budget - (time.perf_counter() - t0), progress)
+        if fitted is None:
+            return EXIT_INTERRUPTED
+        aug = fitted
 
     print("3/4 sampling new versions of the rarest works")
     train_counts = list(aug.songs_.class_counts().values())

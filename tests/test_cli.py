@@ -570,7 +570,7 @@ def test_demo_fits_its_budget_on_stand_in_data(
 
     def reused(*other: str) -> bool:
         args = cli.build_parser().parse_args([*map(str, argv), *tiny, *other])
-        return cli._finished_demo_fit(tmp_path, args) is not None
+        return cli._earlier_demo_fit(tmp_path, args, finished=True) is not None
 
     assert reused() and reused("--embedding-steps", "7")  # the report's settings are free
     for other in (

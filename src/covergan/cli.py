@@ -1452,70 +1452,53 @@ def _file_stamp(path: Path) -> list[int]:
     return [stat.st_size, stat.st_mtime_ns]
 
 
-def _finished_demo_fit(out: Path, args: argparse.Namespace) -> Augmenter | None:
-    """The augmenter an earlier demo run saved in ``out``, when its :data:`DEMO_RUN_FILE`
-    has ``args``' settings and belongs to that very file, and it finished training; None
-    otherwise, and with ``--refit``."""
+def _earlier_demo_fit(out: Path, args: argparse.Namespace, *, finished: bool) -> Augmenter | None:
+    """What an earlier demo run with ``args``' settings left in ``out``, as its
+    :data:`DEMO_RUN_FILE` records it: with ``finished``, its saved fit (``augmenter.pt``, that
+    very file, every step trained), else the resumable checkpoint (:data:`DEMO_PARTIAL`) of
+    the fit the record started. None where there is none, and with ``--refit``."""
     from covergan.augmenter import Augmenter
     from covergan.errors import CheckpointError
 
-    record, saved = out / DEMO_RUN_FILE, out / "augmenter.pt"
+    record, saved = out / DEMO_RUN_FILE, out / ("augmenter.pt" if finished else DEMO_PARTIAL)
     if args.refit or not record.is_file() or not saved.is_file():
         return None
     try:
         run = json.loads(record.read_text(encoding="utf-8"))
         if not isinstance(run, dict) or run.get("settings") != _demo_settings(args):
             return None
-        if run.get("augmenter") != _file_stamp(saved):  # replaced since the record
+        if finished and run.get("augmenter") != _file_stamp(saved):  # replaced since
             return None
         aug = Augmenter.load(saved, device=args.device)
-    except (OSError, ValueError, CheckpointError):
-        return None
-    fitted = set(aug.steps_done.values()) == {run.get("steps")}
-    if aug.models != ("versions", "gan") or aug.seed_ != args.seed or not fitted:
-        return None
-    return aug if aug.steps_done == aug.steps_planned else None
-
-
-def _interrupted_demo_fit(out: Path, args: argparse.Namespace) -> Augmenter | None:
-    """The resumable checkpoint an interrupted demo run with ``args``' settings left in
-    ``out`` (its :data:`DEMO_RUN_FILE` started that fit); None otherwise, and with
-    ``--refit``."""
-    from covergan.augmenter import Augmenter
-    from covergan.errors import CheckpointError
-
-    record, partial = out / DEMO_RUN_FILE, out / DEMO_PARTIAL
-    if args.refit or not record.is_file() or not partial.is_file():
-        return None
-    try:
-        run = json.loads(record.read_text(encoding="utf-8"))
-        if not isinstance(run, dict) or run.get("settings") != _demo_settings(args):
-            return None
-        aug = Augmenter.load(partial, device=args.device)
     except (OSError, ValueError, CheckpointError):
         return None
     planned = set(aug.steps_planned.values()) == {run.get("steps")}
     if aug.models != ("versions", "gan") or aug.seed_ != args.seed or not planned:
         return None
-    return aug
+    return None if finished and aug.steps_done != aug.steps_planned else aug
 
 
 def _fit_demo(
     train: CQTDataset, out: Path, args: argparse.Namespace, left: float, progress: bool
 ) -> Augmenter | None:
-    """Fit the demo's augmenter in ``left`` seconds of the budget (less the report's
-    reserve) or ``--steps``, or continue an interrupted fit with the same settings; save it
-    with its :data:`DEMO_RUN_FILE` and return it. None when interrupted (Ctrl-C)."""
+    """The demo's augmenter: the finished fit of an earlier run with the same settings, or
+    that run's interrupted fit continued, or a new one of ``--steps`` or of as many steps as
+    fit in ``left`` seconds (less the report's reserve); once trained, saved with its
+    :data:`DEMO_RUN_FILE`. None when interrupted (Ctrl-C)."""
     from covergan._io import atomic_write
 
-    record = out / DEMO_RUN_FILE
-    aug = _interrupted_demo_fit(out, args)
-    if aug is not None:
-        print(
-            f"2/4 continuing the interrupted fit of an earlier run with these settings at "
-            f"{_steps_text(aug)} ({out / DEMO_PARTIAL}; --refit trains afresh)"
-        )
-        aug.progress = progress
+    for finished, state in ((True, "reusing the finished"), (False, "continuing the interrupted")):
+        aug = _earlier_demo_fit(out, args, finished=finished)
+        if aug is not None:
+            where = out / ("augmenter.pt" if finished else DEMO_PARTIAL)
+            print(
+                f"2/4 {state} fit of an earlier run with these settings, {where} "
+                f"({_steps_text(aug)}; --refit trains afresh)"
+            )
+            aug.progress = progress
+            if finished:
+                return aug
+            break
     else:
         aug = _new_demo_fit(train, out, args, left, progress)
     if not _fit_interruptibly(
@@ -1531,7 +1514,7 @@ def _fit_demo(
     saved = aug.save(out / "augmenter.pt")
     steps = next(iter(aug.steps_planned.values()))
     stamp = {"settings": _demo_settings(args), "steps": steps, "augmenter": _file_stamp(saved)}
-    with atomic_write(record, text=True) as fh:
+    with atomic_write(out / DEMO_RUN_FILE, text=True) as fh:
         json.dump(stamp, fh)
     (out / DEMO_PARTIAL).unlink(missing_ok=True)
     return aug
@@ -1595,18 +1578,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     _plot_two_versions(data, out / "versions.png")
 
     train, heldout = split_recordings(data, holdout=1, min_recordings=3, seed=args.seed)
-    aug = _finished_demo_fit(out, args)
-    if aug is not None:
-        print(
-            f"2/4 reusing the finished fit of an earlier run with these settings, "
-            f"{out / 'augmenter.pt'} ({_steps_text(aug)}; --refit trains again)"
-        )
-        aug.progress = progress
-    else:
-        fitted = _fit_demo(train, out, args, budget - (time.perf_counter() - t0), progress)
-        if fitted is None:
-            return EXIT_INTERRUPTED
-        aug = fitted
+    fitted = _fit_demo(train, out, args, budget - (time.perf_counter() - t0), progress)
+    if fitted is None:
+        return EXIT_INTERRUPTED
+    aug = fitted
 
     print("3/4 sampling new versions of the rarest works")
     train_counts = list(aug.songs_.class_counts().values())

@@ -540,8 +540,7 @@ def test_demo_fits_its_budget_on_stand_in_data(
 ) -> None:
     calls = stand_in_demo(monkeypatch)
     argv = ["demo", "--out", tmp_path, "--minutes", "0.01", "--device", "cpu", "--no-progress"]
-    tiny = TINY_DEMO
-    code, out, err = run([*argv, *tiny], capsys)
+    code, out, err = run([*argv, *TINY_DEMO], capsys)
     assert code == 0, err
     assert f"so {cli.DEMO_MIN_STEPS} steps each (+ 2 pretraining)" in out
     assert "the budget is spent" in err
@@ -564,12 +563,12 @@ def test_demo_fits_its_budget_on_stand_in_data(
 
     with monkeypatch.context() as patch:
         patch.setattr(Augmenter, "fit", no_training)
-        code, out, err = run([*argv, *tiny], capsys)
+        code, out, err = run([*argv, *TINY_DEMO], capsys)
         assert code == 0, err
         assert "2/4 reusing the finished fit of an earlier run" in out and len(calls) == 2
 
     def reused(*other: str) -> bool:
-        args = cli.build_parser().parse_args([*map(str, argv), *tiny, *other])
+        args = cli.build_parser().parse_args([*map(str, argv), *TINY_DEMO, *other])
         return cli._earlier_demo_fit(tmp_path, args, finished=True) is not None
 
     assert reused() and reused("--embedding-steps", "7")  # the report's settings are free
@@ -589,7 +588,7 @@ def test_demo_fits_its_budget_on_stand_in_data(
     with monkeypatch.context() as patch:
         patch.setattr(Augmenter, "fit", no_training)
         with pytest.raises(AssertionError, match="the rerun trained"):
-            cli.main([*map(str, argv), *tiny])
+            cli.main([*map(str, argv), *TINY_DEMO])
     assert not (tmp_path / cli.DEMO_RUN_FILE).exists()  # removed before a new fit starts
 
 

@@ -68,7 +68,9 @@ starts and again once the augmenter is saved. A rerun with the same settings reu
 finished fit, or continues an interrupted one from ``augmenter.pt.partial`` (``--refit``
 trains afresh)."""
 
-DEMO_PARTIAL = "augmenter.pt.partial"
+DEMO_AUGMENTER = "augmenter.pt"
+"""``demo``: its finished fit, in ``--out``."""
+DEMO_PARTIAL = DEMO_AUGMENTER + ".partial"
 """``demo``: the resumable checkpoint of its fit, saved on a Ctrl-C (at the end of the step
 under way) and every :data:`DEFAULT_CHECKPOINT_MINUTES` minutes; removed once the fit is
 saved."""
@@ -1460,7 +1462,7 @@ def _earlier_demo_fit(out: Path, args: argparse.Namespace, *, finished: bool) ->
     from covergan.augmenter import Augmenter
     from covergan.errors import CheckpointError
 
-    record, saved = out / DEMO_RUN_FILE, out / ("augmenter.pt" if finished else DEMO_PARTIAL)
+    record, saved = out / DEMO_RUN_FILE, out / (DEMO_AUGMENTER if finished else DEMO_PARTIAL)
     if args.refit or not record.is_file() or not saved.is_file():
         return None
     try:
@@ -1485,20 +1487,12 @@ def _fit_demo(
     that run's interrupted fit continued, or a new one of ``--steps`` or of as many steps as
     fit in ``left`` seconds (less the report's reserve); once trained, saved with its
     :data:`DEMO_RUN_FILE`. None when interrupted (Ctrl-C)."""
-    from covergan._io import atomic_write
-
-    for finished, state in ((True, "reusing the finished"), (False, "continuing the interrupted")):
-        aug = _earlier_demo_fit(out, args, finished=finished)
-        if aug is not None:
-            where = out / ("augmenter.pt" if finished else DEMO_PARTIAL)
-            print(
-                f"2/4 {state} fit of an earlier run with these settings, {where} "
-                f"({_steps_text(aug)}; --refit trains afresh)"
-            )
-            aug.progress = progress
-            if finished:
-                return aug
-            break
+    aug = _earlier_demo_fit(out, args, finished=True)
+    if aug is not None:
+        return _announce_earlier(aug, out / DEMO_AUGMENTER, "reusing the finished", progress)
+    aug = _earlier_demo_fit(out, args, finished=False)
+    if aug is not None:
+        _announce_earlier(aug, out / DEMO_PARTIAL, "continuing the interrupted", progress)
     else:
         aug = _new_demo_fit(train, out, args, left, progress)
     if not _fit_interruptibly(
@@ -1511,13 +1505,32 @@ def _fit_demo(
         again="the same command",
     ):
         return None
-    saved = aug.save(out / "augmenter.pt")
-    steps = next(iter(aug.steps_planned.values()))
-    stamp = {"settings": _demo_settings(args), "steps": steps, "augmenter": _file_stamp(saved)}
-    with atomic_write(out / DEMO_RUN_FILE, text=True) as fh:
-        json.dump(stamp, fh)
+    saved = aug.save(out / DEMO_AUGMENTER)
+    _write_demo_record(out, args, next(iter(aug.steps_planned.values())), _file_stamp(saved))
     (out / DEMO_PARTIAL).unlink(missing_ok=True)
     return aug
+
+
+def _announce_earlier(aug: Augmenter, path: Path, state: str, progress: bool) -> Augmenter:
+    """Say which earlier fit (``path``) the demo goes on with, and show its progress bars."""
+    print(
+        f"2/4 {state} fit of an earlier run with these settings, {path} "
+        f"({_steps_text(aug)}; --refit trains afresh)"
+    )
+    aug.progress = progress
+    return aug
+
+
+def _write_demo_record(
+    out: Path, args: argparse.Namespace, steps: int, stamp: list[int] | None
+) -> None:
+    """:data:`DEMO_RUN_FILE`: the settings and steps of the fit, and the stamp of its
+    finished file (None while it trains)."""
+    from covergan._io import atomic_write
+
+    record = {"settings": _demo_settings(args), "steps": steps, "augmenter": stamp}
+    with atomic_write(out / DEMO_RUN_FILE, text=True) as fh:
+        json.dump(record, fh)
 
 
 def _new_demo_fit(
@@ -1525,8 +1538,6 @@ def _new_demo_fit(
 ) -> Augmenter:
     """The demo's untrained augmenter, of ``--steps`` or as many steps as ``left`` seconds
     fit, recorded in :data:`DEMO_RUN_FILE` as started (no finished file yet)."""
-    from covergan._io import atomic_write
-
     what = "the version model (the default) and the class GAN beside it"
     (out / DEMO_RUN_FILE).unlink(missing_ok=True)  # never a record beside another fit
     (out / DEMO_PARTIAL).unlink(missing_ok=True)
@@ -1548,9 +1559,7 @@ def _new_demo_fit(
                 f"note: the budget is spent; training the minimum {DEMO_MIN_STEPS} steps",
                 file=sys.stderr,
             )
-    started = {"settings": _demo_settings(args), "steps": steps, "augmenter": None}
-    with atomic_write(out / DEMO_RUN_FILE, text=True) as fh:
-        json.dump(started, fh)
+    _write_demo_record(out, args, steps, None)
     return _demo_augmenter(args, steps, progress=progress)
 
 

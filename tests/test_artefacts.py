@@ -58,6 +58,20 @@ def test_real_windows_pass_and_a_comb_is_flagged() -> None:
     one = artefact_check(heldout, low_comb(other, bins=1), floor=train)  # one bad bin of 24
     assert one.ratio < ARTEFACT_MAX_RATIO and one.bins == [0] and not one.passed
     assert bad.per_bin[2, 0] == 1.0  # every synthetic window flickers in the lowest bin
+    assert bad.describe() == "0-3 flicker over (100%)" and real.describe() == ""
+
+
+def test_describe_says_how_each_bin_leaves_the_range() -> None:
+    train, heldout, other = windows(60, 0), windows(40, 1), windows(40, 2)
+    odd = low_comb(other, bins=2)
+    odd[:, 0, 3:5] = odd[:, 0, 3:5].mean(dim=-1, keepdim=True)  # bins 3-4 blurred in time
+    check = artefact_check(heldout, odd, floor=train)
+    assert check.bins == [0, 1, 3, 4]
+    assert (check.per_bin_under[:, :2] == 0).all() and (check.per_bin_under[2, 3:5] == 1).all()
+    assert check.describe() == "0-1 flicker over (100%); 3-4 flicker under (100%)"
+    assert check.describe(max_groups=1) == "0-1 flicker over (100%); ... (1 more)"
+    with pytest.raises(ParameterError, match="max_groups"):
+        check.describe(max_groups=0)
 
 
 def test_bad_input() -> None:

@@ -430,7 +430,11 @@ def fake_report(calls: list[dict[str, Any]]) -> Callable[..., Any]:
         return SimpleNamespace(
             suites={"versions": suite},
             controls={"noise": control, "copies": control},
-            artefacts={"versions": SimpleNamespace(passed=False, bins=[0, 1])},
+            artefacts={
+                "versions": SimpleNamespace(
+                    passed=False, bins=[0, 1], describe=lambda: "0-1 flicker under (54%)"
+                )
+            },
             markdown=Path(out) / "report.md",
         )
 
@@ -451,7 +455,7 @@ def test_evaluate_without_heldout_holds_out_part_of_the_data(
     code, out, err = run(["evaluate", fitted, features, "-o", tmp_path, "--no-progress"], capsys)
     assert code == 0 and "versions: identity 1.25x the real floor (pass)" in out
     assert "negative controls rejected: 2 of 2" in out
-    assert "versions: spectral artefacts FOUND (bins 0, 1)" in out
+    assert "versions: spectral artefacts FOUND (bins 0-1 flicker under (54%))" in out
     assert "held out: one recording of each of the 2 songs" in err
     (call,) = calls
     assert call["heldout"].class_counts() == {"song-2": 1, "song-3": 1}

@@ -12,6 +12,7 @@ the same held-out range (real windows of other recordings fall out of range now 
 
 >>> check = artefact_check(heldout, synthetic, floor=train)
 >>> check.ratio, check.bins        # synthetic rate / floor, and the bins that stand out
+>>> check.describe()               # what those bins do, e.g. "0-2 flicker under (54%)"
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from covergan._checks import check_count
 from covergan.errors import ParameterError
 
 __all__ = [
@@ -60,12 +62,16 @@ class ArtefactCheck:
     per_bin : np.ndarray [shape=(3, n_bins)]
         Out-of-range share of the synthetic windows per statistic (level, spread, flicker)
         and bin.
+    per_bin_under : np.ndarray [shape=(3, n_bins)]
+        The part of :attr:`per_bin` under the range (below every reference window); the
+        rest is over it.
     """
 
     rate: float
     floor: float
     bins: list[int]
     per_bin: npt.NDArray[np.float64]
+    per_bin_under: npt.NDArray[np.float64]
 
     @property
     def ratio(self) -> float:
@@ -79,6 +85,50 @@ class ArtefactCheck:
         """No bin stands out (:attr:`bins` is empty; a few bad bins barely move the rate)
         and :attr:`ratio` is at most :data:`ARTEFACT_MAX_RATIO`."""
         return not self.bins and self.ratio <= ARTEFACT_MAX_RATIO
+
+    def describe(self, max_groups: int = 4) -> str:
+        """What the bins that stand out do, in words: ``""`` when none stands out.
+
+        Each such bin is named by the statistic and side it most often leaves the range
+        on, and neighbouring bins that leave it the same way are one group with the
+        largest share among them, e.g. ``"0-2 flicker under (54%); 11 spread over (30%)"``:
+        bins 0-2 change less from frame to frame than any reference window (in up to 54% of
+        the synthetic windows), bin 11 spreads more. A comb or a flicker shows as flicker
+        over; a blur of the frame-to-frame detail as flicker under.
+
+        Parameters
+        ----------
+        max_groups : int
+            Groups named at most (>= 1); more are summarised as ``"... (k more)"``.
+
+        Raises
+        ------
+        ParameterError
+            ``max_groups`` is not an integer >= 1.
+        """
+        max_groups = check_count("max_groups", max_groups, 1)
+        over = self.per_bin - self.per_bin_under
+        groups: list[tuple[int, int, str, float]] = []  # first bin, last bin, what, share
+        for b in self.bins:
+            # the largest share; on a tie the later statistic (flicker, then spread)
+            share, stat, side = max(
+                (float(by_side[k, b]), k, side)
+                for side, by_side in enumerate((self.per_bin_under, over))
+                for k in range(len(STATISTICS))
+            )
+            what = f"{STATISTICS[stat]} {('under', 'over')[side]}"
+            if groups and groups[-1][1] == b - 1 and groups[-1][2] == what:
+                first, _, _, most = groups.pop()
+                groups.append((first, b, what, max(most, share)))
+            else:
+                groups.append((b, b, what, share))
+        words = [
+            f"{first}{'' if last == first else f'-{last}'} {what} ({share:.0%})"
+            for first, last, what, share in groups[:max_groups]
+        ]
+        if len(groups) > max_groups:
+            words.append(f"... ({len(groups) - max_groups} more)")
+        return "; ".join(words)
 
 
 def bin_statistics(x: torch.Tensor) -> npt.NDArray[np.float64]:
@@ -159,7 +209,8 @@ def artefact_check(
     per_bin, per_bin_floor = outside(syn), outside(flo)
     worst_syn, worst_floor = per_bin.max(axis=0), per_bin_floor.max(axis=0)
     bins = [int(h) for h in np.flatnonzero(worst_syn > np.maximum(3 * worst_floor, 0.25))]
-    return ArtefactCheck(float(per_bin.mean()), float(per_bin_floor.mean()), bins, per_bin)
+    under = (syn < low).mean(axis=0)
+    return ArtefactCheck(float(per_bin.mean()), float(per_bin_floor.mean()), bins, per_bin, under)
 
 
 def low_comb(

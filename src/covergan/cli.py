@@ -1318,7 +1318,7 @@ def _print_quality(report: Any) -> None:
     )
     for name, check in report.artefacts.items():
         if not name.startswith("control:"):
-            where = f" (bins {', '.join(map(str, check.bins[:8]))})" if check.bins else ""
+            where = f" (bins {check.describe()})" if check.bins else ""
             print(f"{name}: spectral artefacts {'none' if check.passed else 'FOUND'}{where}")
 
 

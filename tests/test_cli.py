@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -553,6 +554,7 @@ def test_demo_fits_its_budget_on_stand_in_data(
     assert aug.models == ("versions", "gan")  # the default first, the class GAN to compare
     assert aug.steps_done == {"versions": cli.DEMO_MIN_STEPS, "gan": cli.DEMO_MIN_STEPS}
     assert (tmp_path / "versions.png").is_file() and len(calls) == 1
+    assert re.fullmatch(r"wall time before the report \d+ s", calls[0]["notes"][-1])
     # the rarest works' new versions, in the feature format a training loop reads
     config = json.loads((tmp_path / "synthetic" / cli.CONFIG_FILE).read_text())
     assert CQTConfig.from_dict(config) == aug.config_
@@ -624,9 +626,12 @@ def test_an_interrupted_demo_continues_its_fit(
     assert "2/4 continuing the interrupted fit" in out and "gan step 2 of 3" in out
     aug = Augmenter.load(tmp_path / "augmenter.pt")
     assert aug.steps_done == {"versions": 3, "gan": 3} and not partial.exists()
-    assert len(calls) == 1
+    assert len(calls) == 1 and calls[0]["notes"][-1].endswith(
+        "continued an earlier run's interrupted fit)"
+    )
     code, out, _ = run([*argv, *TINY_DEMO], capsys)  # and then it is a finished fit
     assert code == 0 and "2/4 reusing the finished fit" in out
+    assert calls[1]["notes"][-1].endswith(" s (the fit is an earlier run's, reused)")
 
     # other settings, or --refit, start afresh and drop the checkpoint
     with monkeypatch.context() as patch:

@@ -1482,17 +1482,21 @@ def _earlier_demo_fit(out: Path, args: argparse.Namespace, *, finished: bool) ->
 
 def _fit_demo(
     train: CQTDataset, out: Path, args: argparse.Namespace, left: float, progress: bool
-) -> Augmenter | None:
+) -> tuple[Augmenter, str] | None:
     """The demo's augmenter: the finished fit of an earlier run with the same settings, or
     that run's interrupted fit continued, or a new one of ``--steps`` or of as many steps as
     fit in ``left`` seconds (less the report's reserve); once trained, saved with its
-    :data:`DEMO_RUN_FILE`. None when interrupted (Ctrl-C)."""
+    :data:`DEMO_RUN_FILE`. With it, what the report says of its training time when it was
+    not all in this run (or ``""``). None when interrupted (Ctrl-C)."""
     aug = _earlier_demo_fit(out, args, finished=True)
     if aug is not None:
-        return _announce_earlier(aug, out / DEMO_AUGMENTER, "reusing the finished", progress)
+        _announce_earlier(aug, out / DEMO_AUGMENTER, "reusing the finished", progress)
+        return aug, " (the fit is an earlier run's, reused)"
     aug = _earlier_demo_fit(out, args, finished=False)
+    origin = ""
     if aug is not None:
         _announce_earlier(aug, out / DEMO_PARTIAL, "continuing the interrupted", progress)
+        origin = " (this run's; it continued an earlier run's interrupted fit)"
     else:
         aug = _new_demo_fit(train, out, args, left, progress)
     if not _fit_interruptibly(
@@ -1508,17 +1512,16 @@ def _fit_demo(
     saved = aug.save(out / DEMO_AUGMENTER)
     _write_demo_record(out, args, next(iter(aug.steps_planned.values())), _file_stamp(saved))
     (out / DEMO_PARTIAL).unlink(missing_ok=True)
-    return aug
+    return aug, origin
 
 
-def _announce_earlier(aug: Augmenter, path: Path, state: str, progress: bool) -> Augmenter:
+def _announce_earlier(aug: Augmenter, path: Path, state: str, progress: bool) -> None:
     """Say which earlier fit (``path``) the demo goes on with, and show its progress bars."""
     print(
         f"2/4 {state} fit of an earlier run with these settings, {path} "
         f"({_steps_text(aug)}; --refit trains afresh)"
     )
     aug.progress = progress
-    return aug
 
 
 def _write_demo_record(
@@ -1590,7 +1593,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     fitted = _fit_demo(train, out, args, budget - (time.perf_counter() - t0), progress)
     if fitted is None:
         return EXIT_INTERRUPTED
-    aug = fitted
+    aug, origin = fitted
 
     print("3/4 sampling new versions of the rarest works")
     train_counts = list(aug.songs_.class_counts().values())
@@ -1621,7 +1624,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             f"training: {_steps_text(aug)}",
             f"plan({target}, max_ratio=4): {n_synth} synthetic versions for {len(needed)} works",
             "two real recordings of one work beside another work: [versions.png](versions.png)",
-            f"wall time before the report {time.perf_counter() - t0:.0f} s",
+            f"wall time before the report {time.perf_counter() - t0:.0f} s{origin}",
         ],
     )
     _print_quality(report)

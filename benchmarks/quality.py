@@ -5,7 +5,8 @@ For each corpus and seed: hold out one recording of every work with three or mor
 ``covergan.report.quality_report`` (its CSI embedding trained on the training side). Prints,
 per model, the identity and diversity ratios against the targets of issue 18 (>= 0.8 of the
 held-out floor), realism, memorisation and spectral artefacts, and whether every negative
-control was rejected, as mean ± std over seeds with the per-seed values. Each finished run is
+control was rejected, as mean ± std over seeds with the per-seed values, then what each run's
+flagged bins do (``ArtefactCheck.describe``). Each finished run is
 appended to ``WORKDIR/results.jsonl`` and skipped when the same command runs again, so an
 interrupted run resumes; each run's report stays in ``WORKDIR/<corpus>-s<seed>[-<variant>]/``.
 Models are fitted for 1000 steps unless ``--steps`` says otherwise, to fit a 2-core machine's
@@ -116,6 +117,7 @@ def run_one(key: dict[str, Any], workdir: Path) -> dict[str, Any]:
             row[f"{name}/{m.name}"] = m.ratio
         artefacts = report.artefacts.get(name)
         row[f"{name}/artefact bins"] = None if artefacts is None else len(artefacts.bins)
+        row[f"{name} artefacts"] = "" if artefacts is None else artefacts.describe()
     row["controls rejected"] = sum(not c.passed for c in report.controls.values())
     row["controls"] = len(report.controls)
     row["report_s"] = report.seconds
@@ -158,6 +160,14 @@ def summarise(rows: list[dict[str, Any]]) -> str:
             )
         rejected = [f"{r['controls rejected']}/{r['controls']}" for r in mine]
         lines.append(f"| {corpus} | controls | rejected | | {', '.join(rejected)} | all |")
+    how = [  # rows written before the description was recorded have none
+        f"- {r['corpus']} seed {r['seed']}, {key}: {r[key] or 'none'}"
+        for r in rows
+        for key in r
+        if key.endswith(" artefacts")
+    ]
+    if how:
+        lines += ["", "Flagged bins, and how (`ArtefactCheck.describe`):", *how]
     return "\n".join(lines)
 
 

@@ -53,6 +53,16 @@ def test_summary_states_the_targets(bench: ModuleType) -> None:
     assert "| toy | versions | identity | 0.75 ± 0.15 | 0.90, 0.60 | >= 0.8 (NOT met) |" in table
     assert "| toy | versions | diversity | 0.90 ± 0.00 | 0.90, 0.90 | >= 0.8 (met) |" in table
     assert "| toy | controls | rejected | | 5/5, 5/5 | all |" in table
+    assert "and how" not in table  # rows written before the description have none
+    described = [
+        {**row(0, 0.9), "versions artefacts": ""},
+        {**row(1, 0.6), "versions artefacts": "0 flicker under (40%)"},
+    ]
+    lines = bench.summarise(described).splitlines()
+    assert lines[-2:] == [
+        "- toy seed 0, versions artefacts: none",
+        "- toy seed 1, versions artefacts: 0 flicker under (40%)",
+    ]
 
 
 def test_runs_that_differ_write_their_reports_apart(bench: ModuleType, tmp_path: Path) -> None:

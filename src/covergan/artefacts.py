@@ -202,15 +202,17 @@ def artefact_check(
         )
     low, high = ref.min(axis=0), ref.max(axis=0)
 
-    def outside(stats: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        share: npt.NDArray[np.float64] = ((stats < low) | (stats > high)).mean(axis=0)
-        return share
+    def sides(stats: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Share of windows under the range and over it: [2, 3, n_bins]."""
+        return np.stack([(stats < low).mean(axis=0), (stats > high).mean(axis=0)])
 
-    per_bin, per_bin_floor = outside(syn), outside(flo)
+    syn_sides = sides(syn)
+    per_bin, per_bin_floor = syn_sides.sum(axis=0), sides(flo).sum(axis=0)
     worst_syn, worst_floor = per_bin.max(axis=0), per_bin_floor.max(axis=0)
     bins = [int(h) for h in np.flatnonzero(worst_syn > np.maximum(3 * worst_floor, 0.25))]
-    under = (syn < low).mean(axis=0)
-    return ArtefactCheck(float(per_bin.mean()), float(per_bin_floor.mean()), bins, per_bin, under)
+    return ArtefactCheck(
+        float(per_bin.mean()), float(per_bin_floor.mean()), bins, per_bin, syn_sides[0]
+    )
 
 
 def low_comb(

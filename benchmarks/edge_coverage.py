@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from covergan import Augmenter
+from covergan.augment.differentiable import DiffAugment
 from covergan.models.dcgan import ProjectionDiscriminator
 from covergan.models.reference import PairDiscriminator
 from covergan.versions import VersionConfig
@@ -60,11 +61,12 @@ def show(name: str, shares: Tensor) -> None:
     print(f"| {name} | {low} | {high} |")
 
 
-def one_seed(size: tuple[int, int], seed: int, batch: int) -> dict[str, Tensor]:
+def one_seed(
+    size: tuple[int, int], seed: int, batch: int, augment: DiffAugment
+) -> dict[str, Tensor]:
     """Per-bin gradients of fresh discriminators initialised from ``seed``."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    augment = VersionConfig(image_size=size).augmentation()
     x = torch.rand(batch, 1, *size) * 2 - 1
     pair = PairDiscriminator(image_size=size)
     emb = torch.randn(batch, pair.channels)
@@ -82,7 +84,8 @@ def one_seed(size: tuple[int, int], seed: int, batch: int) -> dict[str, Tensor]:
 
 def at_initialisation(size: tuple[int, int], seeds: int, batch: int) -> None:
     """The three rows of fresh discriminators, averaged over ``seeds``."""
-    runs = [one_seed(size, seed, batch) for seed in range(seeds)]
+    augment = VersionConfig(image_size=size).augmentation()
+    runs = [one_seed(size, seed, batch, augment) for seed in range(seeds)]
     for name in runs[0]:
         show(f"{name}, initialised", relative(sum(run[name] for run in runs)))
 

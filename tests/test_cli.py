@@ -324,6 +324,57 @@ def test_sample_balance_and_model_space(
     assert code == 0 and "nothing to sample" in stdout and not (tmp_path / "z").exists()
 
 
+def test_sample_song_ids_may_follow_the_options(
+    fitted: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv: list[Any] = ["sample", fitted, "song-0", "-n", "2", "-o", tmp_path / "a", "song-3"]
+    assert run(argv, capsys)[0] == 0
+    assert (
+        run(["sample", fitted, "-n", "2", "-o", tmp_path / "b", "song-0", "song-3"], capsys)[0] == 0
+    )
+    for song in ("song-0", "song-3"):
+        for k in (0, 1):
+            name = f"{song}/synthetic-s0-000{k}.npy"
+            np.testing.assert_array_equal(
+                np.load(tmp_path / "a" / name), np.load(tmp_path / "b" / name)
+            )
+    code, _, err = run(["sample", fitted, "-o", tmp_path / "c", "song-0", "--bogus"], capsys)
+    assert_one_line_error(code, err, cli.EXIT_USAGE, "unrecognized arguments: --bogus")
+    code, _, err = run(["fit", tmp_path, tmp_path / "x.pt", "extra"], capsys)
+    assert_one_line_error(code, err, cli.EXIT_USAGE, "unrecognized arguments: extra")
+
+
+def test_sample_rerun_replaces_its_own_files_and_keeps_other_seeds(
+    fitted: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "synth"
+    assert run(["sample", fitted, "song-1", "-n", "3", "-o", out], capsys)[0] == 0
+    assert run(["sample", fitted, "song-1", "-n", "2", "-o", out, "--seed", "1"], capsys)[0] == 0
+    assert run(["sample", fitted, "song-1", "-n", "1", "-o", out], capsys)[0] == 0
+    names = sorted(p.name for p in (out / "song-1").iterdir())
+    assert names == ["synthetic-s0-0000.npy", "synthetic-s1-0000.npy", "synthetic-s1-0001.npy"]
+
+
+def test_sample_refuses_a_folder_in_the_way_before_writing(
+    fitted: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "synth"
+    out.mkdir()
+    (out / "song-3").write_text("not a folder")
+    code, _, err = run(["sample", fitted, "song-0", "song-3", "-o", out], capsys)
+    assert_one_line_error(code, err, cli.EXIT_ERROR, "song-3 is a file")
+    assert sorted(p.name for p in out.iterdir()) == ["song-3"]  # nothing written
+
+    other = tmp_path / "other"
+    assert run(["sample", fitted, "song-0", "-o", other], capsys)[0] == 0
+    code, _, err = run(["sample", fitted, "song-1", "--space", "model", "-o", other], capsys)
+    assert_one_line_error(code, err, cli.EXIT_ERROR, "write model-space samples to another")
+    (other / cli.CONFIG_FILE).write_text(json.dumps(CQTConfig(n_bins=36).to_dict()))
+    code, _, err = run(["sample", fitted, "song-1", "-o", other], capsys)
+    assert_one_line_error(code, err, cli.EXIT_ERROR, "another feature format")
+    assert not (other / "song-1").exists()
+
+
 def test_bad_input_gives_one_line_errors(
     fitted: Path, features: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

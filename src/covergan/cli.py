@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -581,7 +581,10 @@ def _add_sample(sub: Any) -> None:
         "sample, OUT/<song_id>/synthetic-s<seed>-<k>.npy, each a float32 [n_bins, window] "
         f"array in the feature format of the training data, plus OUT/{CONFIG_FILE}: the "
         "layout 'covergan extract' writes, so CQTDataset.from_folder, 'covergan evaluate' "
-        "and 'covergan listen' read it. Give song ids and -n, or --balance.",
+        "and 'covergan listen' read it. Give song ids and -n, or --balance. A rerun with the "
+        "same --seed replaces that seed's files of each song it samples (another seed adds "
+        "files beside them); an interrupted run leaves whole files, and the same command "
+        "completes it.",
     )
     sample.add_argument(
         "augmenter", metavar="AUGMENTER", type=Path, help="augmenter file (from 'covergan fit')"
@@ -1203,18 +1206,53 @@ def _write_samples(
     out: Path, samples: dict[SongId, torch.Tensor], seed: int, config: CQTConfig | None
 ) -> None:
     """``samples[song]`` ``[k, 1, n_bins, W]`` as ``out/<song>/synthetic-s<seed>-<k>.npy``
-    float32 ``[n_bins, W]`` files (each whole or absent, even if the run is killed), and
-    ``config`` (features space) as :data:`CONFIG_FILE`."""
+    float32 ``[n_bins, W]`` files (each whole or absent, even if the run is killed), after
+    ``config`` (features space) as :data:`CONFIG_FILE`. Files of an earlier run with the same
+    seed that this run does not write are removed, so a song's folder never mixes two runs.
+
+    Raises
+    ------
+    _CLIError
+        Before anything is written: a song's folder is in the way (a file), or ``out`` holds
+        samples in another format (its :data:`CONFIG_FILE` differs from ``config``, or
+        model-space samples are asked into a folder of features).
+    """
     import numpy as np
 
     from covergan._io import npy_beside
 
-    for song, x in samples.items():
-        for k, item in enumerate(x.numpy()):
-            target = out / _safe_name(song) / f"synthetic-s{seed}-{k:04d}.npy"
-            os.replace(npy_beside(target, item[0].astype(np.float32)), target)
+    folders = {song: out / _safe_name(song) for song in samples}
+    _check_sample_folder(out, folders.values(), config)
     if config is not None:
         _write_config(out, config)
+    for song, x in samples.items():
+        names = set()
+        for k, item in enumerate(x.numpy()):
+            target = folders[song] / f"synthetic-s{seed}-{k:04d}.npy"
+            os.replace(npy_beside(target, item[0].astype(np.float32)), target)
+            names.add(target.name)
+        for stale in folders[song].glob(f"synthetic-s{seed}-*.npy"):
+            if stale.name not in names:
+                stale.unlink()
+
+
+def _check_sample_folder(out: Path, folders: Iterable[Path], config: CQTConfig | None) -> None:
+    """The checks of :func:`_write_samples`."""
+    path = out / CONFIG_FILE
+    if path.is_file():
+        if config is None:
+            raise _CLIError(
+                f"{out} holds samples in the feature format ({CONFIG_FILE}): write "
+                "model-space samples to another folder"
+            )
+        if _read_config(path) != config:
+            raise _CLIError(
+                f"{out} holds samples in another feature format ({path} differs from this "
+                "augmenter's): write to another folder"
+            )
+    for folder in folders:
+        if folder.exists() and not folder.is_dir():
+            raise _CLIError(f"{folder} is a file; a song's samples need a folder there")
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
@@ -1685,7 +1723,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            _trailing_songs(parser, args, extra)
     except SystemExit as done:  # --help, --version, or a usage error already printed
         return done.code if isinstance(done.code, int) else EXIT_USAGE
     logging.basicConfig(
@@ -1703,6 +1743,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("covergan: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _trailing_songs(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, extra: list[str]
+) -> None:
+    """``covergan sample A.pt -n 2 SONG``: argparse (Python 3.11) fills the ``SONG``
+    positional only before the first option and leaves later song ids in ``extra``; they are
+    song ids all the same. Anything else left over is a usage error."""
+    songs = args.command == "sample"
+    bad = [e for e in extra if e.startswith("-") and not e[1:].isdigit()] if songs else extra
+    if bad:
+        parser.error(f"unrecognized arguments: {' '.join(bad)}")
+    args.songs.extend(extra)
 
 
 if __name__ == "__main__":

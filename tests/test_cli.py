@@ -301,7 +301,7 @@ def test_sample_writes_one_npy_per_sample(
     assert first.dtype == np.float32 and first.shape == (24, 16)
     np.testing.assert_array_equal(first, expected["song-3"][1, 0].numpy())
     config = CQTConfig.from_dict(json.loads((out / cli.CONFIG_FILE).read_text()))
-    again = CQTDataset.from_folder(out, extractor=CQTExtractor(config), progress=False)
+    again = CQTDataset.from_folder(out, progress=False)  # with the folder's recipe
     assert config == CFG and again.class_counts() == {"song-0": 2, "song-3": 2}
 
 

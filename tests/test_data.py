@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from covergan.errors import (
     DatasetError,
     ExtractionError,
     ParameterError,
+    StoreError,
     UnknownSongError,
 )
 from tests.signals import SR, tone
@@ -221,6 +223,26 @@ def test_folder_errors(tmp_path: Path, extractor: CQTExtractor) -> None:
     (empty_root / "song1" / "notes.txt").write_text("hi")
     with pytest.raises(DatasetError, match="song1 has no usable file"):
         CQTDataset.from_folder(empty_root, extractor=extractor)
+
+
+def test_npy_folder_with_a_recipe_file_reads_with_that_recipe(tmp_path: Path) -> None:
+    config = CQTConfig(n_bins=24, scale="db")
+    for k in range(3):
+        (tmp_path / f"s{k % 2}").mkdir(exist_ok=True)
+        np.save(tmp_path / f"s{k % 2}" / f"r{k}.npy", np.full((24, 20), -40.0, np.float32))
+    with pytest.raises(DatasetError, match="24 bins"):  # no recipe file: the CQTNet default
+        CQTDataset.from_folder(tmp_path, progress=False)
+    (tmp_path / "cqt_config.json").write_text(json.dumps(config.to_dict()))
+    ds = CQTDataset.from_folder(tmp_path, progress=False)
+    assert ds.config == config and ds.class_counts() == {"s0": 2, "s1": 1}
+    other = CQTExtractor(CQTConfig(n_bins=24))  # one given is used as it is
+    assert CQTDataset.from_folder(tmp_path, extractor=other, progress=False).config == other.config
+    (tmp_path / "cqt_config.json").write_text(json.dumps({"n_bins": 24, "colour": "red"}))
+    with pytest.raises(StoreError, match="cqt_config.json is not a CQT config"):
+        CQTDataset.from_folder(tmp_path, progress=False)
+    (tmp_path / "cqt_config.json").write_text("{not json")
+    with pytest.raises(StoreError, match="cannot read the feature recipe"):
+        CQTDataset.from_folder(tmp_path, progress=False)
 
 
 def test_folder_with_a_broken_file(folder: Path, extractor: CQTExtractor) -> None:

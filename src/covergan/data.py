@@ -31,7 +31,7 @@ from covergan.errors import (
     ParameterError,
     UnknownSongError,
 )
-from covergan.store import FeatureStore, StoredTracks, is_store
+from covergan.store import FeatureStore, StoredTracks, folder_config, is_store
 
 __all__ = [
     "AUDIO_SUFFIXES",
@@ -318,7 +318,10 @@ class CQTDataset(Dataset[tuple[torch.Tensor, int]]):
         ----------
         root : str or PathLike
         extractor : CQTExtractor, optional
-            Defaults to ``CQTExtractor()``; its config is attached to the dataset.
+            Defaults to one with the recipe of ``root/cqt_config.json`` (which ``covergan
+            extract`` and ``covergan sample`` write beside their features) when there is one,
+            else ``CQTExtractor()``; its config is attached to the dataset. One given is used
+            as it is in a plain folder (a store refuses another recipe than its own).
         n_jobs, cache_dir, progress, on_error
             Passed to :meth:`CQTExtractor.extract_many`. With ``on_error="skip"``
             failed files are left out (and listed in ``dataset.failures``).
@@ -329,8 +332,9 @@ class CQTDataset(Dataset[tuple[torch.Tensor, int]]):
         ------
         DatasetError
             ``root`` is missing or not a folder, it has no song folders (e.g. files
-            directly under ``root``), a song folder has no usable file, or nothing
-            could be loaded.
+            directly under ``root``), a song folder has no usable file, nothing
+            could be loaded, or its ``cqt_config.json`` is not a readable recipe
+            (:class:`~covergan.store.StoreError`).
         ExtractionError
             A file failed to load and ``on_error="raise"``.
         """
@@ -341,6 +345,8 @@ class CQTDataset(Dataset[tuple[torch.Tensor, int]]):
             raise DatasetError(f"expected a dataset folder, got a file: {root_path}")
         if is_store(root_path):
             return _from_store(root_path, extractor, on_error, **kwargs)
+        if extractor is None and (config := folder_config(root_path)) is not None:
+            extractor = CQTExtractor(config)
         paths, songs = folder_sources(root_path)
         return _from_paths(
             cls,

@@ -61,6 +61,7 @@ __all__ = [
     "StoreExtraction",
     "StoredTracks",
     "extract_to_store",
+    "folder_config",
     "is_store",
 ]
 
@@ -365,9 +366,7 @@ class FeatureStore:
             raise StoreError(f"{path / STORE_FILE} lacks a field: {error!r}") from error
         if dtype not in _DTYPES:
             raise StoreError(f"{path / STORE_FILE}: unknown storage dtype {dtype!r}")
-        config = None
-        if (path / CONFIG_FILE).is_file():
-            config = CQTConfig.from_dict(_read_json(path / CONFIG_FILE, "feature recipe"))
+        config = folder_config(path)
         store = cls(path, n_bins=n_bins, dtype=dtype, config=config, min_frames=min_frames)  # type: ignore[arg-type]
         store._read_new_lines()
         store._check_files(on_error)
@@ -773,6 +772,25 @@ def _read_header(root: Path) -> dict[str, Any]:
             f"covergan reads up to {STORE_FORMAT_VERSION}): upgrade covergan to read it"
         )
     return head
+
+
+def folder_config(root: Path) -> CQTConfig | None:
+    """The feature recipe in ``root/cqt_config.json`` (what ``covergan extract`` and
+    ``covergan sample`` write beside their ``.npy`` files), or None without one.
+
+    Raises
+    ------
+    StoreError
+        The file is unreadable or not a recipe.
+    """
+    path = root / CONFIG_FILE
+    if not path.is_file():
+        return None
+    data = _read_json(path, "feature recipe")
+    try:
+        return CQTConfig.from_dict(data)
+    except (TypeError, ValueError) as error:
+        raise StoreError(f"the feature recipe {path} is not a CQT config: {error}") from error
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:

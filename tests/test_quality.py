@@ -402,6 +402,21 @@ def test_matched_noise_matches_each_bins_statistics() -> None:
     assert float(matched_noise(torch.full((2, 1, 3, 4), 0.9) + 0.5, seed=0).max()) == 1.0
 
 
+@pytest.mark.filterwarnings("ignore:.*n <= d")
+def test_controls_pair_a_song_with_a_single_window() -> None:
+    """One crop of a song's one recording (``quality_report(crops=1)``) still gets every
+    control: its window twice, where a spread needs pairs."""
+    gen = torch.Generator().manual_seed(0)
+    train = torch.rand(7, 1, 8, 6, generator=gen) * 2 - 1
+    held = torch.rand(5, 1, 8, 6, generator=gen) * 2 - 1
+    train_songs, held_songs = ["a", "b", "b", "b", "c", "c", "c"], ["a", "b", "b", "c", "c"]
+    controls = negative_controls(lambda x: x.mean(dim=(1, 3)), train, train_songs, held, held_songs)
+    sizes = {name: c.n_synthetic for name, c in controls.items()}
+    assert sizes == dict.fromkeys(controls, 6) | {"copies": 8}  # "a" twice, the rest once
+    assert controls["collapsed"].diversity.value == 0.0
+    assert controls["copies"].copy_fraction == 1.0 and controls["copies"].n_songs == 3
+
+
 @pytest.mark.parametrize("fn", [permute_frames, shuffle_bins, matched_noise])
 def test_control_errors(fn: Any) -> None:
     with pytest.raises(ParameterError, match=r"model-space windows \(n, 1, H, W\).*\(2, 5, 8\)"):

@@ -14,7 +14,7 @@ songs apart by what they play; :func:`evaluate_quality` measures in it, and
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
@@ -440,10 +440,19 @@ def _suite(
     return QualitySuite(*metrics, frechet, memo, len(keys), n_synthetic, chance)
 
 
+def _paired_rows(songs: Sequence[Hashable], rows: Iterable[int]) -> list[int]:
+    """``rows`` in order, each of a song with a single one of them repeated
+    :data:`MIN_WINDOWS_PER_SONG` times: a stand-in set needs pairs of every song (one held-out
+    recording cropped once still gets its scrambles, two of them)."""
+    rows = list(rows)
+    counts = Counter(songs[i] for i in rows)
+    return [i for i in rows for _ in range(MIN_WINDOWS_PER_SONG if counts[songs[i]] == 1 else 1)]
+
+
 def rows_of(x: torch.Tensor, rows: Sequence[int]) -> torch.Tensor:
-    """``x[rows]`` for increasing ``rows``; ``x`` itself, not a copy, when they are all of
-    its rows (windows are the report's largest arrays)."""
-    return x if len(rows) == x.shape[0] else x[list(rows)]
+    """``x[rows]``; ``x`` itself, not a copy, when ``rows`` are all of its rows in order
+    (windows are the report's largest arrays)."""
+    return x if list(rows) == list(range(x.shape[0])) else x[list(rows)]
 
 
 def _labelled(
@@ -582,7 +591,8 @@ def negative_controls(
     ----------
     embed, train, train_songs, heldout, heldout_songs, seed, batch_size
         As in :func:`evaluate_quality`. Every held-out song is evaluated, so each needs
-        training windows and :data:`MIN_WINDOWS_PER_SONG` held-out windows.
+        training windows; a song with a single held-out (or training) window has it twice
+        in the stand-ins made from those windows, as a spread needs pairs.
 
     Returns
     -------
@@ -592,12 +602,14 @@ def negative_controls(
     t, t_songs = _labelled(train, train_songs, "train")
     h, h_songs = _labelled(heldout, heldout_songs, "heldout")
     first = {s: i for i, s in reversed(list(enumerate(h_songs)))}
-    keep = [i for i, s in enumerate(t_songs) if s in first]
+    rows = _paired_rows(h_songs, range(len(h_songs)))
+    hp, hp_songs = rows_of(h, rows), [h_songs[i] for i in rows]
+    keep = _paired_rows(t_songs, (i for i, s in enumerate(t_songs) if s in first))
     controls = {
-        "permuted frames": (permute_frames(h, seed), h_songs),
-        "shuffled bins": (shuffle_bins(h, seed), h_songs),
-        "matched noise": (matched_noise(h, seed), h_songs),
-        "collapsed": (h[[first[s] for s in h_songs]], h_songs),
+        "permuted frames": (permute_frames(hp, seed), hp_songs),
+        "shuffled bins": (shuffle_bins(hp, seed), hp_songs),
+        "matched noise": (matched_noise(hp, seed), hp_songs),
+        "collapsed": (h[[first[s] for s in hp_songs]], hp_songs),
         "copies": (rows_of(t, keep), [t_songs[i] for i in keep]),
     }
     for _, songs in controls.values():

@@ -263,6 +263,11 @@ def test_save_load_round_trip(fitted: Augmenter, tmp_path: Path) -> None:
 def test_load_errors(fitted: Augmenter, tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="no augmenter file"):
         Augmenter.load(tmp_path / "missing.pt")
+    with pytest.raises(CheckpointError, match="is a folder; give the augmenter file's path"):
+        Augmenter.load(tmp_path)
+    (tmp_path / "empty.pt").touch()
+    with pytest.raises(CheckpointError, match=r"empty \(0 bytes\)"):
+        Augmenter.load(tmp_path / "empty.pt")
     good = fitted.save(tmp_path / "aug.pt")
     data = good.read_bytes()
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])

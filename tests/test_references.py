@@ -171,13 +171,20 @@ def test_sample_gives_versions_of_the_song(aug: Augmenter) -> None:
     assert aug.sample("work-0", 3, space="model", seed=0).abs().max() <= 1.0
 
 
-def test_sample_errors(aug: Augmenter) -> None:
+def test_sample_errors(aug: Augmenter, tmp_path: Path) -> None:
     with pytest.raises(UnknownSongError, match="did you mean 'work-1'"):
         aug.sample("work-11", 2)
     with pytest.raises(ParameterError, match="n=0"):
         aug.sample("work-0", 0)
-    with pytest.raises(NotFittedError, match=r"no class GAN.*model=\('versions', 'gan'\)"):
+    no_gan = (
+        r"no class GAN \(fitted with model='versions'\); refit with "
+        r"Augmenter\(model=\('versions', 'gan'\)\) \(command line: covergan fit DATA OUT "
+        r"--model versions,gan\)"
+    )
+    with pytest.raises(NotFittedError, match=no_gan):
         aug.sample("work-0", 2, method="gan")
+    with pytest.raises(NotFittedError, match=no_gan):  # the same once saved and loaded
+        Augmenter.load(aug.save(tmp_path / "aug.pt")).sample("work-0", 2, method="gan")
     with pytest.raises(ParameterError, match="method='magic'"):
         aug.sample("work-0", 2, method="magic")  # type: ignore[arg-type]
     with pytest.raises(NotFittedError, match="not fitted"):

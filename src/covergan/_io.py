@@ -151,8 +151,12 @@ def npy_beside(target: Path, array: Any, tag: str = "") -> str:
 def read_checkpoint(path: Path, what: str = "checkpoint") -> Any:
     """``torch.load(weights_only=True)`` with every failure turned into a CheckpointError;
     ``what`` names the kind of file in the messages."""
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder; give the {what} file's path")
     if not path.is_file():
         raise CheckpointError(f"no {what} file at {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes): not a {what} file, or one cut short")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

@@ -30,11 +30,16 @@ from covergan.versions import VERSION_AUGMENT_P, VersionAugment, VersionGAN, sam
 __all__ = ["AugmenterSampling"]
 
 _NAMES = {"versions": "version model"}  # what error messages call a model besides its label
-_HOW_TO_FIT = {
-    "gan": "); refit with Augmenter(model=('versions', 'gan')",
+_HOW_TO_FIT = {  # model: (what else explains its absence, how to get one)
+    "gan": (
+        "",
+        "refit with Augmenter(model=('versions', 'gan')) (command line: covergan fit DATA "
+        "OUT --model versions,gan)",
+    ),
     "versions": (
-        ", or saved by an older covergan); call aug.fit_versions(dataset), or refit with "
-        "Augmenter(model='versions'"
+        ", or saved by an older covergan",
+        "call aug.fit_versions(dataset), or refit with Augmenter(model='versions') (command "
+        "line: covergan fit DATA OUT)",
     ),
 }
 
@@ -85,10 +90,11 @@ class AugmenterSampling:
         self._check_fitted()
         model = self.models_.get(name)
         if model is None:
-            hint = _HOW_TO_FIT.get(name, f"); refit with Augmenter(model={name!r}")
+            also, how = _HOW_TO_FIT.get(name, ("", f"refit with Augmenter(model={name!r})"))
+            fitted = self.models[0] if len(self.models) == 1 else self.models
             raise NotFittedError(
                 f"this augmenter has no {_NAMES.get(name, REGISTRY[name].label)} (fitted with "
-                f"model={self.model!r}{hint})"
+                f"model={fitted!r}{also}); {how}"
             )
         return model
 

@@ -322,7 +322,8 @@ def discriminator_scores(
     if gan is None:
         raise NotFittedError(
             "discriminator filtering needs the class GAN's discriminator; this augmenter has "
-            "none (fit it with Augmenter(model=('versions', 'gan')))"
+            "none (fit it with Augmenter(model=('versions', 'gan')); command line: covergan "
+            "fit DATA OUT --model versions,gan)"
         )
     disc: nn.Module = gan.discriminator
     labels = {s: augmenter.songs_.index(s) for s in clean}  # raises UnknownSongError

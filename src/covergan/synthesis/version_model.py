@@ -61,7 +61,8 @@ def check_version_data(data: CQTDataset) -> None:
             f"the version model learns how versions differ from works with two or more "
             f"recordings and needs at least {MIN_VERSION_WORKS}; this dataset has {multi} "
             f"among its {len(counts)} songs ({len(data)} recordings). Add recordings of "
-            "more works, or fit the class-conditional GAN: Augmenter(model='gan')"
+            "more works, or fit the class-conditional GAN: Augmenter(model='gan') (command "
+            "line: covergan fit DATA OUT --model gan)"
         )
 
 

@@ -441,12 +441,12 @@ def _suite(
 
 
 def _paired_rows(songs: Sequence[Hashable], rows: Iterable[int]) -> list[int]:
-    """``rows`` in order, each of a song with a single one of them repeated
-    :data:`MIN_WINDOWS_PER_SONG` times: a stand-in set needs pairs of every song (one held-out
-    recording cropped once still gets its scrambles, two of them)."""
+    """``rows`` in order, those of a song with fewer than :data:`MIN_WINDOWS_PER_SONG` of
+    them repeated until it has that many: a stand-in set needs pairs of every song (one
+    held-out recording cropped once still gets its scrambles, two of them)."""
     rows = list(rows)
     counts = Counter(songs[i] for i in rows)
-    return [i for i in rows for _ in range(MIN_WINDOWS_PER_SONG if counts[songs[i]] == 1 else 1)]
+    return [i for i in rows for _ in range(-(-MIN_WINDOWS_PER_SONG // counts[songs[i]]))]
 
 
 def rows_of(x: torch.Tensor, rows: Sequence[int]) -> torch.Tensor:

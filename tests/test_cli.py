@@ -25,7 +25,7 @@ import torch
 
 from covergan import cli
 from covergan import gan as gan_module
-from covergan.augmenter import Augmenter
+from covergan.augmenter import DEFAULT_STEPS, Augmenter
 from covergan.cqt import CQTConfig, CQTExtractor
 from covergan.data import CQTDataset
 from covergan.gan import ConditionalDCGAN
@@ -591,6 +591,16 @@ def stand_in_demo(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     return calls
 
 
+def test_the_demo_says_when_its_fit_is_shorter_than_the_default() -> None:
+    def note(steps: int) -> list[str]:
+        fitted = SimpleNamespace(steps_planned={"versions": steps, "gan": steps})
+        return cli._short_fit_note(fitted)  # type: ignore[arg-type]
+
+    assert note(DEFAULT_STEPS) == [] and note(DEFAULT_STEPS + 1) == []
+    (text,) = note(641)
+    assert text.startswith("a short fit, 641 steps") and f"--steps {DEFAULT_STEPS}'" in text
+
+
 def test_demo_fits_its_budget_on_stand_in_data(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -606,6 +616,8 @@ def test_demo_fits_its_budget_on_stand_in_data(
     assert aug.steps_done == {"versions": cli.DEMO_MIN_STEPS, "gan": cli.DEMO_MIN_STEPS}
     assert (tmp_path / "versions.png").is_file() and len(calls) == 1
     assert re.fullmatch(r"wall time before the report \d+ s", calls[0]["notes"][-1])
+    short = f"a short fit, {cli.DEMO_MIN_STEPS} steps of each model"  # said, and in the report
+    assert f"note: {short}" in out and any(n.startswith(short) for n in calls[0]["notes"])
     # the rarest works' new versions, in the feature format a training loop reads
     config = json.loads((tmp_path / "synthetic" / cli.CONFIG_FILE).read_text())
     assert CQTConfig.from_dict(config) == aug.config_

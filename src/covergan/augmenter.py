@@ -47,13 +47,23 @@ from covergan.versions import (
     VersionGAN,
 )
 
-__all__ = ["MIN_VERSION_WORKS", "MODELS", "Augmenter", "DatasetLike", "Method", "Target"]
+__all__ = [
+    "DEFAULT_STEPS",
+    "MIN_VERSION_WORKS",
+    "MODELS",
+    "Augmenter",
+    "DatasetLike",
+    "Method",
+    "Target",
+]
 
 logger = logging.getLogger(__name__)
 
 #: The built-in synthesis models, by name (:data:`covergan.synthesis.REGISTRY` may hold more).
 MODELS: tuple[Method, ...] = tuple(REGISTRY)
 
+#: Training steps of each model when ``Augmenter(steps=...)`` is not given.
+DEFAULT_STEPS = 3000
 
 #: Most recordings the normaliser's statistics are read from (a seeded draw; every recording
 #: of a smaller dataset): bounds a catalogue-size fit's first pass over the data.
@@ -187,7 +197,7 @@ class Augmenter(AugmenterSampling):
         gan: GANConfig | Mapping[str, Any] | None = None,
         versions: VersionConfig | Mapping[str, Any] | bool | None = None,
         window: int | None = None,
-        steps: int = 3000,
+        steps: int = DEFAULT_STEPS,
         pretrain_steps: int | None = None,
         version_steps: int | None = None,
         references: int = DEFAULT_REFERENCES,

@@ -1660,15 +1660,32 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             f"data: {len(data)} renders of {data.n_songs} chorale works (music21 corpus, "
             "additive synthesiser, random key/tempo/timbre)",
             f"training: {_steps_text(aug)}",
+            *_short_fit_note(aug),
             f"plan({target}, max_ratio=4): {n_synth} synthetic versions for {len(needed)} works",
             "two real recordings of one work beside another work: [versions.png](versions.png)",
             f"wall time before the report {time.perf_counter() - t0:.0f} s{origin}",
         ],
     )
     _print_quality(report)
+    for note in _short_fit_note(aug):
+        print(f"note: {note}")
     print(f"done in {time.perf_counter() - t0:.0f} s")
     print(f"report: {report.markdown}")
     return 0
+
+
+def _short_fit_note(aug: Augmenter) -> list[str]:
+    """What the demo says of a fit shorter than the library's default (nothing otherwise)."""
+    from covergan.augmenter import DEFAULT_STEPS
+
+    steps = min(aug.steps_planned.values())
+    if steps >= DEFAULT_STEPS:
+        return []
+    return [
+        f"a short fit, {steps} steps of each model (to fit the time budget, or --steps): "
+        f"Augmenter() trains {DEFAULT_STEPS}, and shorter fits grade lower (the lowest bins "
+        f"are the last to learn); 'covergan demo --steps {DEFAULT_STEPS}' shows the default fit"
+    ]
 
 
 _COMMANDS = {

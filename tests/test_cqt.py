@@ -491,6 +491,20 @@ def test_normalizer_fits_on_a_bounded_seeded_draw(tracks: list[np.ndarray]) -> N
         CQTNormalizer().fit(iter(tracks), max_tracks=2)
 
 
+def test_normalizer_errors_name_the_track_and_song_of_the_dataset() -> None:
+    from covergan.data import CQTDataset
+
+    feats = [np.ones((24, 8), np.float32) for _ in range(6)]
+    feats[4], feats[5] = -feats[4], -feats[5]  # in dB, say, given as magnitudes
+    songs = ["a", "a", "b", "b", "c", "c"]
+    data = CQTDataset.from_arrays(feats, songs, config=CQTConfig(n_bins=24))
+    with pytest.raises(ParameterError, match=r"^track 4 \(song 'c'\): log normalisation"):
+        CQTNormalizer().fit(data)
+    for seed in range(5):  # whichever 5 tracks the draw takes, the index is the dataset's
+        with pytest.raises(ParameterError, match=r"^track [45] \(song 'c'\): log"):
+            CQTNormalizer().fit(data, max_tracks=5, seed=seed)
+
+
 def test_normalizer_errors(tracks: list[np.ndarray]) -> None:
     with pytest.raises(NotFittedError, match="fit"):
         CQTNormalizer()(tracks[0])

@@ -726,30 +726,31 @@ class CQTNormalizer:
             or NaN/inf.
         """
         tracks = getattr(features, "features", features)
+        songs = getattr(features, "song_ids", None)  # a dataset's, for the messages
+        chosen: Iterable[tuple[int, Any]] = enumerate(tracks)
         if max_tracks is not None:
             check_count("max_tracks", max_tracks, 1)
             if not isinstance(tracks, Sequence):
                 raise ParameterError("max_tracks needs a sequence of tracks (or a dataset)")
             if len(tracks) > max_tracks:
                 picks = np.random.default_rng(seed).choice(len(tracks), max_tracks, replace=False)
-                tracks = [tracks[int(i)] for i in np.sort(picks)]
+                chosen = [(int(i), tracks[int(i)]) for i in np.sort(picks)]
         n_bins: int | None = None
         total = 0
         s1: np.ndarray | None = None
         s2: np.ndarray | None = None
-        for i, x in enumerate(tracks):
+        for i, x in chosen:
+            where = f"track {i}" if songs is None else f"track {i} (song {songs[i]!r})"
             arr = np.asarray(x, dtype=np.float64)
             if arr.ndim != 2:
-                raise ParameterError(
-                    f"track {i}: expected [n_bins, n_frames], got shape {arr.shape}"
-                )
+                raise ParameterError(f"{where}: expected [n_bins, n_frames], got shape {arr.shape}")
             if n_bins is None:
                 n_bins = arr.shape[0]
                 s1 = np.zeros(n_bins)
                 s2 = np.zeros(n_bins)
             elif arr.shape[0] != n_bins:
-                raise ParameterError(f"track {i} has {arr.shape[0]} bins, the first had {n_bins}")
-            v = self._to_log(arr, where=f"track {i}")
+                raise ParameterError(f"{where} has {arr.shape[0]} bins, the first had {n_bins}")
+            v = self._to_log(arr, where=where)
             s1 += v.sum(axis=1)
             s2 += (v**2).sum(axis=1)
             total += arr.shape[1]

@@ -265,6 +265,10 @@ def test_load_errors(fitted: Augmenter, tmp_path: Path) -> None:
         Augmenter.load(tmp_path / "missing.pt")
     with pytest.raises(CheckpointError, match="is a folder; give the augmenter file's path"):
         Augmenter.load(tmp_path)
+    if not torch.cuda.is_available():  # a machine without the device, not a bad file
+        with pytest.raises(ParameterError, match="no CUDA GPU is available"):
+            Augmenter.load(fitted.save(tmp_path / "ok.pt"), device="cuda")
+        (tmp_path / "ok.pt").unlink()
     (tmp_path / "empty.pt").touch()
     with pytest.raises(CheckpointError, match=r"empty \(0 bytes\)"):
         Augmenter.load(tmp_path / "empty.pt")

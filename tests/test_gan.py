@@ -234,6 +234,15 @@ def test_custom_generator_needs_z_dim() -> None:
 
 def test_resolve_device() -> None:
     assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ParameterError, match="not a valid torch device"):
+        resolve_device("tpu")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    with pytest.raises(ParameterError, match=rf"device='cuda:{count}', but"):
+        resolve_device(f"cuda:{count}")  # one past the last GPU, or any GPU on a CPU machine
+    mps = getattr(torch.backends, "mps", None)
+    if mps is None or not mps.is_available():
+        with pytest.raises(ParameterError, match="MPS is not available"):
+            resolve_device("mps")
     if not torch.cuda.is_available():
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():

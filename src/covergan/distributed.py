@@ -35,6 +35,11 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     Returns
     -------
     torch.device
+
+    Raises
+    ------
+    ParameterError
+        Not a device, or a CUDA / MPS device this machine does not have.
     """
     if isinstance(device, str) and device == "auto":
         if torch.cuda.is_available():
@@ -48,9 +53,34 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     try:
-        return torch.device(device)
+        resolved = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ParameterError(f"device={device!r} is not a valid torch device or 'auto'") from exc
+    _check_available(resolved)
+    return resolved
+
+
+def _check_available(device: torch.device) -> None:
+    """A ParameterError for an accelerator this machine does not have (before any file is
+    read or any model built, so the message is not a checkpoint's or a kernel's)."""
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ParameterError(
+                f"device={str(device)!r}, but no CUDA GPU is available here "
+                "(torch.cuda.is_available() is False); use 'cpu', or 'auto' to take what there is"
+            )
+        if device.index is not None and device.index >= count:
+            raise ParameterError(
+                f"device={str(device)!r}, but this machine has {count} CUDA GPU(s)"
+            )
+    elif device.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ParameterError(
+                f"device={str(device)!r}, but Apple's MPS is not available here; use 'cpu' or "
+                "'auto'"
+            )
 
 
 def _distributed() -> bool:

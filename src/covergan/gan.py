@@ -1017,6 +1017,7 @@ def _from_state(
     ckpt = _validate_state(state, source)
     stored_classes = ckpt["n_classes"]
     _check_stored_model(ckpt, n_classes, generator, discriminator, source)
+    device = resolve_device(device)  # a machine without it is not a bad checkpoint
     try:
         config = GANConfig.from_dict(ckpt["config"])
         gan = cls(

@@ -30,6 +30,7 @@ import torch
 from covergan._io import atomic_torch_save, check_header, header, read_checkpoint
 from covergan.cqt import CQTConfig, CQTExtractor, CQTNormalizer
 from covergan.data import SongIndex
+from covergan.distributed import resolve_device
 from covergan.errors import CheckpointError
 from covergan.gan import CHECKPOINT_FORMAT
 from covergan.references import DEFAULT_REFERENCES
@@ -81,6 +82,7 @@ def load_augmenter(
 ) -> Augmenter:
     """Read :func:`save_augmenter` output (see :meth:`covergan.Augmenter.load`)."""
     source = Path(path).expanduser()
+    device = resolve_device(device)  # before reading: a bad device is not a bad file
     state = read_checkpoint(source, "augmenter")
     if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT:
         raise CheckpointError(

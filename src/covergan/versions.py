@@ -823,6 +823,7 @@ def _from_state(
 ) -> VersionGAN:
     """:meth:`VersionGAN.from_state_dict`."""
     state = check_header(state, VERSIONS_FORMAT, VERSIONS_FORMAT_VERSION, source, "version-model")
+    device = resolve_device(device)  # a machine without it is not a bad checkpoint
     try:
         model = cls(VersionConfig.from_dict(state["config"]), device=device, seed=0)
         model._load_training_state(state, source)

@@ -390,7 +390,7 @@ def test_bad_input_gives_one_line_errors(
         (["sample", tmp_path / "missing.pt", "song-0", "-o", tmp_path / "s"], "no augmenter file"),
         (["sample", corrupt, "song-0", "-o", tmp_path / "s"], "corrupt"),
         (["sample", fitted, "song-9", "-o", tmp_path / "s"], "did you mean"),
-        (["sample", fitted, "-o", tmp_path / "s"], "give song ids"),
+        (["sample", fitted, "-o", tmp_path / "s"], "--balance TARGET, one of them"),
         (["sample", fitted, "song-0", "--balance", "max", "-o", tmp_path / "s"], "not both"),
         (["evaluate", fitted, tmp_path / "missing"], "dataset folder not found"),
         (["evaluate", fitted, features, "--n-per-song", "1"], "at least 2"),
@@ -461,6 +461,7 @@ def test_fit_sample_and_evaluate_the_default_model(
         [*argv, "--embedding-steps", "5", "--device", "cpu", "--no-progress"], capsys
     )
     assert code == 0, err
+    assert "CSI training" not in err  # --no-progress, whatever the fitting run said
     assert "versions: identity " in stdout and "gan: " not in stdout
     assert "versions: spectral artefacts " in stdout
     page = (tmp_path / "r" / "report.md").read_text()

@@ -906,10 +906,13 @@ def _feature_config(args: argparse.Namespace, *folders: Path) -> CQTConfig:
     return dataclasses.replace(config, **overrides) if overrides else config
 
 
-def _load_augmenter(path: Path, device: str) -> Augmenter:
+def _load_augmenter(path: Path, args: argparse.Namespace) -> Augmenter:
+    """The augmenter file on ``args.device``, with progress bars unless ``--no-progress``
+    (a file does not keep the setting of the run that fitted it)."""
     from covergan.augmenter import Augmenter
 
-    aug = Augmenter.load(path, device=device)
+    aug = Augmenter.load(path, device=args.device)
+    aug.progress = not getattr(args, "no_progress", False)
     if _unfinished(aug):
         print(
             f"note: {path} is a checkpoint at {_steps_text(aug)} (continue it with 'covergan "
@@ -1259,10 +1262,11 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     from covergan.errors import ParameterError
 
     if bool(args.songs) == (args.balance is not None):
-        raise _CLIError("give song ids (with -n) or --balance TARGET, not both")
+        what = "not both" if args.songs else "one of them"
+        raise _CLIError(f"give song ids (with -n) or --balance TARGET, {what}")
     if args.max_ratio is not None and args.balance is None:
         raise _CLIError("--max-ratio goes with --balance")
-    aug = _load_augmenter(args.augmenter, args.device)
+    aug = _load_augmenter(args.augmenter, args)
     counts: dict[SongId, int]
     if args.balance is not None:
         counts = {s: n for s, n in aug.plan(args.balance, max_ratio=args.max_ratio).items() if n}
@@ -1308,7 +1312,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.n_per_song < 2:
         raise _CLIError(f"--n-per-song {args.n_per_song} must be at least 2")
-    aug = _load_augmenter(args.augmenter, args.device)
+    aug = _load_augmenter(args.augmenter, args)
     check_reportable(aug)  # before the data is read (or extracted)
     train = _read_dataset(args.train, aug, args)
     notes = [f"augmenter: {args.augmenter} ({_steps_text(aug)})", f"data: {args.train}"]
@@ -1389,7 +1393,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     else:
         if args.song is None:
             raise _CLIError(f"{source} is not a .npy file: give --song to sample an augmenter")
-        aug = _load_augmenter(source, args.device)
+        aug = _load_augmenter(source, args)
         song = _song_id(aug, args.song)
         features = aug.sample(song, 1, seed=args.seed)[0, 0].numpy()
         config = aug.config_

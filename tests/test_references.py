@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -169,6 +170,15 @@ def test_sample_gives_versions_of_the_song(aug: Augmenter) -> None:
     many = aug.sample_many({"work-0": 2, "work-3": 5, "work-1": 0}, seed=0)
     assert torch.equal(many["work-3"], x) and many["work-1"].shape == (0, 1, N_BINS, WINDOW)
     assert aug.sample("work-0", 3, space="model", seed=0).abs().max() <= 1.0
+
+
+def test_the_augmenter_and_its_transform_pickle(aug: Augmenter) -> None:
+    """DataLoader workers under the spawn start method (macOS, Windows) pickle them."""
+    back = pickle.loads(pickle.dumps(aug))
+    assert torch.equal(back.sample("work-0", 3, seed=1), aug.sample("work-0", 3, seed=1))
+    x = aug.sample("work-1", 4, seed=0)
+    transform = pickle.loads(pickle.dumps(aug.version_augment(p=1.0, seed=0)))
+    assert torch.equal(transform(x), aug.version_augment(p=1.0, seed=0)(x))
 
 
 def test_sample_errors(aug: Augmenter, tmp_path: Path) -> None:

@@ -318,6 +318,20 @@ class AdversarialModel:
         """Everything :meth:`save` writes, as plain containers and tensors."""
         raise NotImplementedError
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle (DataLoader workers under the ``spawn`` start method, joblib, copies)
+        through :meth:`state_dict`: torch refuses to pickle the discriminators'
+        spectral-norm (parametrized) layers any other way."""
+        return (
+            _unpickle,
+            (type(self), self.state_dict(), self._unpickle_modules(), str(self.device)),
+        )
+
+    def _unpickle_modules(self) -> dict[str, nn.Module]:
+        """Keyword arguments of ``from_state_dict`` beside the state: networks it cannot
+        rebuild from the config (a user's own), pickled as they are."""
+        return {}
+
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write :meth:`state_dict` atomically (a temporary file in the same folder, fsync,
         rename; missing folders are made): a failed save leaves an existing file untouched.
@@ -366,3 +380,11 @@ class AdversarialModel:
         }
         pretrain = dict(state.get("pretrain_history") or {})
         self.pretrain_history = {str(k): [float(v) for v in vals] for k, vals in pretrain.items()}
+
+
+def _unpickle(
+    cls: Any, state: dict[str, Any], modules: dict[str, nn.Module], device: str
+) -> AdversarialModel:
+    """:meth:`AdversarialModel.__reduce__`'s inverse: the model, on the device it was on."""
+    model: AdversarialModel = cls.from_state_dict(state, device=device, **modules)
+    return model

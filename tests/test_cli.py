@@ -516,18 +516,22 @@ def test_evaluate_without_heldout_holds_out_part_of_the_data(
 
 
 @pytest.mark.filterwarnings("ignore:n_fft=.*is too large:UserWarning")  # 3-frame clip
-def test_listen_to_a_features_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_listen_to_a_features_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     rng = np.random.default_rng(0)
-    source = tmp_path / "song" / "rec.npy"
-    source.parent.mkdir()
+    source = tmp_path / "data" / "song" / "rec.npy"
+    source.parent.mkdir(parents=True)
     np.save(source, rng.random((84, 3), dtype=np.float32))  # no config file: the CQTNet recipe
+    monkeypatch.chdir(tmp_path)
     code, out, _ = run(["listen", source, "--n-iter", "1"], capsys)
-    assert code == 0 and f"wrote {source.with_suffix('.wav')}" in out
-    y, sr = sf.read(source.with_suffix(".wav"))
+    assert code == 0 and "wrote song-rec.wav" in out
+    assert [p.name for p in source.parent.iterdir()] == ["rec.npy"]  # the dataset is unchanged
+    y, sr = sf.read(tmp_path / "song-rec.wav")
     assert sr == 22050 and len(y) == 3 * 20 * 512 - 1
 
     pooled = CQTConfig(pool=10)  # a config file in the folder above is found
-    (tmp_path / cli.CONFIG_FILE).write_text(json.dumps(pooled.to_dict()))
+    (tmp_path / "data" / cli.CONFIG_FILE).write_text(json.dumps(pooled.to_dict()))
     code, _, _ = run(["listen", source, "-o", tmp_path / "p.wav", "--n-iter", "1"], capsys)
     assert code == 0 and len(sf.read(tmp_path / "p.wav")[0]) == 3 * 10 * 512 - 1
 

@@ -714,7 +714,9 @@ def _add_listen(sub: Any) -> None:
         "--out",
         type=Path,
         default=None,
-        help="WAV file (default: SOURCE with .wav for a .npy; <song>-s<seed>.wav for an augmenter)",
+        help="WAV file (default, in the working folder: <folder>-<name>.wav for a .npy "
+        "<folder>/<name>.npy, so no audio lands in a dataset folder; <song>-s<seed>.wav for an "
+        "augmenter)",
     )
     _add_seed(
         listen,
@@ -1388,7 +1390,10 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                 "[n_bins, frames]"
             )
         config = _feature_config(args, source.parent, source.parent.parent)
-        out = args.out if args.out is not None else source.with_suffix(".wav")
+        # in the working folder, not beside the source: a .wav in a dataset folder would be
+        # read as one more recording of the song
+        default = Path(f"{source.parent.name}-{source.stem}.wav")
+        out = args.out if args.out is not None else default
         what = source.name
     else:
         if args.song is None:

@@ -277,6 +277,8 @@ def test_resume_checks_options_and_trains_longer(
     assert_one_line_error(code, err, 1, "--seed 5 differs from the checkpoint's 0")
     code, _, err = run(["fit", features, out, "--resume", "--steps", "2"], capsys)
     assert_one_line_error(code, err, 1, "below the 3 steps")
+    code, _, err = run(["fit", features, out, "--resume", "--n-bins", "12"], capsys)
+    assert_one_line_error(code, err, 1, "--n-bins 12 differs from the checkpoint's 24")
     other = write_folder(tmp_path / "other")
     (other / "song-3" / "rec-9.npy").unlink()  # one recording fewer
     code, _, err = run(["fit", other, out, "--resume"], capsys)
@@ -450,6 +452,11 @@ def test_fit_sample_and_evaluate_the_default_model(
     assert code == 0, err
     aug = Augmenter.load(out, device="cpu")
     assert aug.models == ("versions",) and list(aug.steps_done) == ["versions"]
+    wider = json.dumps(TINY_VERSIONS | {"g_width": 8})  # --resume keeps the model it has
+    code, _, err = run(["fit", features, out, "--resume", "--version-config", wider], capsys)
+    assert_one_line_error(
+        code, err, 1, "--version-config g_width 8 differs from the checkpoint's 4"
+    )
     code, _, err = run(["sample", out, "song-0", "-n", "2", "-o", tmp_path / "synth"], capsys)
     assert code == 0, err
     expected = aug.sample("song-0", 2, method="versions", seed=0)  # a single recording's song

@@ -1124,6 +1124,13 @@ def _check_resume_options(aug: Augmenter, args: argparse.Namespace) -> None:
         stored = aug.gan_.config.to_dict()
         for key, value in (args.gan_config or {}).items():
             pairs.append((f"--gan-config {key}", value, stored.get(key)))
+    if aug.versions_ is not None:
+        stored = aug.versions_.config.to_dict()
+        for key, value in (args.version_config or {}).items():
+            pairs.append((f"--version-config {key}", value, stored.get(key)))
+    recipe = aug.config_.to_dict()
+    for name in ("n_bins", "bins_per_octave", "pool", "scale"):
+        pairs.append((f"--{name.replace('_', '-')}", getattr(args, name), recipe[name]))
     for option, given, own in pairs:
         if given is not None and given != own:
             raise ParameterError(
@@ -1139,7 +1146,7 @@ def _check_resume_options(aug: Augmenter, args: argparse.Namespace) -> None:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from covergan.augmenter import Augmenter
+    from covergan.augmenter import DEFAULT_STEPS, Augmenter
     from covergan.cqt import CQTExtractor
 
     out = Path(args.out)
@@ -1167,7 +1174,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             gan=args.gan_config,
             versions=args.version_config,
             window=args.window,
-            steps=args.steps if args.steps is not None else 3000,
+            steps=args.steps if args.steps is not None else DEFAULT_STEPS,
             pretrain_steps=args.pretrain_steps,
             version_steps=args.version_steps,
             batch_size=args.batch_size,

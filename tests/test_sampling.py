@@ -255,6 +255,13 @@ def test_shards_are_disjoint_and_cover_the_epoch(real: CQTDataset) -> None:
     assert sorted(i for s in shards for i in s) == sorted(full.tolist())
     positions = [set(range(r, 15, 3)) for r in range(3)]
     assert set.intersection(*positions) == set()
+    # fewer draws than ranks: the epoch wraps as often as it takes, every rank the same length
+    for n, replicas in ((1, 4), (2, 8), (3, 7)):
+        lengths = [
+            len(list(ClassBalancedSampler(real, num_samples=n, num_replicas=replicas, rank=r)))
+            for r in range(replicas)
+        ]
+        assert lengths == [1] * replicas, (n, replicas, lengths)
 
 
 def test_synthetic_top_up(real: CQTDataset) -> None:

@@ -570,9 +570,7 @@ class ClassBalancedSampler(Sampler[int]):
             out[at[~synth]] = _cycle(self.real_items[c], int((~synth).sum()), g)
             out[at[synth]] = _cycle(self.synthetic_items[c], int(synth.sum()), g)
         total = len(self) * self.num_replicas
-        if total > len(out):
-            out = np.concatenate([out, out[: total - len(out)]])
-        return out
+        return np.resize(out, total) if total > len(out) else out  # wraps as often as needed
 
 
 def _class_weights(

@@ -125,6 +125,15 @@ def test_bank_will_not_replace_a_foreign_folder(real: CQTDataset, tmp_path: Path
     with pytest.raises(ParameterError, match="not a synthetic bank"):
         SyntheticBank.build(FakeSource(), {"s2": 1}, tmp_path / "mine", index=real.index)
     assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
+    source = FakeSource()
+    bank = SyntheticBank.build(source, {"s2": 1}, tmp_path / "bank", index=real.index)
+    (bank.path / "notes.txt").write_text("mine")  # a rebuild would replace the whole folder
+    with pytest.raises(ParameterError, match=r"files a synthetic bank does not write \(notes"):
+        SyntheticBank.build(source, {"s2": 2}, bank.path, index=real.index)
+    assert (bank.path / "notes.txt").read_text() == "mine" and source.calls == 1  # no draw
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ParameterError, match="is a file; a synthetic bank is a folder"):
+        SyntheticBank.build(source, {"s2": 1}, tmp_path / "file", index=real.index)
 
 
 def test_open_errors(real: CQTDataset, tmp_path: Path) -> None:
@@ -145,7 +154,13 @@ def test_open_errors(real: CQTDataset, tmp_path: Path) -> None:
     (bank.path / "bank.json").write_text(json.dumps({**meta, "format": "other"}))
     with pytest.raises(DatasetError, match="not a covergan synthetic bank"):
         SyntheticBank.open(bank.path)
+    (bank.path / "bank.json").write_text(json.dumps([meta]))
+    with pytest.raises(DatasetError, match="not a covergan synthetic bank"):
+        SyntheticBank.open(bank.path)
     (bank.path / "bank.json").write_text(json.dumps(meta))
+    np.save(bank.path / "labels.npy", np.array([len(real.index)]))  # no such song
+    with pytest.raises(DatasetError, match="inconsistent"):
+        SyntheticBank.open(bank.path)
     (bank.path / "labels.npy").write_bytes(b"junk")
     with pytest.raises(DatasetError, match="cannot read"):
         SyntheticBank.open(bank.path)
@@ -190,6 +205,9 @@ def test_augmented_dataset_errors(real: CQTDataset, tmp_path: Path) -> None:
     no_index = AugmentedDataset.from_tensors(real, {}).synthetic  # has labels, no index
     with pytest.raises(ParameterError, match="SongIndex"):
         AugmentedDataset(no_index, bank)
+    narrow = SyntheticBank.build(FakeSource((6, 5)), {"s2": 1}, tmp_path / "n", index=real.index)
+    with pytest.raises(ParameterError, match=r"real windows are \(1, 6, 8\) and the synthetic"):
+        AugmentedDataset(real, narrow)  # caught here, not when a batch is stacked
 
 
 # -- ClassBalancedSampler ----------------------------------------------------------------

@@ -92,22 +92,28 @@ class SyntheticBank(Dataset[tuple[torch.Tensor, int]]):
         if not meta_path.is_file():
             raise DatasetError(f"no synthetic bank at {self.path} (bank.json missing)")
         try:
-            meta = json.loads(meta_path.read_text())
-            if meta.get("format") != _BANK_FORMAT:
+            raw = json.loads(meta_path.read_text())
+            if not isinstance(raw, dict) or raw.get("format") != _BANK_FORMAT:
                 raise DatasetError(f"{meta_path} is not a covergan synthetic bank")
+            meta: dict[str, Any] = raw
             version = int(meta.get("format_version", meta.get("version", 0)))  # "version": old
             if version > _BANK_VERSION:
                 raise DatasetError(
                     f"{meta_path} has bank format version {version}, newer than this "
                     f"covergan reads ({_BANK_VERSION}); upgrade covergan"
                 )
-            self.meta: dict[str, Any] = meta
+            self.meta = meta
             self.index = SongIndex.from_dict(meta["index"])
             self.samples = np.load(self.path / meta["samples"], mmap_mode="r")
             self.labels = np.load(self.path / meta["labels"], allow_pickle=False)
         except (OSError, ValueError, KeyError, ParameterError) as error:
             raise DatasetError(f"cannot read synthetic bank {self.path}: {error}") from error
-        if self.samples.ndim != 4 or len(self.samples) != len(self.labels):
+        if (
+            self.samples.ndim != 4
+            or self.labels.ndim != 1
+            or len(self.samples) != len(self.labels)
+            or not ((self.labels >= 0) & (self.labels < len(self.index))).all()
+        ):
             raise DatasetError(f"synthetic bank {self.path} is inconsistent; rebuild it")
         self.seed = int(meta["seed"])
         self.space: Space = "model" if meta["space"] == "model" else "features"
@@ -165,7 +171,8 @@ class SyntheticBank(Dataset[tuple[torch.Tensor, int]]):
         ------
         ParameterError
             A count is negative or not an int, all counts are zero, or a song is not in
-            ``index``.
+            ``index``; ``path`` is a file, a folder that is not a bank, or a bank holding
+            other files too (a rebuild replaces the folder). Checked before the draw.
         """
         clean = _check_counts(counts, index)
         target = Path(path).expanduser()
@@ -238,6 +245,9 @@ def _check_counts(counts: Mapping[SongId, int], index: SongIndex) -> dict[SongId
     return clean
 
 
+_BANK_FILES = frozenset({"bank.json", "samples.npy", "labels.npy"})
+
+
 def _write_bank(
     source: SampleSource,
     counts: Mapping[SongId, int],
@@ -247,6 +257,7 @@ def _write_bank(
     seed: int,
     space: Space,
 ) -> None:
+    _check_bank_target(target)  # before the draw, which may take long
     drawn = source.sample_many(counts, space=space, seed=seed)
     songs = list(counts)
     shapes = {tuple(drawn[s].shape[1:]) for s in songs}
@@ -284,13 +295,27 @@ def _write_bank(
         raise
 
 
+def _check_bank_target(target: Path) -> None:
+    """``target`` is free, empty or a bank holding nothing but a bank's files (a rebuild
+    replaces the whole folder, so anything else in it would be lost)."""
+    if not target.exists():
+        return
+    if not target.is_dir():
+        raise ParameterError(f"{target} is a file; a synthetic bank is a folder")
+    others = sorted(p.name for p in target.iterdir() if p.name not in _BANK_FILES)
+    if others and (target / "bank.json").is_file():
+        raise ParameterError(
+            f"{target} holds files a synthetic bank does not write ({', '.join(others[:5])}); "
+            "a rebuild replaces the folder, so move them or build the bank elsewhere"
+        )
+    if others:
+        raise ParameterError(f"{target} exists and is not a synthetic bank; refusing to replace it")
+
+
 def _swap_dirs(staging: Path, target: Path) -> None:
     """Put ``staging`` at ``target``; a previous bank there is removed only afterwards."""
     if target.exists():
-        if not (target / "bank.json").is_file() and any(target.iterdir()):
-            raise ParameterError(
-                f"{target} exists and is not a synthetic bank; refusing to replace it"
-            )
+        _check_bank_target(target)  # again: the folder may have changed during the draw
         old = target.with_name(f".{target.name}.old-{os.getpid()}")
         os.replace(target, old)
         os.replace(staging, target)
@@ -302,6 +327,18 @@ def _swap_dirs(staging: Path, target: Path) -> None:
 # --------------------------------------------------------------------------------------
 # Real + synthetic dataset
 # --------------------------------------------------------------------------------------
+
+
+def _check_shapes(real: Any, synthetic: Any) -> None:
+    """One real and one synthetic window ``[1, n_bins, W]`` agree in shape (a batch stacks
+    them); a ParameterError that says how to make them agree otherwise."""
+    a, b = tuple(np.shape(real)), tuple(np.shape(synthetic))
+    if a != b:
+        raise ParameterError(
+            f"the real windows are {a} and the synthetic ones {b}, so no batch can stack them: "
+            "build the real dataset with the augmenter's window (window=aug.window_), or "
+            "sample from an augmenter fitted on the real dataset's"
+        )
 
 
 class AugmentedDataset(Dataset[Any]):
@@ -327,6 +364,13 @@ class AugmentedDataset(Dataset[Any]):
     ----------
     labels : np.ndarray [shape=(n_real + n_synthetic,), dtype=int64]
     is_synthetic : np.ndarray [shape=(n_real + n_synthetic,), dtype=bool]
+
+    Raises
+    ------
+    ParameterError
+        A part without ``labels``, a real dataset without a ``SongIndex``, a bank built for
+        another index, synthetic labels outside the real classes, or (a real dataset of
+        fixed-width windows) real and synthetic windows of different shapes.
     """
 
     def __init__(self, real: Any, synthetic: Any, *, return_flag: bool = True) -> None:
@@ -351,6 +395,8 @@ class AugmentedDataset(Dataset[Any]):
         synth_labels = np.asarray(synthetic.labels, dtype=np.int64)
         if synth_labels.size and (synth_labels.min() < 0 or synth_labels.max() >= len(self.index)):
             raise ParameterError("synthetic labels fall outside the real dataset's classes")
+        if synth_labels.size and isinstance(getattr(real, "window", None), int):
+            _check_shapes(real[0][0], synthetic[0][0])
         self.labels = np.concatenate([real_labels, synth_labels])
         self.is_synthetic = np.concatenate(
             [np.zeros(len(real_labels), dtype=bool), np.ones(len(synth_labels), dtype=bool)]

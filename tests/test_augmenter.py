@@ -230,8 +230,9 @@ def test_plan(fitted: Augmenter) -> None:
     for bad in ("mean", -1, 2.5):
         with pytest.raises(ParameterError, match="target"):
             fitted.plan(bad)  # type: ignore[arg-type]
-    with pytest.raises(ParameterError, match="max_ratio"):
-        fitted.plan(max_ratio=-1)
+    for bad_ratio in (-1, "2", float("nan")):
+        with pytest.raises(ParameterError, match="max_ratio"):
+            fitted.plan(max_ratio=bad_ratio)  # type: ignore[arg-type]
 
 
 def test_balance(fitted: Augmenter, dataset: CQTDataset, tmp_path: Path) -> None:

@@ -186,6 +186,8 @@ def test_sample_errors(aug: Augmenter, tmp_path: Path) -> None:
         aug.sample("work-11", 2)
     with pytest.raises(ParameterError, match="n=0"):
         aug.sample("work-0", 0)
+    with pytest.raises(ParameterError, match="seed=-1 must be a non-negative integer or None"):
+        aug.sample("work-0", 2, seed=-1)
     no_gan = (
         r"no class GAN \(fitted with model='versions'\); refit with "
         r"Augmenter\(model=\('versions', 'gan'\)\) \(command line: covergan fit DATA OUT "

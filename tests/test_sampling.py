@@ -128,6 +128,10 @@ def test_bank_will_not_replace_a_foreign_folder(real: CQTDataset, tmp_path: Path
     source = FakeSource()
     bank = SyntheticBank.build(source, {"s2": 1}, tmp_path / "bank", index=real.index)
     (bank.path / "notes.txt").write_text("mine")  # a rebuild would replace the whole folder
+    with pytest.raises(ParameterError, match="seed=-1"):
+        SyntheticBank.build(source, {"s2": 1}, bank.path, index=real.index, seed=-1)
+    with pytest.raises(ParameterError, match="seed=1.5"):
+        bank.refresh(seed=1.5)  # type: ignore[arg-type]
     with pytest.raises(ParameterError, match=r"files a synthetic bank does not write \(notes"):
         SyntheticBank.build(source, {"s2": 2}, bank.path, index=real.index)
     assert (bank.path / "notes.txt").read_text() == "mine" and source.calls == 1  # no draw
@@ -311,6 +315,10 @@ def test_synthetic_top_up(real: CQTDataset) -> None:
         ({"weights": "equal"}, "only named weighting is 'real'"),
         ({"ratio": (0, 0)}, "ratio"),
         ({"ratio": (1, -1)}, "ratio"),
+        ({"ratio": "ab"}, "ratio='ab'"),
+        ({"weights": {"s0": 1.0}}, "keyed by class index"),
+        ({"weights": {0: "heavy"}}, "must be a number"),
+        ({"seed": -1}, "seed=-1 must be a non-negative integer"),
         ({"top_up_below": 2.5}, "top_up_below"),
         ({"rank": 2, "num_replicas": 2}, "rank=2"),
     ],

@@ -93,8 +93,7 @@ def to_audio(
     if not isinstance(config, CQTConfig):
         raise ParameterError(f"config must be a CQTConfig, got {type(config).__name__}")
     check_count("n_iter", n_iter, 1)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ParameterError(f"seed={seed!r} must be a non-negative integer")
+    check_count("seed", seed, 0)
     if peak is not None and not (np.isfinite(peak) and 0.0 < peak <= 1.0):
         raise ParameterError(f"peak={peak!r} must be in (0, 1] or None")
     c = _as_float64(features, name="features")

@@ -308,6 +308,7 @@ class AugmenterSampling:
             raise ParameterError(f"space={space!r} must be 'features' or 'model'")
         if not counts:
             raise ParameterError("counts is empty: ask for at least one song")
+        check_count("seed", seed, 0, optional=True)
         labels: dict[SongId, int] = {}
         for song, n in counts.items():
             if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import torch
 
+from covergan._checks import is_real
 from covergan.data import CQTDataset, SongId
 from covergan.errors import DatasetError, ParameterError
 from covergan.sampling import AugmentedDataset, SyntheticBank
@@ -60,7 +61,9 @@ def plan_counts(
         goal = int(target)
     else:
         raise ParameterError(f"target={target!r} must be 'max', 'median' or an int >= 0")
-    if max_ratio is not None and not (np.isfinite(max_ratio) and max_ratio >= 0):
+    if max_ratio is not None and not (
+        is_real(max_ratio) and np.isfinite(max_ratio) and max_ratio >= 0
+    ):
         raise ParameterError(f"max_ratio={max_ratio!r} must be a number >= 0")
     plan: dict[SongId, int] = {}
     for song, n_real in counts.items():

@@ -463,8 +463,7 @@ class ConditionalDCGAN(AdversarialModel):
             config = GANConfig.for_preset(preset)
         elif not isinstance(config, GANConfig):
             raise ParameterError(f"config must be a GANConfig, got {type(config).__name__}")
-        if seed is not None and (not _is_int(seed) or seed < 0):
-            raise ParameterError(f"seed={seed!r} must be a non-negative integer or None")
+        check_count("seed", seed, 0, optional=True)
         self.n_classes = int(n_classes)
         self.preset = preset
         self.config = config

@@ -929,8 +929,7 @@ def _song_rng(seed: int, song: Hashable) -> np.random.Generator:
 
 
 def _check_seed(seed: int) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ParameterError(f"seed={seed!r} must be a non-negative integer")
+    check_count("seed", seed, 0)
 
 
 # --------------------------------------------------------------------------------------

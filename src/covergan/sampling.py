@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset, Sampler
 
-from covergan._checks import check_count
+from covergan._checks import check_count, is_int, is_real
 from covergan._io import header, temp_dir
 from covergan.data import SongId, SongIndex, Transform
 from covergan.errors import DatasetError, ParameterError
@@ -175,6 +175,7 @@ class SyntheticBank(Dataset[tuple[torch.Tensor, int]]):
             other files too (a rebuild replaces the folder). Checked before the draw.
         """
         clean = _check_counts(counts, index)
+        check_count("seed", seed, 0)
         target = Path(path).expanduser()
         _write_bank(source, clean, target, index=index, seed=seed, space=space)
         return cls(target, transform=transform).attach_source(source)
@@ -198,7 +199,7 @@ class SyntheticBank(Dataset[tuple[torch.Tensor, int]]):
             raise ParameterError(
                 "this bank has no sample source; call attach_source(augmenter) first"
             )
-        new_seed = self.seed + 1 if seed is None else int(seed)
+        new_seed = self.seed + 1 if seed is None else check_count("seed", seed, 0)
         _write_bank(
             source, self.counts, self.path, index=self.index, seed=new_seed, space=self.space
         )
@@ -560,7 +561,12 @@ class ClassBalancedSampler(Sampler[int]):
             "num_samples", n_real if num_samples is None else num_samples, 1
         )
         if ratio is not None and (
-            len(ratio) != 2 or min(ratio) < 0 or sum(ratio) <= 0 or not np.all(np.isfinite(ratio))
+            isinstance(ratio, str)
+            or len(ratio) != 2
+            or not all(is_real(r) for r in ratio)
+            or min(ratio) < 0
+            or sum(ratio) <= 0
+            or not np.all(np.isfinite(ratio))
         ):
             raise ParameterError(f"ratio={ratio!r} must be two non-negative numbers, not both 0")
         if top_up_below is not None and (
@@ -589,7 +595,7 @@ class ClassBalancedSampler(Sampler[int]):
         if num_replicas < 1 or not 0 <= rank < num_replicas:
             raise ParameterError(f"rank={rank} must be in [0, num_replicas={num_replicas})")
         self.num_replicas, self.rank = int(num_replicas), int(rank)
-        self.seed = int(seed)
+        self.seed = check_count("seed", seed, 0)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -635,6 +641,12 @@ def _class_weights(
     elif isinstance(weights, Mapping):
         w = np.zeros(n_classes)
         for c, v in weights.items():
+            if not is_int(c):
+                raise ParameterError(
+                    f"weights are keyed by class index (dataset.index.index(song_id)), got {c!r}"
+                )
+            if not is_real(v):
+                raise ParameterError(f"weight {v!r} for class {c} must be a number")
             if not 0 <= int(c) < n_classes:
                 raise ParameterError(f"weight given for class {c}, outside [0, {n_classes})")
             w[int(c)] = float(v)

@@ -235,9 +235,7 @@ class AdversarialModel:
         """``seed``, else the seed kept from before, else a fresh one (kept in ``self.seed``
         so that the run can be resumed exactly); under ``torchrun``, rank 0's."""
         if seed is not None:
-            if not _is_int(seed) or seed < 0:
-                raise ParameterError(f"seed={seed!r} must be a non-negative integer or None")
-            self.seed = int(seed)
+            self.seed = check_count("seed", seed, 0)
         elif self.seed is None:
             self.seed = secrets.randbits(63)
         self.seed = _agree_seed(self.seed)

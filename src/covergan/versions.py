@@ -433,8 +433,7 @@ class VersionGAN(AdversarialModel):
             config = VersionConfig()
         elif not isinstance(config, VersionConfig):
             raise ParameterError(f"config must be a VersionConfig, got {type(config).__name__}")
-        if seed is not None and (not _is_int(seed) or seed < 0):
-            raise ParameterError(f"seed={seed!r} must be a non-negative integer or None")
+        check_count("seed", seed, 0, optional=True)
         self.config = config
         self.device = resolve_device(device)
         self.seed = None if seed is None else int(seed)
@@ -1173,8 +1172,7 @@ def sample_versions(
         raise ParameterError(f"crop={crop!r} must be 'random' or 'center'")
     if pad_mode not in ("constant", "wrap"):
         raise ParameterError(f"pad_mode={pad_mode!r} must be 'constant' or 'wrap'")
-    if seed is not None and (not _is_int(seed) or seed < 0):
-        raise ParameterError(f"seed={seed!r} must be a non-negative integer or None")
+    check_count("seed", seed, 0, optional=True)
     height, width = model.image_size
     track = _reference_track(features, height)
     min_frames = min_reference_frames(width)

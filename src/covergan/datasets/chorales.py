@@ -294,8 +294,7 @@ def render_chorales(
         contains something other than :class:`ChoraleWork`.
     """
     check_count("renders", renders, 1)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ParameterError(f"seed={seed!r} must be a non-negative integer")
+    check_count("seed", seed, 0)
     if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr < 8000:
         raise ParameterError(f"sr={sr!r} must be an integer sample rate >= 8000 Hz")
     if format not in _SUBTYPES:

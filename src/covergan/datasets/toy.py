@@ -237,8 +237,7 @@ def toy_covers(
     """
     for name, value in (("n_songs", n_songs), ("versions", versions)):
         check_count(name, value, 1)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ParameterError(f"seed={seed!r} must be a non-negative integer")
+    check_count("seed", seed, 0)
     if (
         isinstance(duration, bool)
         or not isinstance(duration, (int, float))

@@ -475,6 +475,9 @@ def test_fit_sample_and_evaluate_the_default_model(
     assert "Of the default model (versions)" in page and "\n| versions | " in page
     assert "### versions" in page and "### gan" not in page
     assert (tmp_path / "r" / "figures" / "grid.png").is_file()
+    argv = ["evaluate", out, features, tmp_path / "synth", "-o", tmp_path / "r2"]
+    _, _, err = run([*argv, "--embedding-steps", "1", "--device", "cpu", "--no-progress"], capsys)
+    assert "covergan: warning: 2 of the 2 recordings in " in err  # samples taken for real ones
 
 
 def fake_report(calls: list[dict[str, Any]]) -> Callable[..., Any]:

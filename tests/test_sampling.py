@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -165,6 +166,11 @@ def test_open_errors(real: CQTDataset, tmp_path: Path) -> None:
     np.save(bank.path / "labels.npy", np.array([len(real.index)]))  # no such song
     with pytest.raises(DatasetError, match="inconsistent"):
         SyntheticBank.open(bank.path)
+    stopped = bank.path.with_name(f".{bank.path.name}.old-123")
+    os.replace(bank.path, stopped)  # a refresh killed between its two renames
+    with pytest.raises(DatasetError, match=rf"left the previous bank at .*{stopped.name}: rename"):
+        SyntheticBank.open(bank.path)
+    os.replace(stopped, bank.path)
     (bank.path / "labels.npy").write_bytes(b"junk")
     with pytest.raises(DatasetError, match="cannot read"):
         SyntheticBank.open(bank.path)

@@ -651,6 +651,10 @@ def test_augmenter_sample_like_any_song(aug: Augmenter, data: CQTDataset) -> Non
     assert x.shape == (4, 1, N_BINS, WINDOW) and bool((x >= 0).all())
     assert torch.equal(x, aug.sample_like(new_song, 4, seed=0))
     assert aug.sample_like(new_song, 2, seed=0, space="model").abs().max() <= 1.0
+    narrow = torch.from_numpy(new_song).to(torch.bfloat16)  # any real dtype, NumPy's or not
+    assert aug.sample_like(narrow, 2, seed=0).shape == (2, 1, N_BINS, WINDOW)
+    with pytest.raises(ParameterError, match="real numbers"):
+        aug.sample_like(torch.from_numpy(new_song).to(torch.complex64), 2)
     near = aug.sample_like(new_song, 4, seed=0, truncation=0.25)
     assert near.shape == x.shape and not torch.equal(near, x)
     with pytest.raises(ParameterError, match="truncation"):

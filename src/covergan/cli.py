@@ -1303,6 +1303,18 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warn_if_synthetic(data: CQTDataset, folder: Path) -> None:
+    """Say so when ``evaluate``'s real data holds files named as ``sample`` writes them."""
+    n = sum(Path(name).name.startswith("synthetic-s") for name in data.names)
+    if n:
+        print(
+            f"covergan: warning: {n} of the {len(data)} recordings in {folder} are named as "
+            "'covergan sample' writes them (synthetic-s<seed>-<k>.npy); evaluate grades "
+            "synthetic windows against these as if they were real",
+            file=sys.stderr,
+        )
+
+
 def _read_dataset(folder: Path, aug: Augmenter, args: argparse.Namespace) -> CQTDataset:
     from covergan.cqt import CQTExtractor
     from covergan.data import CQTDataset
@@ -1325,8 +1337,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     check_reportable(aug)  # before the data is read (or extracted)
     train = _read_dataset(args.train, aug, args)
     notes = [f"augmenter: {args.augmenter} ({_steps_text(aug)})", f"data: {args.train}"]
+    _warn_if_synthetic(train, args.train)
     if args.heldout is not None:
         heldout = _read_dataset(args.heldout, aug, args)
+        _warn_if_synthetic(heldout, args.heldout)
         notes.append(f"held out: {args.heldout}")
     else:
         train, heldout = split_recordings(train, holdout=1, min_recordings=3, seed=args.seed)

@@ -90,7 +90,14 @@ class SyntheticBank(Dataset[tuple[torch.Tensor, int]]):
     def _load(self) -> None:
         meta_path = self.path / "bank.json"
         if not meta_path.is_file():
-            raise DatasetError(f"no synthetic bank at {self.path} (bank.json missing)")
+            kept = sorted(self.path.parent.glob(f".{self.path.name}.old-*/bank.json"))
+            hint = (
+                f"; a refresh stopped between its two renames left the previous bank at "
+                f"{kept[-1].parent}: rename it to {self.path.name}"
+                if kept and not self.path.exists()
+                else ""
+            )
+            raise DatasetError(f"no synthetic bank at {self.path} (bank.json missing){hint}")
         try:
             raw = json.loads(meta_path.read_text())
             if not isinstance(raw, dict) or raw.get("format") != _BANK_FORMAT:

@@ -1069,7 +1069,10 @@ class _PairSource:
 def _reference_track(features: Any, n_bins: int) -> np.ndarray:
     """Validate one reference recording and return it as float32 ``[n_bins, n_frames]``."""
     if isinstance(features, Tensor):
-        arr = features.detach().cpu().numpy()
+        if features.is_complex():
+            raise ParameterError(f"features must be real numbers, got dtype {features.dtype}")
+        # float32 first: NumPy has no bfloat16 (nor torch's other narrow floats)
+        arr = features.detach().cpu().to(torch.float32).numpy()
     elif isinstance(features, np.ndarray):
         arr = features
     else:

@@ -322,6 +322,7 @@ def test_synthetic_top_up(real: CQTDataset) -> None:
         ({"ratio": (0, 0)}, "ratio"),
         ({"ratio": (1, -1)}, "ratio"),
         ({"ratio": "ab"}, "ratio='ab'"),
+        ({"ratio": 3}, "ratio=3"),
         ({"weights": {"s0": 1.0}}, "keyed by class index"),
         ({"weights": {0: "heavy"}}, "must be a number"),
         ({"seed": -1}, "seed=-1 must be a non-negative integer"),

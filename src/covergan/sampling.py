@@ -567,13 +567,13 @@ class ClassBalancedSampler(Sampler[int]):
         self.num_samples = check_count(
             "num_samples", n_real if num_samples is None else num_samples, 1
         )
+        pair = list(ratio) if isinstance(ratio, (tuple, list, np.ndarray)) else []
         if ratio is not None and (
-            isinstance(ratio, str)
-            or len(ratio) != 2
-            or not all(is_real(r) for r in ratio)
-            or min(ratio) < 0
-            or sum(ratio) <= 0
-            or not np.all(np.isfinite(ratio))
+            len(pair) != 2
+            or not all(is_real(r) for r in pair)
+            or min(pair) < 0
+            or sum(pair) <= 0
+            or not np.all(np.isfinite(pair))
         ):
             raise ParameterError(f"ratio={ratio!r} must be two non-negative numbers, not both 0")
         if top_up_below is not None and (

@@ -1413,7 +1413,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
         config = _feature_config(args, source.parent, source.parent.parent)
         # in the working folder, not beside the source: a .wav in a dataset folder would be
         # read as one more recording of the song
-        default = Path(f"{source.parent.name}-{source.stem}.wav")
+        default = Path(f"{source.resolve().parent.name}-{source.stem}.wav")
         out = args.out if args.out is not None else default
         what = source.name
     else:

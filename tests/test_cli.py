@@ -742,6 +742,10 @@ def test_extract_writes_features_and_their_config(
     assert code == 0 and "stored 0 recordings (2 already there)" in out
     data = CQTDataset.from_folder(tmp_path / "feats")
     assert data.stored and sorted(data.song_ids) == ["a", "b"]
+    (tmp_path / "audio" / "b" / "v2.wav").write_bytes(b"RIFF nonsense")  # the file is named
+    code, _, err = run([*argv, "--no-progress"], capsys)
+    assert_one_line_error(code, err, 1, "1 file(s) failed (the other 0 were stored): ")
+    assert "v2.wav" in err
 
 
 def test_a_killed_extract_continues_where_it_stopped(

@@ -113,6 +113,8 @@ def test_add_is_idempotent_and_refuses_file_collisions(tmp_path: Path) -> None:
     store = filled(tmp_path)
     again = store.add("song-0", "rec-0.wav", track(99))  # same name: the stored one is kept
     assert again == store.records[0] and len(store) == 6
+    with pytest.raises(StoreError, match="already stored as a recording of song 'song-0'"):
+        store.add("song-1", "rec-0.wav", track(7))  # not dropped in silence
     with pytest.raises(StoreError, match="already holds rec-0.wav"):
         store.add("song-0", "rec-0.flac", track(5))
     dotted = store.add("song-0", "bwv244.37-r0", track(6))  # only audio/npy suffixes go

@@ -1785,6 +1785,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _COMMANDS[args.command](args)
     except (CoverGANError, _CLIError, OSError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        failures = getattr(error, "failures", None)  # an ExtractionError's, one per file
+        if failures:
+            more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+            message = f"{message.rstrip(':')}: {' '.join(str(failures[0]).split())}{more}"
         print(f"covergan: error: {message}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

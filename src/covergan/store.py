@@ -374,6 +374,17 @@ class FeatureStore:
 
     # -------------------------------------------------------------------------- writing
 
+    def _already(self, song: SongId, name: str) -> Record:
+        """The record indexed under ``name``, which must be of ``song`` (a resumed run adds
+        what it added before; another song under the same name would be a lost recording)."""
+        record = self.records[self._by_name[name]]
+        if record.song != song:
+            raise StoreError(
+                f"{name} is already stored as a recording of song {record.song!r}, not "
+                f"{song!r}; give each recording a name of its own"
+            )
+        return record
+
     def add(self, song: SongId, name: str, features: Any) -> Record:
         """Validate one track and write it into the store (atomically, once).
 
@@ -399,15 +410,16 @@ class FeatureStore:
             Not 2-D, other bins, fewer than ``min_frames`` frames, NaN/inf, or a value
             float16 cannot hold.
         StoreError
-            The disk filled, or another recording already uses this file name; the store
-            is left as it was before the call.
+            The disk filled, another recording already uses this file name, or ``name`` is
+            stored as a recording of another song; the store is left as it was before the
+            call.
         """
         from covergan.data import _check_song_id, _check_track
 
         song = _check_song_id(song)
         name = str(name)
         if name in self._by_name:
-            return self.records[self._by_name[name]]
+            return self._already(song, name)
         arr = _check_track(features, name, self.n_bins)
         if arr.shape[1] < self.min_frames:
             raise ParameterError(
@@ -436,7 +448,7 @@ class FeatureStore:
             with self._locked_index() as index:
                 self._read_new_lines()
                 if name in self._by_name:  # another writer added it meanwhile
-                    return self.records[self._by_name[name]]
+                    return self._already(song, name)
                 if file in self._by_file:
                     other = self.records[self._by_file[file]].name
                     raise StoreError(

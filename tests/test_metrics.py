@@ -223,6 +223,9 @@ def test_bad_shapes_and_types_are_an_error() -> None:
         frechet_distance(np.zeros((4, 3, 2)), np.zeros((4, 3, 2)))
     with pytest.raises(ParameterError, match="must be a NumPy array"):
         frechet_distance([[0.0, 1.0], [1.0, 0.0]], np.zeros((2, 2)))  # type: ignore[arg-type]
+    batch = [torch.zeros(4, 1, 3, 3), torch.zeros(4)]  # what a DataLoader yields
+    with pytest.raises(ParameterError, match=r"a DataLoader's batch is \[windows, labels\]"):
+        FrechetDistance().update(batch, real=True)  # type: ignore[arg-type]
     with pytest.raises(ParameterError, match="batch_size"):
         frechet_distance(np.zeros((4, 1, 3, 3)), np.zeros((4, 1, 3, 3)), batch_size=0)
 

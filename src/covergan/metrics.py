@@ -886,9 +886,10 @@ def _features_of(
     """Sample input -> float64 features (n, d), validated."""
     if features is None:
         if not isinstance(x, (np.ndarray, torch.Tensor)):
+            hint = " (a DataLoader's batch is [windows, labels]: pass the windows)"
             raise ParameterError(
-                f"{name} must be a NumPy array, torch tensor or (mu, sigma) tuple, "
-                f"got {type(x).__name__}"
+                f"{name} must be a NumPy array or torch tensor, got {type(x).__name__}"
+                f"{hint if isinstance(x, list) else ''}"
             )
         if x.ndim == 2:
             feats = _to_float64(x, name=name)

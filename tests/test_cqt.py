@@ -396,6 +396,20 @@ def test_extract_many_reports_failures(
     assert "extracted 1/3 files" in result.report() and "2 failed" in result.report()
 
 
+def test_a_recipe_librosa_refuses_fails_before_any_file(audio_files: list[Path]) -> None:
+    # CoverHunter's 96 bins from 32 Hz at 16 kHz: the top bin is below 8 kHz, its filter not
+    hunter = CQTExtractor(CQTConfig(sr=16000, hop_length=640, n_bins=96, fmin=32.0))
+    with pytest.raises(
+        ParameterError,
+        match=r"filters .* reach 8066.9 Hz, past the Nyquist frequency sr/2=8000.0 Hz",
+    ):
+        hunter.extract_many(audio_files, progress=False, on_error="skip")
+    with pytest.raises(ParameterError, match="past the Nyquist"):
+        hunter(np.zeros(16000, np.float32), 16000)
+    with pytest.raises(ParameterError, match="is one path; give a list"):
+        CQTExtractor().extract_many(str(audio_files[0]))
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"), [({"on_error": "ignore"}, "on_error"), ({"n_jobs": 0}, "n_jobs")]
 )

@@ -298,6 +298,7 @@ class CQTExtractor:
             positive integer, or the audio is too short under ``short_audio="raise"``.
         """
         cfg = self.config
+        _check_filters(cfg)
         y = _as_mono(y)
         check_count("sr", sr, 1)
         if sr != cfg.sr and y.size:
@@ -439,7 +440,7 @@ class CQTExtractor:
         """
         if on_error not in ("raise", "skip"):
             raise ParameterError(f"on_error={on_error!r} must be 'raise' or 'skip'")
-        path_list = [Path(p).expanduser() for p in paths]
+        path_list = _as_paths(paths)
         result = ExtractionResult(paths=path_list, features=[])
         outcomes = self.iter_extract(
             path_list, n_jobs=n_jobs, cache_dir=cache_dir, progress=progress
@@ -471,8 +472,10 @@ class CQTExtractor:
         """
         if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0:
             raise ParameterError(f"n_jobs={n_jobs!r} must be a non-zero integer (-1 = all cores)")
+        path_list = _as_paths(paths)
+        _check_filters(self.config)
         cache = Path(cache_dir).expanduser() if cache_dir is not None else None
-        return self._outcomes(list(paths), n_jobs, cache, progress)
+        return self._outcomes(path_list, n_jobs, cache, progress)
 
     def _outcomes(
         self, paths: list[Path], n_jobs: int, cache: Path | None, progress: bool
@@ -587,6 +590,38 @@ def _as_mono(y: object) -> np.ndarray:
         n_bad = int(np.count_nonzero(~np.isfinite(y)))
         raise ParameterError(f"audio contains {n_bad} NaN or infinite samples")
     return y
+
+
+def _as_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """``paths`` as a list of Paths; one path given alone is an error (a string would be
+    read as a list of one-letter paths)."""
+    if isinstance(paths, (str, os.PathLike)):
+        raise ParameterError(
+            f"paths={str(paths)!r} is one path; give a list of them, or use extract_file"
+        )
+    return [Path(p).expanduser() for p in paths]
+
+
+@functools.lru_cache(maxsize=32)
+def _check_filters(cfg: CQTConfig) -> None:
+    """librosa's CQT filters of ``cfg`` stay below the Nyquist frequency (librosa checks the
+    top filter's upper edge, which lies above the top bin that :class:`CQTConfig` checks);
+    a ParameterError before any file is read otherwise. Needs librosa, hence not in the
+    config itself, which a model file rebuilds without it."""
+    import librosa
+    from librosa.filters import wavelet_lengths
+
+    freqs = librosa.cqt_frequencies(
+        n_bins=cfg.n_bins, fmin=cfg.fmin, bins_per_octave=cfg.bins_per_octave
+    )
+    cutoff = float(wavelet_lengths(freqs=freqs, sr=cfg.sr)[1])
+    if cutoff > cfg.sr / 2:
+        raise ParameterError(
+            f"librosa's CQT filters for this config reach {cutoff:.1f} Hz, past the Nyquist "
+            f"frequency sr/2={cfg.sr / 2:.1f} Hz (fmin={cfg.fmin:g}, n_bins={cfg.n_bins}, "
+            f"bins_per_octave={cfg.bins_per_octave}): use fewer bins, a lower fmin or a "
+            "higher sr"
+        )
 
 
 def _features_from_audio(y: np.ndarray, cfg: CQTConfig) -> np.ndarray:

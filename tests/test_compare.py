@@ -23,6 +23,7 @@ from covergan.compare import (
     split_rare_songs,
     split_unseen_works,
 )
+from covergan.cqt import CQTConfig
 from covergan.csi import CSINet, gallery_metrics
 from covergan.data import CQTDataset
 from covergan.errors import DatasetError, ParameterError
@@ -178,6 +179,19 @@ def test_an_out_folder_of_other_settings_is_refused(
     smaller = data.subset(list(range(len(data) - 1)))
     with pytest.raises(ParameterError, match="data differ"):
         compare(smaller, seeds=1, settings=FAST, out=out, progress=False)
+    # the same songs, names and lengths with other values: rescaled, or another recipe
+    scaled = CQTDataset.from_arrays(
+        [3 * np.asarray(x) for x in data.features], data.song_ids, names=data.names,
+        config=data.config,
+    )  # fmt: skip
+    with pytest.raises(ParameterError, match="data differ"):
+        compare(scaled, seeds=1, settings=FAST, out=out, progress=False)
+    other_recipe = dataclasses.replace(data.config, scale="db") if data.config else CQTConfig()
+    relabelled = CQTDataset.from_arrays(
+        list(data.features), data.song_ids, names=data.names, config=other_recipe
+    )
+    with pytest.raises(ParameterError, match="data differ"):
+        compare(relabelled, seeds=1, settings=FAST, out=out, progress=False)
 
 
 def test_save_and_load_round_trip(run: tuple[Path, Comparison], tmp_path: Path) -> None:

@@ -782,17 +782,30 @@ def _without_silence(data: object) -> tuple[CQTDataset, list[str]]:
     return data.subset(keep), [str(data.names[i]) for i in silent]
 
 
+#: Tracks whose values the data summary hashes (a seeded draw): a rescaled or re-extracted
+#: corpus is told apart without reading a catalogue.
+CONTENT_TRACKS = 64
+
+
 def _data_summary(data: CQTDataset) -> dict[str, Any]:
+    """What a resumed comparison must find again: counts, names and lengths, the feature
+    recipe, and the values of :data:`CONTENT_TRACKS` tracks."""
     counts = data.class_counts()
     digest = hashlib.sha1()
     for song, name, n in zip(data.song_ids, data.names, data.lengths(), strict=True):
         digest.update(f"{song}\x00{name}\x00{n}\x01".encode())
+    content = hashlib.sha1()
+    picks = np.random.default_rng(0).permutation(len(data))[:CONTENT_TRACKS]
+    for i in np.sort(picks):
+        content.update(np.ascontiguousarray(data.features[int(i)], dtype=np.float32).tobytes())
     return {
         "works": len(counts),
         "recordings": len(data),
         "multi_works": sum(1 for c in counts.values() if c >= 2),
         "n_bins": data.n_bins,
+        "recipe": None if data.config is None else data.config.to_dict(),
         "fingerprint": digest.hexdigest()[:16],
+        "content": content.hexdigest()[:16],
     }
 
 

@@ -245,6 +245,20 @@ def test_npy_folder_with_a_recipe_file_reads_with_that_recipe(tmp_path: Path) ->
         CQTDataset.from_folder(tmp_path, progress=False)
 
 
+def test_a_folder_scan_says_which_audio_it_leaves_out(tmp_path: Path) -> None:
+    for song in ("a", "b"):
+        (tmp_path / song).mkdir()
+        np.save(tmp_path / song / "r.npy", np.ones((84, 5), np.float32))
+    (tmp_path / "a" / "live.m4a").write_bytes(b"")
+    with pytest.warns(CoverGANWarning, match=r"1 audio files left out .* 1 \.m4a files are not"):
+        data = CQTDataset.from_folder(tmp_path, progress=False)
+    assert len(data) == 2
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "only.aac").write_bytes(b"")
+    with pytest.raises(DatasetError, match=r"c has no usable file .*1 \.aac files are not scanned"):
+        CQTDataset.from_folder(tmp_path, progress=False)
+
+
 def test_folder_with_a_broken_file(folder: Path, extractor: CQTExtractor) -> None:
     (folder / "beta" / "broken.wav").write_bytes(b"RIFF nonsense")
     with pytest.raises(ExtractionError, match="broken.wav"):

@@ -23,7 +23,14 @@ from torch.utils.data import Dataset
 
 from covergan._checks import check_count
 from covergan._io import atomic_torch_save, check_header, header, read_checkpoint
-from covergan.cqt import CQTConfig, CQTExtractor, PadMode, center_crop_or_pad, random_crop
+from covergan.cqt import (
+    _AUDIO_FALLBACK_SUFFIXES,
+    CQTConfig,
+    CQTExtractor,
+    PadMode,
+    center_crop_or_pad,
+    random_crop,
+)
 from covergan.errors import (
     CheckpointError,
     CoverGANWarning,
@@ -770,22 +777,41 @@ def folder_sources(root: Path) -> tuple[list[Path], list[SongId]]:
         )
     paths: list[Path] = []
     songs: list[SongId] = []
+    unread: Counter[str] = Counter()  # audio the scan leaves to librosa's fallback
     for song_dir in song_dirs:
-        files = sorted(
-            p
-            for p in song_dir.iterdir()
-            if p.is_file()
-            and not _hidden(p)
-            and p.suffix.lower() in (*AUDIO_SUFFIXES, _FEATURE_SUFFIX)
-        )
+        entries = [p for p in song_dir.iterdir() if p.is_file() and not _hidden(p)]
+        files = sorted(p for p in entries if p.suffix.lower() in (*AUDIO_SUFFIXES, _FEATURE_SUFFIX))
+        here = Counter(p.suffix.lower() for p in entries if p.suffix.lower() in _UNSCANNED_AUDIO)
+        unread.update(here)
         if not files:
             raise DatasetError(
                 f"song folder {song_dir} has no usable file (expected "
-                f"{', '.join((*AUDIO_SUFFIXES, _FEATURE_SUFFIX))})"
+                f"{', '.join((*AUDIO_SUFFIXES, _FEATURE_SUFFIX))}){_unread_hint(here)}"
             )
         paths += files
         songs += [song_dir.name] * len(files)
+    if unread:
+        warnings.warn(
+            f"{sum(unread.values())} audio files left out of {root_path}{_unread_hint(unread)}",
+            CoverGANWarning,
+            stacklevel=3,
+        )
     return paths, songs
+
+
+#: Audio that librosa can read only through its fallback (audioread, ffmpeg): folder scans
+#: leave it out, and say so.
+_UNSCANNED_AUDIO = tuple(sorted(_AUDIO_FALLBACK_SUFFIXES - set(AUDIO_SUFFIXES)))
+
+
+def _unread_hint(unread: Counter[str]) -> str:
+    if not unread:
+        return ""
+    kinds = ", ".join(f"{n} {suffix}" for suffix, n in sorted(unread.items()))
+    return (
+        f"; {kinds} files are not scanned (they need librosa's audioread fallback): convert "
+        "them, or list them in a manifest (from_manifest), which reads any path"
+    )
 
 
 def manifest_sources(manifest: str | os.PathLike[str]) -> tuple[list[Path], list[SongId]]:

@@ -725,7 +725,7 @@ def test_an_interrupted_demo_continues_its_fit(
 
 
 def test_extract_writes_features_and_their_config(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from tests.signals import SR, tone
 
@@ -737,9 +737,13 @@ def test_extract_writes_features_and_their_config(
     assert code == 0 and "stored 2 recordings;" in out and "holds 2 recordings of 2 songs" in out
     config = CQTConfig.from_dict(json.loads((tmp_path / "feats" / cli.CONFIG_FILE).read_text()))
     assert config.n_bins == 24 and np.load(tmp_path / "feats" / "a" / "v1.npy").shape[0] == 24
-    # run again: nothing is extracted twice
+    # run again: nothing is extracted twice, however the source folder is spelled
     code, out, _ = run([*argv, "--no-progress"], capsys)
     assert code == 0 and "stored 0 recordings (2 already there)" in out
+    monkeypatch.chdir(tmp_path)
+    relative = ["extract", "audio", tmp_path / "feats", "--n-jobs", "1", "--n-bins", "24"]
+    code, out, err = run([*relative, "--no-progress"], capsys)
+    assert code == 0 and "stored 0 recordings (2 already there)" in out, err
     data = CQTDataset.from_folder(tmp_path / "feats")
     assert data.stored and sorted(data.song_ids) == ["a", "b"]
     (tmp_path / "audio" / "b" / "v2.wav").write_bytes(b"RIFF nonsense")  # the file is named

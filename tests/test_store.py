@@ -115,11 +115,17 @@ def test_add_is_idempotent_and_refuses_file_collisions(tmp_path: Path) -> None:
     assert again == store.records[0] and len(store) == 6
     with pytest.raises(StoreError, match="already stored as a recording of song 'song-0'"):
         store.add("song-1", "rec-0.wav", track(7))  # not dropped in silence
+    # the same song folder and file under another spelling of its path is the same recording
+    first = store.add("song-2", "data/song-2/take.wav", track(8))
+    assert store.add("song-2", "/mnt/share/data/song-2/take.wav", track(9)) == first
+    assert store.find("song-2", "../data/song-2/take.wav") == first
+    with pytest.raises(StoreError, match="already holds data/song-2/take.wav"):
+        store.add("song-2", "data/other/take.wav", track(10))  # another folder: a collision
     with pytest.raises(StoreError, match="already holds rec-0.wav"):
         store.add("song-0", "rec-0.flac", track(5))
     dotted = store.add("song-0", "bwv244.37-r0", track(6))  # only audio/npy suffixes go
     assert dotted.file == "song-0/bwv244.37-r0.npy"
-    assert len(FeatureStore.open(tmp_path)) == 7
+    assert len(FeatureStore.open(tmp_path)) == 8  # 6, "take" and the dotted one
 
 
 def test_create_refuses_other_settings_and_newer_stores(tmp_path: Path) -> None:

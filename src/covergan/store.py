@@ -374,16 +374,31 @@ class FeatureStore:
 
     # -------------------------------------------------------------------------- writing
 
-    def _already(self, song: SongId, name: str) -> Record:
-        """The record indexed under ``name``, which must be of ``song`` (a resumed run adds
-        what it added before; another song under the same name would be a lost recording)."""
-        record = self.records[self._by_name[name]]
-        if record.song != song:
-            raise StoreError(
-                f"{name} is already stored as a recording of song {record.song!r}, not "
-                f"{song!r}; give each recording a name of its own"
-            )
-        return record
+    def find(self, song: SongId, name: str) -> Record | None:
+        """The stored record of recording ``name`` of ``song``, or None: the one indexed
+        under ``name``, or under another spelling of the same path (relative or absolute, from
+        another folder or machine), one whose song folder and file name are ``name``'s and
+        whose file is the one ``name`` would get.
+
+        Raises
+        ------
+        StoreError
+            ``name`` is stored as a recording of another song.
+        """
+        if name in self._by_name:
+            record = self.records[self._by_name[name]]
+            if record.song != song:
+                raise StoreError(
+                    f"{name} is already stored as a recording of song {record.song!r}, not "
+                    f"{song!r}; give each recording a name of its own"
+                )
+            return record
+        at = self._by_file.get(_file_of(song, name))
+        if at is None:
+            return None
+        record = self.records[at]
+        same = record.song == song and Path(record.name).parts[-2:] == Path(name).parts[-2:]
+        return record if same else None
 
     def add(self, song: SongId, name: str, features: Any) -> Record:
         """Validate one track and write it into the store (atomically, once).
@@ -418,8 +433,8 @@ class FeatureStore:
 
         song = _check_song_id(song)
         name = str(name)
-        if name in self._by_name:
-            return self._already(song, name)
+        if (found := self.find(song, name)) is not None:
+            return found
         arr = _check_track(features, name, self.n_bins)
         if arr.shape[1] < self.min_frames:
             raise ParameterError(
@@ -432,7 +447,7 @@ class FeatureStore:
                 "use dtype='float32'"
             )
         stored = np.asarray(arr, dtype=_DTYPES[self.dtype], order="F")
-        file = f"{safe_file_name(str(song))}/{safe_file_name(_stem(name))}.npy"
+        file = _file_of(song, name)
         target = self.root / file
         tmp: str | None = self._write_tmp(target, stored)
         try:
@@ -447,8 +462,8 @@ class FeatureStore:
             )
             with self._locked_index() as index:
                 self._read_new_lines()
-                if name in self._by_name:  # another writer added it meanwhile
-                    return self._already(song, name)
+                if (found := self.find(song, name)) is not None:  # another writer added it
+                    return found
                 if file in self._by_file:
                     other = self.records[self._by_file[file]].name
                     raise StoreError(
@@ -639,7 +654,9 @@ def extract_to_store(
 
     Each track is written and indexed as soon as it is extracted, so memory stays flat
     and a killed run loses at most the files in flight; running again skips every
-    recording already indexed (by name: the path as given). Several processes or machines
+    recording already indexed (:meth:`FeatureStore.find`: by its path, however it is spelled,
+    relative or absolute, as long as its song folder and file name are the same). Several
+    processes or machines
     can fill one store at once, each with its own ``shard``.
 
     Parameters
@@ -686,7 +703,7 @@ def extract_to_store(
             f"the store {store.root} holds features of another recipe than the extractor's"
         )
     mine = [(Path(paths[i]).expanduser(), songs[i]) for i in range(k, len(paths), n)]
-    todo = [(p, s) for p, s in mine if str(p) not in store]
+    todo = [(p, s) for p, s in mine if store.find(s, str(p)) is None]
     result = StoreExtraction(present=len(mine) - len(todo))
     feature_files = [(p, s) for p, s in todo if p.suffix.lower() == ".npy"]
     audio = [(p, s) for p, s in todo if p.suffix.lower() != ".npy"]
@@ -721,6 +738,11 @@ def safe_file_name(name: str) -> str:
     """A file-name-safe form of a song id or recording stem (no separators, not empty/dots)."""
     clean = name.replace("/", "_").replace("\\", "_").replace("\x00", "_")
     return "_" if clean in ("", ".", "..") else clean
+
+
+def _file_of(song: SongId, name: str) -> str:
+    """The store file of recording ``name`` of ``song``: ``<song>/<stem>.npy``."""
+    return f"{safe_file_name(str(song))}/{safe_file_name(_stem(name))}.npy"
 
 
 def _stem(name: str) -> str:

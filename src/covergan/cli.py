@@ -1083,6 +1083,11 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     if args.source.suffix.lower() == ".csv":
         paths, songs = manifest_sources(args.source)
     elif args.source.is_dir():
+        if args.source.resolve() in Path(args.out).resolve().parents:
+            raise _CLIError(
+                f"OUT {args.out} is inside SOURCE {args.source}, where the next scan would read "
+                "it as a song: put the store elsewhere"
+            )
         paths, songs = folder_sources(args.source)
     else:
         raise DatasetError(f"SOURCE must be an audio folder or a manifest .csv: {args.source}")

@@ -628,8 +628,9 @@ class FeatureStore:
             more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
             raise StoreError(
                 f"the feature store {self.root} has {len(problems)} missing or truncated "
-                f"file(s): {lines}{more}. Open it with on_error='skip' to leave them out, or "
-                "extract them again"
+                f"file(s): {lines}{more}. Open it with on_error='skip' to leave them out (the "
+                "index keeps them, so extracting again does not bring them back: for them, "
+                "extract into a new store)"
             )
         bad = {i for i, _ in problems}
         self.skipped = [p for _, p in problems]

@@ -109,6 +109,10 @@ def test_to_audio_errors() -> None:
         to_audio(c, CONFIG, seed=-1)
     with pytest.raises(ParameterError, match="peak=0"):
         to_audio(c, CONFIG, peak=0)
+    with pytest.raises(ParameterError, match="peak='1'"):
+        to_audio(c, CONFIG, peak="1")  # type: ignore[arg-type]
+    with pytest.raises(ParameterError, match="normalizer must be a fitted CQTNormalizer"):
+        to_audio(c, CONFIG, normalizer="yes")  # type: ignore[arg-type]
     with pytest.raises(ParameterError, match="config must be a CQTConfig"):
         to_audio(c, {"sr": 22050})  # type: ignore[arg-type]
     with pytest.raises(ParameterError, match="must be a NumPy array or torch tensor"):
@@ -145,6 +149,8 @@ def test_write_wav_errors(tmp_path: Path) -> None:
         write_wav(tmp_path / "a.wav", np.zeros((1, 2, 3)), 8000)
     with pytest.raises(ParameterError, match=r"y must have shape"):
         write_wav(tmp_path / "a.wav", np.zeros(0), 8000)
+    with pytest.raises(ParameterError, match=r"more channels than samples.*pass y.T"):
+        write_wav(tmp_path / "a.wav", np.zeros((1000, 2)), 8000)  # (n, channels)
     with pytest.raises(ParameterError, match="subtype='MP3' is not valid for WAV"):
         write_wav(tmp_path / "a.wav", y, 8000, subtype="MP3")
     assert list(tmp_path.iterdir()) == []

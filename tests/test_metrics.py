@@ -226,6 +226,8 @@ def test_bad_shapes_and_types_are_an_error() -> None:
     batch = [torch.zeros(4, 1, 3, 3), torch.zeros(4)]  # what a DataLoader yields
     with pytest.raises(ParameterError, match=r"a DataLoader's batch is \[windows, labels\]"):
         FrechetDistance().update(batch, real=True)  # type: ignore[arg-type]
+    with pytest.raises(ParameterError, match="real='no' must be True"):
+        FrechetDistance().update(np.zeros((4, 3)), real="no")  # type: ignore[arg-type]
     with pytest.raises(ParameterError, match="batch_size"):
         frechet_distance(np.zeros((4, 1, 3, 3)), np.zeros((4, 1, 3, 3)), batch_size=0)
 

@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from covergan._checks import check_count
+from covergan._checks import check_count, is_real
 from covergan._io import atomic_write
 from covergan.cqt import CQTConfig, CQTNormalizer
 from covergan.errors import CoverGANWarning, ParameterError
@@ -94,8 +94,12 @@ def to_audio(
         raise ParameterError(f"config must be a CQTConfig, got {type(config).__name__}")
     check_count("n_iter", n_iter, 1)
     check_count("seed", seed, 0)
-    if peak is not None and not (np.isfinite(peak) and 0.0 < peak <= 1.0):
+    if peak is not None and not (is_real(peak) and np.isfinite(peak) and 0.0 < peak <= 1.0):
         raise ParameterError(f"peak={peak!r} must be in (0, 1] or None")
+    if normalizer is not None and not isinstance(normalizer, CQTNormalizer):
+        raise ParameterError(
+            f"normalizer must be a fitted CQTNormalizer or None, got {type(normalizer).__name__}"
+        )
     c = _as_float64(features, name="features")
     if normalizer is not None:
         c = np.asarray(normalizer.inverse(c), dtype=np.float64)
@@ -247,6 +251,11 @@ def write_wav(
     if data.ndim not in (1, 2) or data.size == 0:
         raise ParameterError(
             f"y must have shape (n,) or (channels, n) with samples, got {data.shape}"
+        )
+    if data.ndim == 2 and data.shape[0] > data.shape[1]:
+        raise ParameterError(
+            f"y has shape {data.shape}: more channels than samples; multi-channel audio is "
+            "(channels, n), librosa's layout (pass y.T for (n, channels))"
         )
     if subtype.startswith("PCM") and np.abs(data).max() > 1.0:
         warnings.warn(

@@ -273,6 +273,13 @@ def test_extraction_resumes_and_reports_failures(
     )
     assert (done.written, done.present, len(done.failures)) == (0, 5, 1)
     assert "broken.npy" in str(done.failures[0])
+    (tmp_path / "elsewhere").mkdir()  # another file for a/r0.npy: a failure of its own
+    np.save(tmp_path / "elsewhere" / "r0.npy", track(9))
+    clash = extract_to_store(
+        store, [tmp_path / "elsewhere" / "r0.npy"], ["a"], extractor=extractor, on_error="skip"
+    )
+    assert (clash.written, len(clash.failures)) == (0, 1)
+    assert "would be stored as a/r0.npy, which already holds" in str(clash.failures[0])
     half = extract_to_store(
         FeatureStore.create(tmp_path / "half", config=extractor.config),
         paths[:5],

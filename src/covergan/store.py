@@ -706,6 +706,7 @@ def extract_to_store(
     mine = [(Path(paths[i]).expanduser(), songs[i]) for i in range(k, len(paths), n)]
     todo = [(p, s) for p, s in mine if store.find(s, str(p)) is None]
     result = StoreExtraction(present=len(mine) - len(todo))
+    todo, result.failures = _without_collisions(store, todo)
     feature_files = [(p, s) for p, s in todo if p.suffix.lower() == ".npy"]
     audio = [(p, s) for p, s in todo if p.suffix.lower() != ".npy"]
     loaded = ((_read_npy(p, store.n_bins), s, p) for p, s in feature_files)
@@ -739,6 +740,28 @@ def safe_file_name(name: str) -> str:
     """A file-name-safe form of a song id or recording stem (no separators, not empty/dots)."""
     clean = name.replace("/", "_").replace("\\", "_").replace("\x00", "_")
     return "_" if clean in ("", ".", "..") else clean
+
+
+def _without_collisions(
+    store: FeatureStore, todo: list[tuple[Path, SongId]]
+) -> tuple[list[tuple[Path, SongId]], list[ExtractionFailure]]:
+    """``todo`` less the recordings whose store file another one already holds or takes
+    first (``r0.wav`` beside ``r0.flac``), and a failure for each, found before any is
+    read."""
+    taken = {r.file: r.name for r in store.records}
+    keep, failures = [], []
+    for path, song in todo:
+        file = _file_of(song, str(path))
+        if file in taken:
+            message = (
+                f"would be stored as {file}, which already holds {taken[file]}; give "
+                "recordings of one song distinct file stems"
+            )
+            failures.append(ExtractionFailure(path, "StoreError", message))
+            continue
+        taken[file] = str(path)
+        keep.append((path, song))
+    return keep, failures
 
 
 def _file_of(song: SongId, name: str) -> str:

@@ -744,9 +744,11 @@ def test_extract_writes_features_and_their_config(
     relative = ["extract", "audio", tmp_path / "feats", "--n-jobs", "1", "--n-bins", "24"]
     code, out, err = run([*relative, "--no-progress"], capsys)
     assert code == 0 and "stored 0 recordings (2 already there)" in out, err
-    code, _, err = run(["extract", "audio", "audio/feats", "--no-progress"], capsys)
-    assert_one_line_error(code, err, 1, "is inside SOURCE audio, where the next scan")
+    for out_dir in ("audio/feats", "audio"):  # inside SOURCE, or SOURCE itself
+        code, _, err = run(["extract", "audio", out_dir, "--no-progress"], capsys)
+        assert_one_line_error(code, err, 1, "is SOURCE audio or inside it, where the next scan")
     assert not (tmp_path / "audio" / "feats").exists()
+    assert not (tmp_path / "audio" / "store.json").exists()
     data = CQTDataset.from_folder(tmp_path / "feats")
     assert data.stored and sorted(data.song_ids) == ["a", "b"]
     (tmp_path / "audio" / "b" / "v2.wav").write_bytes(b"RIFF nonsense")  # the file is named

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import pickle
 from pathlib import Path
@@ -553,6 +554,10 @@ def test_a_gan_pickles_through_its_state() -> None:
     custom = ConditionalDCGAN(
         2, discriminator=_LinearDiscriminator(SIZE), config=tiny_config(), device="cpu"
     )
+    gan.note = "mine"  # type: ignore[attr-defined]
+    copied = copy.deepcopy(gan)  # a deep copy is an attribute-for-attribute copy, as always
+    assert copied.note == "mine" and copied.step == 2  # type: ignore[attr-defined]
+    torch.testing.assert_close(copied.generate([0], generator=3), gan.generate([0], generator=3))
     again = pickle.loads(pickle.dumps(custom))  # a user's network travels as itself
     assert isinstance(again.discriminator, _LinearDiscriminator)
     assert torch.equal(again.discriminator.lin.weight, custom.discriminator.lin.weight)

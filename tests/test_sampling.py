@@ -218,6 +218,10 @@ def test_augmented_dataset_errors(real: CQTDataset, tmp_path: Path) -> None:
     narrow = SyntheticBank.build(FakeSource((6, 5)), {"s2": 1}, tmp_path / "n", index=real.index)
     with pytest.raises(ParameterError, match=r"real windows are \(1, 6, 8\) and the synthetic"):
         AugmentedDataset(real, narrow)  # caught here, not when a batch is stacked
+    calls: list[int] = []
+    counted = SyntheticBank.open(bank.path, transform=lambda x: calls.append(1) or x)
+    AugmentedDataset(other, counted)  # the check reads shapes, not items: no transform runs
+    assert calls == []
 
 
 # -- ClassBalancedSampler ----------------------------------------------------------------
@@ -323,6 +327,7 @@ def test_synthetic_top_up(real: CQTDataset) -> None:
         ({"ratio": (1, -1)}, "ratio"),
         ({"ratio": "ab"}, "ratio='ab'"),
         ({"ratio": 3}, "ratio=3"),
+        ({"ratio": (1, "x")}, "ratio="),
         ({"weights": {"s0": 1.0}}, "keyed by class index"),
         ({"weights": {0: "heavy"}}, "must be a number"),
         ({"seed": -1}, "seed=-1 must be a non-negative integer"),

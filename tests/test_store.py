@@ -121,6 +121,8 @@ def test_add_is_idempotent_and_refuses_file_collisions(tmp_path: Path) -> None:
     assert store.find("song-2", "../data/song-2/take.wav") == first
     with pytest.raises(StoreError, match="already holds data/song-2/take.wav"):
         store.add("song-2", "data/other/take.wav", track(10))  # another folder: a collision
+    with pytest.raises(StoreError, match="already holds data/song-2/take.wav"):
+        store.add("song-2", "setB/song-2/take.wav", track(11))  # another dataset's: too
     with pytest.raises(StoreError, match="already holds rec-0.wav"):
         store.add("song-0", "rec-0.flac", track(5))
     dotted = store.add("song-0", "bwv244.37-r0", track(6))  # only audio/npy suffixes go
@@ -280,6 +282,13 @@ def test_extraction_resumes_and_reports_failures(
     )
     assert (clash.written, len(clash.failures)) == (0, 1)
     assert "would be stored as a/r0.npy, which already holds" in str(clash.failures[0])
+    # a repeated row is one recording; one stored for another song is a failure of its own
+    again = extract_to_store(
+        store, [paths[0], paths[0], paths[2]], ["a", "a", "z"], extractor=extractor,
+        on_error="skip",
+    )  # fmt: skip
+    assert (again.written, again.present, len(again.failures)) == (0, 1, 1)
+    assert "already stored as a recording of song 'b'" in str(again.failures[0])
     half = extract_to_store(
         FeatureStore.create(tmp_path / "half", config=extractor.config),
         paths[:5],

@@ -96,9 +96,10 @@ def to_audio(
     check_count("seed", seed, 0)
     if peak is not None and not (is_real(peak) and np.isfinite(peak) and 0.0 < peak <= 1.0):
         raise ParameterError(f"peak={peak!r} must be in (0, 1] or None")
-    if normalizer is not None and not isinstance(normalizer, CQTNormalizer):
+    if normalizer is not None and not callable(getattr(normalizer, "inverse", None)):
         raise ParameterError(
-            f"normalizer must be a fitted CQTNormalizer or None, got {type(normalizer).__name__}"
+            f"normalizer must be a fitted CQTNormalizer (or have its inverse) or None, got "
+            f"{type(normalizer).__name__}"
         )
     c = _as_float64(features, name="features")
     if normalizer is not None:

@@ -1083,10 +1083,11 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     if args.source.suffix.lower() == ".csv":
         paths, songs = manifest_sources(args.source)
     elif args.source.is_dir():
-        if args.source.resolve() in Path(args.out).resolve().parents:
+        out = Path(args.out).resolve()
+        if args.source.resolve() in (out, *out.parents):
             raise _CLIError(
-                f"OUT {args.out} is inside SOURCE {args.source}, where the next scan would read "
-                "it as a song: put the store elsewhere"
+                f"OUT {args.out} is SOURCE {args.source} or inside it, where the next scan "
+                "would read the store as songs: put the store elsewhere"
             )
         paths, songs = folder_sources(args.source)
     else:
@@ -1294,11 +1295,13 @@ def _cmd_sample(args: argparse.Namespace) -> int:
             if song in counts:
                 raise ParameterError(f"song id {text!r} is given twice")
             counts[song] = args.n
+    out: Path = args.out
+    config = aug.config_ if args.space == "features" else None
+    _check_sample_folder(out, [out / _safe_name(song) for song in counts], config)  # no draw yet
     samples = aug.sample_many(
         counts, method=args.method, space=args.space, seed=args.seed, truncation=args.truncation
     )
-    out: Path = args.out
-    _write_samples(out, samples, args.seed, aug.config_ if args.space == "features" else None)
+    _write_samples(out, samples, args.seed, config)
     total = sum(counts.values())
     height, width = aug.config_.n_bins, aug.window_
     print(
@@ -1418,7 +1421,8 @@ def _cmd_listen(args: argparse.Namespace) -> int:
         config = _feature_config(args, source.parent, source.parent.parent)
         # in the working folder, not beside the source: a .wav in a dataset folder would be
         # read as one more recording of the song
-        default = Path(f"{source.resolve().parent.name}-{source.stem}.wav")
+        folder = source.resolve().parent.name
+        default = Path(f"{folder}-{source.stem}.wav" if folder else f"{source.stem}.wav")
         out = args.out if args.out is not None else default
         what = source.name
     else:

@@ -608,6 +608,8 @@ def _check_filters(cfg: CQTConfig) -> None:
     top filter's upper edge, which lies above the top bin that :class:`CQTConfig` checks);
     a ParameterError before any file is read otherwise. Needs librosa, hence not in the
     config itself, which a model file rebuilds without it."""
+    if cfg.n_bins < 2:  # librosa derives the filters' bandwidth from neighbouring bins
+        return
     import librosa
     from librosa.filters import wavelet_lengths
 

@@ -461,7 +461,7 @@ class FrechetDistance:
             NaN/inf values, a bad shape, or a feature dimension that differs from earlier
             batches.
         """
-        if not isinstance(real, (bool, np.bool_)):
+        if not isinstance(real, (bool, np.bool_, int, np.integer)):
             raise ParameterError(f"real={real!r} must be True (real data) or False (synthetic)")
         name = "real batch" if real else "fake batch"
         feats = _features_of(x, self.features, batch_size=self.batch_size, name=name, min_n=0)

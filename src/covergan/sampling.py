@@ -310,7 +310,9 @@ def _check_bank_target(target: Path) -> None:
         return
     if not target.is_dir():
         raise ParameterError(f"{target} is a file; a synthetic bank is a folder")
-    others = sorted(p.name for p in target.iterdir() if p.name not in _BANK_FILES)
+    others = sorted(
+        p.name for p in target.iterdir() if p.name not in _BANK_FILES and not p.name.startswith(".")
+    )
     if others and (target / "bank.json").is_file():
         raise ParameterError(
             f"{target} holds files a synthetic bank does not write ({', '.join(others[:5])}); "
@@ -337,11 +339,17 @@ def _swap_dirs(staging: Path, target: Path) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def _check_shapes(real: Any, synthetic: Any) -> None:
-    """One real and one synthetic window ``[1, n_bins, W]`` agree in shape (a batch stacks
-    them); a ParameterError that says how to make them agree otherwise."""
-    a, b = tuple(np.shape(real)), tuple(np.shape(synthetic))
-    if a != b:
+def _stored_shape(synthetic: Any) -> tuple[int, ...] | None:
+    """The shape of a synthetic window as stored (a bank's ``samples``, in-memory ``xs``),
+    read without calling a transform; None for other datasets."""
+    stored = getattr(synthetic, "samples", getattr(synthetic, "xs", None))
+    return None if stored is None else tuple(stored.shape[1:])
+
+
+def _check_shapes(a: tuple[int, ...], b: tuple[int, ...] | None) -> None:
+    """Real windows of shape ``a`` and synthetic ones of shape ``b`` (None: unknown) agree
+    (a batch stacks them); a ParameterError that says how to make them agree otherwise."""
+    if b is not None and a != b:
         raise ParameterError(
             f"the real windows are {a} and the synthetic ones {b}, so no batch can stack them: "
             "build the real dataset with the augmenter's window (window=aug.window_), or "
@@ -404,7 +412,7 @@ class AugmentedDataset(Dataset[Any]):
         if synth_labels.size and (synth_labels.min() < 0 or synth_labels.max() >= len(self.index)):
             raise ParameterError("synthetic labels fall outside the real dataset's classes")
         if synth_labels.size and isinstance(getattr(real, "window", None), int):
-            _check_shapes(real[0][0], synthetic[0][0])
+            _check_shapes((1, real.n_bins, real.window), _stored_shape(synthetic))
         self.labels = np.concatenate([real_labels, synth_labels])
         self.is_synthetic = np.concatenate(
             [np.zeros(len(real_labels), dtype=bool), np.ones(len(synth_labels), dtype=bool)]
@@ -567,13 +575,9 @@ class ClassBalancedSampler(Sampler[int]):
         self.num_samples = check_count(
             "num_samples", n_real if num_samples is None else num_samples, 1
         )
-        pair = list(ratio) if isinstance(ratio, (tuple, list, np.ndarray)) else []
+        pair = _numbers(ratio)
         if ratio is not None and (
-            len(pair) != 2
-            or not all(is_real(r) for r in pair)
-            or min(pair) < 0
-            or sum(pair) <= 0
-            or not np.all(np.isfinite(pair))
+            len(pair) != 2 or min(pair) < 0 or sum(pair) <= 0 or not np.all(np.isfinite(pair))
         ):
             raise ParameterError(f"ratio={ratio!r} must be two non-negative numbers, not both 0")
         if top_up_below is not None and (
@@ -630,6 +634,17 @@ class ClassBalancedSampler(Sampler[int]):
             out[at[synth]] = _cycle(self.synthetic_items[c], int(synth.sum()), g)
         total = len(self) * self.num_replicas
         return np.resize(out, total) if total > len(out) else out  # wraps as often as needed
+
+
+def _numbers(values: Any) -> list[float]:
+    """``values`` (a tuple, list, array or tensor of numbers) as floats; ``[]`` for
+    anything else, a string included."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+        return []
+    try:
+        return [float(v) for v in values]
+    except (TypeError, ValueError):
+        return []
 
 
 def _class_weights(

@@ -376,9 +376,11 @@ class FeatureStore:
 
     def find(self, song: SongId, name: str) -> Record | None:
         """The stored record of recording ``name`` of ``song``, or None: the one indexed
-        under ``name``, or under another spelling of the same path (relative or absolute, from
-        another folder or machine), one whose song folder and file name are ``name``'s and
-        whose file is the one ``name`` would get.
+        under ``name``, or under another spelling of the same path (relative or absolute, or
+        relative to another working folder): one whose file is the one ``name`` would get and
+        whose path's components end with all of ``name``'s, or ``name``'s with all of its
+        (``audio/s0/r0.wav`` is ``/data/audio/s0/r0.wav``; ``setB/s0/r0.wav`` is not
+        ``setA/s0/r0.wav``).
 
         Raises
         ------
@@ -397,8 +399,9 @@ class FeatureStore:
         if at is None:
             return None
         record = self.records[at]
-        same = record.song == song and Path(record.name).parts[-2:] == Path(name).parts[-2:]
-        return record if same else None
+        a, b = Path(record.name).parts, Path(name).parts
+        n = min(len(a), len(b))
+        return record if record.song == song and a[len(a) - n :] == b[len(b) - n :] else None
 
     def add(self, song: SongId, name: str, features: Any) -> Record:
         """Validate one track and write it into the store (atomically, once).
@@ -704,9 +707,8 @@ def extract_to_store(
             f"the store {store.root} holds features of another recipe than the extractor's"
         )
     mine = [(Path(paths[i]).expanduser(), songs[i]) for i in range(k, len(paths), n)]
-    todo = [(p, s) for p, s in mine if store.find(s, str(p)) is None]
-    result = StoreExtraction(present=len(mine) - len(todo))
-    todo, result.failures = _without_collisions(store, todo)
+    result = StoreExtraction()
+    todo = _to_extract(store, mine, result)
     feature_files = [(p, s) for p, s in todo if p.suffix.lower() == ".npy"]
     audio = [(p, s) for p, s in todo if p.suffix.lower() != ".npy"]
     loaded = ((_read_npy(p, store.n_bins), s, p) for p, s in feature_files)
@@ -742,26 +744,39 @@ def safe_file_name(name: str) -> str:
     return "_" if clean in ("", ".", "..") else clean
 
 
-def _without_collisions(
-    store: FeatureStore, todo: list[tuple[Path, SongId]]
-) -> tuple[list[tuple[Path, SongId]], list[ExtractionFailure]]:
-    """``todo`` less the recordings whose store file another one already holds or takes
-    first (``r0.wav`` beside ``r0.flac``), and a failure for each, found before any is
-    read."""
+def _to_extract(
+    store: FeatureStore, mine: list[tuple[Path, SongId]], result: StoreExtraction
+) -> list[tuple[Path, SongId]]:
+    """The recordings of ``mine`` the store lacks, each once; those it holds count in
+    ``result.present``, and those it cannot take (stored for another song, or whose store
+    file another recording holds or takes first, as ``r0.wav`` beside ``r0.flac``) are
+    failures of ``result``, found before any file is read."""
     taken = {r.file: r.name for r in store.records}
-    keep, failures = [], []
-    for path, song in todo:
-        file = _file_of(song, str(path))
+    todo: list[tuple[Path, SongId]] = []
+    seen: set[str] = set()
+    for path, song in mine:
+        name = str(path)
+        if name in seen:  # listed twice (a repeated manifest row)
+            continue
+        seen.add(name)
+        try:
+            if store.find(song, name) is not None:
+                result.present += 1
+                continue
+        except StoreError as error:
+            result.failures.append(ExtractionFailure(path, "StoreError", str(error)))
+            continue
+        file = _file_of(song, name)
         if file in taken:
             message = (
                 f"would be stored as {file}, which already holds {taken[file]}; give "
                 "recordings of one song distinct file stems"
             )
-            failures.append(ExtractionFailure(path, "StoreError", message))
+            result.failures.append(ExtractionFailure(path, "StoreError", message))
             continue
-        taken[file] = str(path)
-        keep.append((path, song))
-    return keep, failures
+        taken[file] = name
+        todo.append((path, song))
+    return todo
 
 
 def _file_of(song: SongId, name: str) -> str:

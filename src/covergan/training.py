@@ -325,6 +325,15 @@ class AdversarialModel:
             (type(self), self.state_dict(), self._unpickle_modules(), str(self.device)),
         )
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> AdversarialModel:
+        """A copy of every attribute, as ``copy.deepcopy`` makes without ``__reduce__``
+        (torch deep-copies parametrized layers; only pickling needs the state dict)."""
+        copied = type(self).__new__(type(self))
+        memo[id(self)] = copied
+        for key, value in self.__dict__.items():
+            setattr(copied, key, copy.deepcopy(value, memo))
+        return copied
+
     def _unpickle_modules(self) -> dict[str, nn.Module]:
         """Keyword arguments of ``from_state_dict`` beside the state: networks it cannot
         rebuild from the config (a user's own), pickled as they are."""

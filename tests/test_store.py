@@ -123,6 +123,8 @@ def test_add_is_idempotent_and_refuses_file_collisions(tmp_path: Path) -> None:
         store.add("song-2", "data/other/take.wav", track(10))  # another folder: a collision
     with pytest.raises(StoreError, match="already holds data/song-2/take.wav"):
         store.add("song-2", "setB/song-2/take.wav", track(11))  # another dataset's: too
+    with pytest.raises(StoreError, match="already holds data/song-2/take.wav"):
+        store.add("song-2", "take.wav", track(12))  # a bare file name spells no path
     with pytest.raises(StoreError, match="already holds rec-0.wav"):
         store.add("song-0", "rec-0.flac", track(5))
     dotted = store.add("song-0", "bwv244.37-r0", track(6))  # only audio/npy suffixes go

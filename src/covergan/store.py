@@ -378,9 +378,10 @@ class FeatureStore:
         """The stored record of recording ``name`` of ``song``, or None: the one indexed
         under ``name``, or under another spelling of the same path (relative or absolute, or
         relative to another working folder): one whose file is the one ``name`` would get and
-        whose path's components end with all of ``name``'s, or ``name``'s with all of its
-        (``audio/s0/r0.wav`` is ``/data/audio/s0/r0.wav``; ``setB/s0/r0.wav`` is not
-        ``setA/s0/r0.wav``).
+        whose path's components end with all of ``name``'s, or ``name``'s with all of its,
+        two components (a folder and a file) at least (``audio/s0/r0.wav`` is
+        ``/data/audio/s0/r0.wav``; ``setB/s0/r0.wav`` is not ``setA/s0/r0.wav``, nor
+        ``r0.wav``).
 
         Raises
         ------
@@ -400,8 +401,9 @@ class FeatureStore:
             return None
         record = self.records[at]
         a, b = Path(record.name).parts, Path(name).parts
-        n = min(len(a), len(b))
-        return record if record.song == song and a[len(a) - n :] == b[len(b) - n :] else None
+        n = min(len(a), len(b))  # at least the song folder and the file: a bare file name is
+        same = n >= 2 and a[len(a) - n :] == b[len(b) - n :]  # no spelling of a path
+        return record if record.song == song and same else None
 
     def add(self, song: SongId, name: str, features: Any) -> Record:
         """Validate one track and write it into the store (atomically, once).

@@ -401,8 +401,8 @@ class FeatureStore:
             return None
         record = self.records[at]
         a, b = Path(record.name).parts, Path(name).parts
-        n = min(len(a), len(b))  # at least the song folder and the file: a bare file name is
-        same = n >= 2 and a[len(a) - n :] == b[len(b) - n :]  # no spelling of a path
+        n = min(len(a), len(b))  # two components at least: a bare file name spells no path
+        same = n >= 2 and a[len(a) - n :] == b[len(b) - n :]
         return record if record.song == song and same else None
 
     def add(self, song: SongId, name: str, features: Any) -> Record:

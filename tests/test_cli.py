@@ -399,6 +399,7 @@ def test_bad_input_gives_one_line_errors(
         (["listen", tmp_path / "missing.npy"], "no feature file"),
         (["listen", fitted], "give --song"),
         (["listen", fitted, "--song", "nope"], "unknown song id"),
+        (["listen", fitted, "--song", "song-0", "-o", tmp_path], "is a folder; give the WAV"),
     ]
     for argv, match in cases:
         code, _, err = run(argv, capsys)

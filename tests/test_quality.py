@@ -425,6 +425,8 @@ def test_control_errors(fn: Any) -> None:
         fn(torch.zeros(2, 1, 5, 8), seed=-2)
     with pytest.raises(ParameterError, match="must be a torch.Tensor"):
         fn(np.zeros((2, 1, 5, 8)))
+    x = torch.rand(2, 1, 5, 8, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(fn(x, seed=np.int64(3)), fn(x, seed=3))  # NumPy ints are ints
 
 
 def test_metric_result_verdicts() -> None:

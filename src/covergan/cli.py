@@ -1402,6 +1402,8 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     from covergan.errors import AudioLoadError
 
     source: Path = args.source
+    if args.out is not None and Path(args.out).is_dir():
+        raise _CLIError(f"-o {args.out} is a folder; give the WAV file's path")
     if source.suffix.lower() == ".npy":
         if args.song is not None:
             raise _CLIError("--song goes with an augmenter file, not a .npy")

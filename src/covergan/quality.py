@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from covergan._checks import check_count, is_int
 from covergan.augment.classic import SemitoneRoll
 from covergan.csi.model import CSINet, EmbeddingFeatures
 from covergan.csi.train import train_csi
@@ -362,8 +363,7 @@ def evaluate_quality(
         synthetic song without training or held-out windows or with fewer than
         :data:`MIN_WINDOWS_PER_SONG` synthetic ones, or a bad ``embed`` output.
     """
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ParameterError(f"seed={seed!r} must be a non-negative integer")
+    seed = check_count("seed", seed, 0)
     sets = {
         "train": _labelled(train, train_songs, "train"),
         "heldout": _labelled(heldout, heldout_songs, "heldout"),
@@ -525,9 +525,9 @@ def _result(
 def _generator(seed: Seed) -> torch.Generator:
     if isinstance(seed, torch.Generator):
         return seed
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    if not is_int(seed) or seed < 0:
         raise ParameterError(f"seed={seed!r} must be a non-negative int or a torch.Generator")
-    return torch.Generator().manual_seed(seed)
+    return torch.Generator().manual_seed(int(seed))
 
 
 def permute_frames(x: torch.Tensor, seed: Seed = 0) -> torch.Tensor:

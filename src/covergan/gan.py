@@ -693,10 +693,6 @@ class ConditionalDCGAN(AdversarialModel):
 
     # ------------------------------------------------------------------ checkpoints
 
-    def _unpickle_modules(self) -> dict[str, nn.Module]:
-        custom = {"generator": self.custom_generator, "discriminator": self.custom_discriminator}
-        return {name: getattr(self, name) for name, is_custom in custom.items() if is_custom}
-
     def state_dict(self) -> dict[str, Any]:
         """Everything :meth:`save` writes, as plain containers and tensors."""
         return {

@@ -376,12 +376,8 @@ class FeatureStore:
 
     def find(self, song: SongId, name: str) -> Record | None:
         """The stored record of recording ``name`` of ``song``, or None: the one indexed
-        under ``name``, or under another spelling of the same path (relative or absolute, or
-        relative to another working folder): one whose file is the one ``name`` would get and
-        whose path's components end with all of ``name``'s, or ``name``'s with all of its,
-        two components (a folder and a file) at least (``audio/s0/r0.wav`` is
-        ``/data/audio/s0/r0.wav``; ``setB/s0/r0.wav`` is not ``setA/s0/r0.wav``, nor
-        ``r0.wav``).
+        under ``name``, or under another spelling of its path (:func:`_same_path`) in the
+        file ``name`` would get.
 
         Raises
         ------
@@ -400,10 +396,7 @@ class FeatureStore:
         if at is None:
             return None
         record = self.records[at]
-        a, b = Path(record.name).parts, Path(name).parts
-        n = min(len(a), len(b))  # two components at least: a bare file name spells no path
-        same = n >= 2 and a[len(a) - n :] == b[len(b) - n :]
-        return record if record.song == song and same else None
+        return record if record.song == song and _same_path(record.name, name) else None
 
     def add(self, song: SongId, name: str, features: Any) -> Record:
         """Validate one track and write it into the store (atomically, once).
@@ -616,16 +609,7 @@ class FeatureStore:
         """Every indexed file exists with the size it was written with."""
         if on_error not in ("raise", "skip"):
             raise ParameterError(f"on_error={on_error!r} must be 'raise' or 'skip'")
-        problems: list[tuple[int, str]] = []
-        for i, r in enumerate(self.records):
-            path = self.root / r.file
-            try:
-                size = path.stat().st_size
-            except FileNotFoundError:
-                problems.append((i, f"{path}: missing"))
-                continue
-            if size != r.size:
-                problems.append((i, f"{path}: {size} bytes, the index says {r.size}"))
+        problems = _file_problems(self.root, self.records)
         if not problems:
             return
         if on_error == "raise":
@@ -642,6 +626,32 @@ class FeatureStore:
         self.records = [r for i, r in enumerate(self.records) if i not in bad]
         self._by_name = {r.name: i for i, r in enumerate(self.records)}
         self._by_file = {r.file: i for i, r in enumerate(self.records)}
+
+
+def _same_path(a: str, b: str) -> bool:
+    """Whether ``a`` and ``b`` spell one path (relative or absolute, or relative to another
+    working folder): the components of one end with all of the other's, two at least (a
+    folder and a file). ``audio/s0/r0.wav`` is ``/data/audio/s0/r0.wav``; ``setB/s0/r0.wav``
+    is not ``setA/s0/r0.wav``, nor is ``r0.wav``."""
+    x, y = Path(a).parts, Path(b).parts
+    n = min(len(x), len(y))
+    return n >= 2 and x[len(x) - n :] == y[len(y) - n :]
+
+
+def _file_problems(root: Path, records: list[Record]) -> list[tuple[int, str]]:
+    """``(index, what)`` of each record whose file under ``root`` is missing or has another
+    size than it was written with."""
+    problems: list[tuple[int, str]] = []
+    for i, r in enumerate(records):
+        path = root / r.file
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            problems.append((i, f"{path}: missing"))
+            continue
+        if size != r.size:
+            problems.append((i, f"{path}: {size} bytes, the index says {r.size}"))
+    return problems
 
 
 def extract_to_store(

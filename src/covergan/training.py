@@ -336,8 +336,10 @@ class AdversarialModel:
 
     def _unpickle_modules(self) -> dict[str, nn.Module]:
         """Keyword arguments of ``from_state_dict`` beside the state: networks it cannot
-        rebuild from the config (a user's own), pickled as they are."""
-        return {}
+        rebuild from the config (a user's own, ``custom_generator`` / ``custom_discriminator``),
+        pickled as they are."""
+        names = ("generator", "discriminator")
+        return {n: getattr(self, n) for n in names if getattr(self, f"custom_{n}", False)}
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write :meth:`state_dict` atomically (a temporary file in the same folder, fsync,

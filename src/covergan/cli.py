@@ -1227,20 +1227,13 @@ def _write_samples(
     float32 ``[n_bins, W]`` files (each whole or absent, even if the run is killed), after
     ``config`` (features space) as :data:`CONFIG_FILE`. Files of an earlier run with the same
     seed that this run does not write are removed, so a song's folder never mixes two runs.
-
-    Raises
-    ------
-    _CLIError
-        Before anything is written: a song's folder is in the way (a file), or ``out`` holds
-        samples in another format (its :data:`CONFIG_FILE` differs from ``config``, or
-        model-space samples are asked into a folder of features).
+    The caller has checked ``out`` with :func:`_check_sample_folder` before drawing.
     """
     import numpy as np
 
     from covergan._io import npy_beside
 
     folders = {song: out / _safe_name(song) for song in samples}
-    _check_sample_folder(out, folders.values(), config)
     if config is not None:
         _write_config(out, config)
     for song, x in samples.items():
@@ -1254,8 +1247,11 @@ def _write_samples(
                 stale.unlink()
 
 
-def _check_sample_folder(out: Path, folders: Iterable[Path], config: CQTConfig | None) -> None:
-    """The checks of :func:`_write_samples`."""
+def _check_sample_folder(out: Path, songs: Iterable[SongId], config: CQTConfig | None) -> None:
+    """Before samples of ``songs`` are drawn for :func:`_write_samples`: a _CLIError when a
+    song's folder is in the way (a file), or ``out`` holds samples in another format (its
+    :data:`CONFIG_FILE` differs from ``config``, or model-space samples are asked into a
+    folder of features)."""
     path = out / CONFIG_FILE
     if path.is_file():
         if config is None:
@@ -1268,7 +1264,7 @@ def _check_sample_folder(out: Path, folders: Iterable[Path], config: CQTConfig |
                 f"{out} holds samples in another feature format ({path} differs from this "
                 "augmenter's): write to another folder"
             )
-    for folder in folders:
+    for folder in (out / _safe_name(song) for song in songs):
         if folder.exists() and not folder.is_dir():
             raise _CLIError(f"{folder} is a file; a song's samples need a folder there")
 
@@ -1297,7 +1293,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
             counts[song] = args.n
     out: Path = args.out
     config = aug.config_ if args.space == "features" else None
-    _check_sample_folder(out, [out / _safe_name(song) for song in counts], config)  # no draw yet
+    _check_sample_folder(out, counts, config)
     samples = aug.sample_many(
         counts, method=args.method, space=args.space, seed=args.seed, truncation=args.truncation
     )
@@ -1680,6 +1676,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     target = max(int(np.ceil(np.percentile(train_counts, 75))), min(train_counts) + 1)
     plan = aug.plan(target, max_ratio=4)
     needed = {s: n for s, n in plan.items() if n > 0}
+    _check_sample_folder(out / "synthetic", needed, aug.config_)
     samples = aug.sample_many(needed, seed=args.seed)
     n_synth = sum(len(x) for x in samples.values())
     _write_samples(out / "synthetic", samples, args.seed, aug.config_)

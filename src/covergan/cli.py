@@ -894,6 +894,10 @@ def _write_config(folder: Path, config: CQTConfig) -> Path:
     return path
 
 
+#: The CQTConfig fields the feature options (``--n-bins``, ...) set.
+_FEATURE_OPTIONS = ("n_bins", "bins_per_octave", "pool", "scale")
+
+
 def _feature_config(args: argparse.Namespace, *folders: Path) -> CQTConfig:
     """The first ``CONFIG_FILE`` of ``folders`` (else the CQTNet recipe), with the options."""
     from covergan.cqt import CQTConfig
@@ -903,8 +907,7 @@ def _feature_config(args: argparse.Namespace, *folders: Path) -> CQTConfig:
         if (folder / CONFIG_FILE).is_file():
             config = _read_config(folder / CONFIG_FILE)
             break
-    names = ("n_bins", "bins_per_octave", "pool", "scale")
-    overrides = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    overrides = {n: getattr(args, n) for n in _FEATURE_OPTIONS if getattr(args, n) is not None}
     return dataclasses.replace(config, **overrides) if overrides else config
 
 
@@ -1135,7 +1138,7 @@ def _check_resume_options(aug: Augmenter, args: argparse.Namespace) -> None:
         for key, value in (args.version_config or {}).items():
             pairs.append((f"--version-config {key}", value, stored.get(key)))
     recipe = aug.config_.to_dict()
-    for name in ("n_bins", "bins_per_octave", "pool", "scale"):
+    for name in _FEATURE_OPTIONS:
         pairs.append((f"--{name.replace('_', '-')}", getattr(args, name), recipe[name]))
     for option, given, own in pairs:
         if given is not None and given != own:

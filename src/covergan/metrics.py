@@ -931,10 +931,6 @@ def _song_rng(seed: int, song: Hashable) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(str(song).encode())])
 
 
-def _check_seed(seed: int) -> None:
-    check_count("seed", seed, 0)
-
-
 # --------------------------------------------------------------------------------------
 # Floors and per-song quality
 # --------------------------------------------------------------------------------------
@@ -1072,7 +1068,7 @@ def frechet_with_floor(
     CoverGANWarning
         When a compared set has ``n <= d``.
     """
-    _check_seed(seed)
+    check_count("seed", seed, 0)
     _validate_shrinkage(shrinkage)
     fr = _features_of(real, features, batch_size=batch_size, name="real")
     ff = _features_of(fake, features, batch_size=batch_size, name="fake")
@@ -1256,7 +1252,7 @@ def per_song_frechet(
     CoverGANWarning
         Once, when some songs compare sets with ``n <= d`` samples.
     """
-    _check_seed(seed)
+    check_count("seed", seed, 0)
     _validate_shrinkage(shrinkage)
     check_count("min_samples", min_samples, 2)
     if (heldout is None) != (heldout_labels is None):
